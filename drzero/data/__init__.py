@@ -1,0 +1,159 @@
+"""Question sets: the five bundled benchmarks, the toy task, local files and the HF hub.
+
+Every loader returns a list of ``{"problem": str, "answer": str | list[str]}`` rows, the
+shape training, evaluation and probing all consume.
+
+Sources understood by ``load_questions``:
+- ``toy`` / ``toy:train`` / ``toy:test``: the bundled synthetic task (``drzero.toy``);
+- ``aime24``, ``amc``, ``math500``, ``minerva``, ``olympiadbench``: bundled benchmarks;
+- a local ``.jsonl``/``.json``/``.parquet``/``.csv`` file, or a folder written by
+  ``datasets.save_to_disk``;
+- anything else is tried as a Hugging Face hub dataset name (needs the network).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from drzero.errors import DrZeroError
+
+DATA_DIR = Path(__file__).parent
+BENCHMARK_DIR = DATA_DIR / "benchmarks"
+BENCHMARKS = {
+    "aime24": "aime24.jsonl",
+    "amc": "amc.jsonl",
+    "math500": "math500.jsonl",
+    "minerva": "minerva.jsonl",
+    "olympiadbench": "olympiadbench.jsonl",
+}
+BENCHMARK_ALIASES = {"aime": "aime24", "math": "math500", "olympiad": "olympiadbench", "olympiad_bench": "olympiadbench"}
+QUESTION_COLUMNS = ("problem", "question", "input", "prompt", "query")
+ANSWER_COLUMNS = ("answer", "gt_answer", "ground_truth_answer", "target", "final_answer", "solution")
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    rows = []
+    with open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise DrZeroError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+    return rows
+
+
+def load_benchmark(name: str) -> list[dict]:
+    """One bundled benchmark by name (``aime24``, ``amc``, ``math500``, ``minerva``, ``olympiadbench``)."""
+    key = BENCHMARK_ALIASES.get(name.lower(), name.lower())
+    if key not in BENCHMARKS:
+        raise DrZeroError(f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}")
+    return read_jsonl(BENCHMARK_DIR / BENCHMARKS[key])
+
+
+def _pick(columns, wanted: str | None, candidates, what: str, source: str) -> str:
+    if wanted:
+        if wanted not in columns:
+            raise DrZeroError(f"{source}: no {what} column {wanted!r} (columns: {', '.join(columns)})")
+        return wanted
+    for c in candidates:
+        if c in columns:
+            return c
+    raise DrZeroError(
+        f"{source}: no {what} column found (columns: {', '.join(columns)}); pass --{what}-column"
+    )
+
+
+def _rows_from_table(rows: list[dict], source: str, question_column, answer_column) -> list[dict]:
+    if not rows:
+        raise DrZeroError(f"{source}: the dataset is empty")
+    columns = list(rows[0].keys())
+    qcol = _pick(columns, question_column, QUESTION_COLUMNS, "question", source)
+    acol = _pick(columns, answer_column, ANSWER_COLUMNS, "answer", source)
+    out = []
+    for i, row in enumerate(rows):
+        q, a = row.get(qcol), row.get(acol)
+        if isinstance(a, float) and a.is_integer():
+            a = str(int(a))
+        if isinstance(a, (int, float)):
+            a = str(a)
+        empty = a is None or (isinstance(a, str) and not a.strip()) or (isinstance(a, list) and not a)
+        if not isinstance(q, str) or not q.strip():
+            raise DrZeroError(f"{source}: row {i} has an empty question in column {qcol!r}")
+        if empty:
+            raise DrZeroError(f"{source}: row {i} has an empty answer in column {acol!r}")
+        out.append({"problem": q, "answer": [str(x).strip() for x in a] if isinstance(a, list) else str(a).strip()})
+    return out
+
+
+def load_questions(
+    source: str,
+    *,
+    split: str | None = None,
+    question_column: str | None = None,
+    answer_column: str | None = None,
+    limit: int | None = None,
+) -> list[dict]:
+    """Rows ``{"problem", "answer"}`` from any source above; see the module docstring."""
+    rows = _load(source, split, question_column, answer_column)
+    return rows[:limit] if limit else rows
+
+
+def _load(source, split, question_column, answer_column):
+    if source.startswith("toy"):
+        from drzero.toy import load_split
+
+        return load_split(source.partition(":")[2] or split or "train")
+    if source.lower() in BENCHMARKS or source.lower() in BENCHMARK_ALIASES:
+        return load_benchmark(source)
+    path = Path(source).expanduser()
+    if path.exists():
+        return _rows_from_table(_read_local(path, split), str(path), question_column, answer_column)
+    if source.startswith((".", "/", "~")) or source.endswith((".jsonl", ".json", ".csv", ".parquet")):
+        raise DrZeroError(f"dataset path {source!r} does not exist")
+    return _rows_from_table(_read_hub(source, split), source, question_column, answer_column)
+
+
+def _read_local(path: Path, split: str | None) -> list[dict]:
+    import datasets
+
+    try:
+        if path.is_dir():
+            ds = datasets.load_from_disk(str(path))
+            if isinstance(ds, datasets.DatasetDict):
+                name = split or next(iter(ds))
+                if name not in ds:
+                    raise DrZeroError(f"{path}: no split {name!r} (splits: {', '.join(ds)})")
+                ds = ds[name]
+            return ds.to_list()
+        suffix = path.suffix.lower()
+        if suffix == ".jsonl":
+            return read_jsonl(path)
+        if suffix == ".json":
+            data = json.loads(path.read_text())
+            if isinstance(data, dict):
+                data = data.get(split or "train", data.get("data"))
+            if not isinstance(data, list):
+                raise DrZeroError(f"{path}: expected a JSON list of objects")
+            return data
+        if suffix in (".parquet", ".csv"):
+            return datasets.load_dataset(suffix[1:], data_files=str(path), split="train").to_list()
+    except DrZeroError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any reader failure is a malformed file
+        raise DrZeroError(f"{path}: cannot read dataset ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    raise DrZeroError(f"{path}: unsupported file type {path.suffix!r} (use .jsonl, .json, .parquet, .csv or a saved dataset folder)")
+
+
+def _read_hub(name: str, split: str | None) -> list[dict]:
+    import datasets
+
+    try:
+        return datasets.load_dataset(name, split=split or "train").to_list()
+    except Exception as e:  # noqa: BLE001
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DrZeroError(
+            f"cannot load dataset {name!r}: not a bundled name, not a local path, and the hub load failed ({msg[:200]})"
+        ) from None
