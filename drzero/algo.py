@@ -1,0 +1,221 @@
+"""The RL objective family as pure tensor functions: GRPO, Dr. GRPO, DAPO, RLOO.
+
+Nothing here touches a model, a config object or a process group: tensors and numbers
+in, tensors out. Shapes use ``B`` prompts, ``G`` samples per prompt (``group_size``),
+``N = B*G`` responses, ``T`` response tokens (padded).
+
+The paper (Liu et al. 2025, Sec. 3) writes GRPO's objective as
+
+    J = (1/G) sum_i (1/|o_i|) sum_t min(r_it A_i, clip(r_it, 1-eps, 1+eps) A_i),
+    A_i = (R_i - mean(R)) / std(R),   r_it = pi(o_it) / pi_old(o_it)
+
+and names two biases: ``1/|o_i|`` (response-level length bias) and ``/std(R)``
+(question-level difficulty bias). Dr. GRPO drops both: ``A_i = R_i - mean(R)`` and the
+token sum of every response is divided by one constant C (the generation budget).
+
+The normaliser over responses (and over tokens for ``token_mean``) is the *optimizer
+step's* total, passed in by the caller, so the gradient does not depend on how the step
+is cut into micro-batches, accumulation steps or data-parallel ranks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+import torch
+
+AGGREGATIONS = ("seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm")
+SCALES = ("group", "batch", "none")
+BASELINES = ("mean", "loo")
+
+
+def group_advantages(
+    rewards: torch.Tensor,
+    group_size: int,
+    *,
+    scale: str = "group",
+    baseline: str = "mean",
+    eps: float = 1e-6,
+) -> torch.Tensor:
+    """Advantages ``[N]`` from rewards ``[N]`` ordered as B groups of ``group_size``.
+
+    baseline="mean": b_i = mean_j R_j over the group (GRPO, Dr. GRPO);
+    baseline="loo":  b_i = (sum_j R_j - R_i) / (G - 1) (RLOO, leave-one-out).
+    scale="group": A_i = (R_i - b_i) / (std_group(R) + eps)  (GRPO; unbiased std);
+    scale="batch": A_i = (R_i - b_i) / (std_batch(R) + eps);
+    scale="none":  A_i = R_i - b_i  (Dr. GRPO).
+    A group whose rewards are all equal gets exactly zero advantage (never NaN).
+    """
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+    if baseline not in BASELINES:
+        raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
+    if rewards.ndim != 1 or rewards.numel() % group_size:
+        raise ValueError(f"rewards must be 1-D with a multiple of group_size={group_size} entries, got {tuple(rewards.shape)}")
+    grouped = rewards.view(-1, group_size)  # [B, G]
+    if baseline == "mean":
+        base = grouped.mean(dim=1, keepdim=True)
+    else:
+        if group_size < 2:
+            raise ValueError("the leave-one-out baseline needs group_size >= 2")
+        base = (grouped.sum(dim=1, keepdim=True) - grouped) / (group_size - 1)
+    adv = grouped - base  # [B, G]
+    if scale == "group":
+        std = grouped.std(dim=1, keepdim=True) if group_size > 1 else torch.zeros_like(base)
+        adv = adv / (std + eps)
+    elif scale == "batch":
+        adv = adv / (rewards.std() + eps)
+    return adv.reshape(-1)
+
+
+def policy_loss(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    response_mask: torch.Tensor,
+    *,
+    aggregation: str,
+    constant_normalizer: float | None = None,
+    clip_eps_low: float = 0.2,
+    clip_eps_high: float | None = None,
+    ref_logprobs: torch.Tensor | None = None,
+    beta: float = 0.0,
+    num_responses: float | None = None,
+    num_tokens: float | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Clipped-surrogate loss of a (micro-)batch and its metrics.
+
+    logprobs, old_logprobs, ref_logprobs, response_mask: ``[N, T]``; advantages ``[N]``.
+    Per token: l_it = max(-A_i r_it, -A_i clip(r_it, 1-eps_low, 1+eps_high))
+                     + beta * k3(pi, pi_ref),  k3 = exp(ref - logp) - (ref - logp) - 1.
+    Aggregation (``num_responses`` = N_step, ``num_tokens`` = T_step, the optimizer
+    step's totals; they default to this batch's own):
+      seq_mean_token_mean     (GRPO):     sum_i [sum_t l_it / |o_i|] / N_step
+      token_mean              (DAPO):     sum_i sum_t l_it / T_step
+      seq_mean_token_sum_norm (Dr. GRPO): sum_i [sum_t l_it / C] / N_step
+    Returns (scalar loss, metrics: clip_frac_low, clip_frac_high, ratio_mean,
+    ratio_max, kl (when beta > 0), num_tokens).
+    """
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
+    if aggregation == "seq_mean_token_sum_norm" and not constant_normalizer:
+        raise ValueError("seq_mean_token_sum_norm needs constant_normalizer (the generation budget)")
+    clip_eps_high = clip_eps_low if clip_eps_high is None else clip_eps_high
+    mask = response_mask.to(logprobs.dtype)  # [N, T]
+    adv = advantages.to(logprobs.dtype).unsqueeze(1)  # [N, 1]
+    ratio = torch.exp(logprobs - old_logprobs)  # [N, T]
+    unclipped = -adv * ratio
+    clipped = -adv * torch.clamp(ratio, 1.0 - clip_eps_low, 1.0 + clip_eps_high)
+    per_token = torch.maximum(unclipped, clipped)  # [N, T]
+    kl = None
+    if beta:
+        if ref_logprobs is None:
+            raise ValueError("beta > 0 needs ref_logprobs")
+        log_ratio_ref = ref_logprobs - logprobs
+        kl = torch.exp(log_ratio_ref) - log_ratio_ref - 1.0  # k3 estimator, >= 0
+        per_token = per_token + beta * kl
+
+    lengths = mask.sum(dim=1)  # [N]
+    n_resp = float(num_responses) if num_responses is not None else float(mask.shape[0])
+    n_tok = float(num_tokens) if num_tokens is not None else float(lengths.sum().item())
+    token_sums = (per_token * mask).sum(dim=1)  # [N]
+    if aggregation == "seq_mean_token_mean":
+        loss = (token_sums / lengths.clamp(min=1.0)).sum() / n_resp
+    elif aggregation == "token_mean":
+        loss = token_sums.sum() / max(n_tok, 1.0)
+    else:
+        loss = (token_sums / constant_normalizer).sum() / n_resp
+
+    with torch.no_grad():
+        total = mask.sum().clamp(min=1.0)
+        low = ((ratio < 1.0 - clip_eps_low) & (adv < 0)).to(mask.dtype) * mask
+        high = ((ratio > 1.0 + clip_eps_high) & (adv > 0)).to(mask.dtype) * mask
+        metrics = {
+            "clip_frac_low": (low.sum() / total).item(),
+            "clip_frac_high": (high.sum() / total).item(),
+            "ratio_mean": ((ratio * mask).sum() / total).item(),
+            "ratio_max": (ratio.masked_fill(mask == 0, 0).max().item() if mask.any() else 1.0),
+            "num_tokens": mask.sum().item(),
+        }
+        if kl is not None:
+            metrics["kl"] = ((kl * mask).sum() / total).item()
+    return loss, metrics
+
+
+def bias_weights(
+    advantages: torch.Tensor,
+    lengths: torch.Tensor,
+    *,
+    aggregation: str,
+    constant_normalizer: float | None = None,
+) -> torch.Tensor:
+    """Per-token gradient weight ``[N]`` each response gets (on-policy, before clipping).
+
+    GRPO (seq_mean_token_mean): A_i / |o_i|  -- short correct answers pushed hardest,
+                                               long wrong answers punished least;
+    Dr. GRPO (seq_mean_token_sum_norm): A_i / C  -- the same for every length;
+    DAPO (token_mean): A_i / mean_j |o_j|     -- one weight for the batch.
+    (The common factor 1/N_step is left out.)
+    """
+    lengths = lengths.to(advantages.dtype).clamp(min=1.0)
+    if aggregation == "seq_mean_token_mean":
+        return advantages / lengths
+    if aggregation == "seq_mean_token_sum_norm":
+        if not constant_normalizer:
+            raise ValueError("seq_mean_token_sum_norm needs constant_normalizer")
+        return advantages / constant_normalizer
+    if aggregation == "token_mean":
+        return advantages / lengths.mean()
+    raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
+
+
+@dataclass(frozen=True)
+class Objective:
+    """The knobs that define an algorithm; a preset fills all of them at once."""
+
+    advantage_scale: str = "none"
+    baseline: str = "mean"
+    aggregation: str = "seq_mean_token_sum_norm"
+    constant_normalizer: float | None = None  # None: the generation budget (max_new_tokens)
+    clip_eps_low: float = 0.2
+    clip_eps_high: float | None = None
+    beta: float = 0.0
+
+
+PRESETS: dict[str, Objective] = {
+    "grpo": Objective(advantage_scale="group", baseline="mean", aggregation="seq_mean_token_mean"),
+    "dr_grpo": Objective(advantage_scale="none", baseline="mean", aggregation="seq_mean_token_sum_norm"),
+    "dapo": Objective(advantage_scale="group", baseline="mean", aggregation="token_mean", clip_eps_high=0.28),
+    "rloo": Objective(advantage_scale="none", baseline="loo", aggregation="seq_mean_token_sum_norm"),
+}
+
+
+def resolve_objective(preset: str, max_new_tokens: int | None = None, **overrides) -> Objective:
+    """The preset's knobs with ``overrides`` (None values ignored) applied; the Dr. GRPO
+    constant defaults to the generation budget ``max_new_tokens``."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown algorithm {preset!r}; choose from {', '.join(PRESETS)}")
+    obj = replace(PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
+    if obj.advantage_scale not in SCALES or obj.baseline not in BASELINES or obj.aggregation not in AGGREGATIONS:
+        raise ValueError(f"invalid objective knobs: {asdict(obj)}")
+    if obj.aggregation == "seq_mean_token_sum_norm" and obj.constant_normalizer is None:
+        if max_new_tokens is None:
+            raise ValueError("seq_mean_token_sum_norm needs constant_normalizer or max_new_tokens")
+        obj = replace(obj, constant_normalizer=float(max_new_tokens))
+    return obj
+
+
+def describe_objective(name: str, obj: Objective) -> str:
+    """One readable line for the start of a training log."""
+    base = "mean_group(R)" if obj.baseline == "mean" else "mean_{j!=i}(R)"
+    scale = {"group": " / std_group(R)", "batch": " / std_batch(R)", "none": ""}[obj.advantage_scale]
+    hi = obj.clip_eps_low if obj.clip_eps_high is None else obj.clip_eps_high
+    surrogate = f"min(r*A, clip(r, {1 - obj.clip_eps_low:g}, {1 + hi:g})*A)"
+    const = f"{obj.constant_normalizer:g}" if obj.constant_normalizer else "C"
+    agg = {
+        "seq_mean_token_mean": f"(1/N) sum_i (1/|o_i|) sum_t {surrogate}",
+        "token_mean": f"(1/sum_i|o_i|) sum_i sum_t {surrogate}",
+        "seq_mean_token_sum_norm": f"(1/N) sum_i (1/{const}) sum_t {surrogate}",
+    }[obj.aggregation]
+    kl = f" - {obj.beta:g}*KL_k3(pi||pi_ref)" if obj.beta else ", beta=0 (no KL)"
+    return f"objective {name}: A_i = R_i - {base}{scale}; maximise {agg}{kl}; N = responses per optimizer step"

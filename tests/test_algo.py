@@ -1,0 +1,174 @@
+"""drzero.algo: hand-computed values, autograd weights, split invariance, presets."""
+
+import math
+
+import pytest
+import torch
+
+from drzero.algo import (
+    PRESETS,
+    bias_weights,
+    describe_objective,
+    group_advantages,
+    policy_loss,
+    resolve_objective,
+)
+
+torch.set_default_dtype(torch.float64)
+
+
+def test_group_advantages_hand_computed():
+    r = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0])  # B=2, G=4
+    none = group_advantages(r, 4, scale="none")
+    assert torch.allclose(none, torch.tensor([0.75, -0.25, -0.25, -0.25, 0, 0, 0, 0]))
+    grp = group_advantages(r, 4, scale="group")
+    std = math.sqrt((0.75**2 + 3 * 0.25**2) / 3)  # unbiased std of [1,0,0,0]
+    assert torch.allclose(grp[:4], torch.tensor([0.75, -0.25, -0.25, -0.25]) / (std + 1e-6))
+    assert torch.equal(grp[4:], torch.zeros(4))  # equal rewards: exactly zero, no NaN
+    loo = group_advantages(r, 4, scale="none", baseline="loo")
+    assert torch.allclose(loo[:4], torch.tensor([1.0, -1 / 3, -1 / 3, -1 / 3]))
+    # Dr. GRPO's advantage is RLOO's times (G-1)/G (paper Sec. 3.2)
+    assert torch.allclose(none, loo * 3 / 4)
+    batch = group_advantages(r, 4, scale="batch")
+    assert torch.allclose(batch, none / (r.std() + 1e-6))
+
+
+def test_all_equal_rewards_never_nan():
+    for scale in ("group", "batch", "none"):
+        for baseline in ("mean", "loo"):
+            a = group_advantages(torch.ones(8), 4, scale=scale, baseline=baseline)
+            assert torch.equal(a, torch.zeros(8))
+
+
+def test_difficulty_weights_follow_std():
+    """GRPO weights a group by 1/std: p=1/8 or 7/8 correct gets more weight than p=1/2."""
+    G = 8
+    for k in range(1, G):
+        r = torch.tensor([1.0] * k + [0.0] * (G - k))
+        a = group_advantages(r, G, scale="group", eps=0.0)
+        std = math.sqrt(k * (G - k) / (G * (G - 1)))
+        assert torch.allclose(a, (r - k / G) / std)
+    w = lambda k: 1 / math.sqrt(k * (G - k) / (G * (G - 1)))  # noqa: E731
+    assert w(1) > w(4) and w(7) > w(4)
+
+
+def _batch(N=6, T=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    logp = -torch.rand(N, T, generator=g) * 2
+    old = logp + (torch.rand(N, T, generator=g) - 0.5) * 0.6
+    adv = torch.randn(N, generator=g)
+    lengths = torch.randint(1, T + 1, (N,), generator=g)
+    mask = (torch.arange(T)[None, :] < lengths[:, None]).double()
+    return logp, old, adv, mask
+
+
+def test_policy_loss_hand_computed_each_aggregation():
+    logp = torch.log(torch.tensor([[0.5, 0.5, 1.0], [0.5, 1.0, 1.0]]))
+    old = logp.clone()
+    adv = torch.tensor([1.0, -2.0])
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+    # on-policy: ratio 1, per token loss = -A
+    grpo, _ = policy_loss(logp, old, adv, mask, aggregation="seq_mean_token_mean")
+    assert grpo.item() == pytest.approx(((-1 * 2 / 2) + (2 * 3 / 3)) / 2)
+    dapo, _ = policy_loss(logp, old, adv, mask, aggregation="token_mean")
+    assert dapo.item() == pytest.approx((-1 * 2 + 2 * 3) / 5)
+    dr, _ = policy_loss(logp, old, adv, mask, aggregation="seq_mean_token_sum_norm", constant_normalizer=10)
+    assert dr.item() == pytest.approx((-2 / 10 + 6 / 10) / 2)
+
+
+def test_clipping_hand_computed():
+    logp = torch.log(torch.tensor([[1.5], [0.5], [1.5], [0.5]]))
+    old = torch.zeros(4, 1)
+    adv = torch.tensor([1.0, -1.0, -1.0, 1.0])
+    mask = torch.ones(4, 1)
+    loss, m = policy_loss(logp, old, adv, mask, aggregation="token_mean", clip_eps_low=0.2, clip_eps_high=0.3)
+    # rows: A>0 r=1.5 -> clip at 1.3: -1.3 ; A<0 r=.5 -> max(.5, .8) = .8 ; A<0 r=1.5 -> 1.5 ; A>0 r=.5 -> -.5
+    assert loss.item() == pytest.approx((-1.3 + 0.8 + 1.5 - 0.5) / 4)
+    assert m["clip_frac_high"] == pytest.approx(0.25) and m["clip_frac_low"] == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_gradient_equals_bias_weights_on_policy(preset):
+    obj = resolve_objective(preset, max_new_tokens=7)
+    logp, _, adv, mask = _batch()
+    logp.requires_grad_(True)
+    loss, metrics = policy_loss(
+        logp, logp.detach(), adv, mask, aggregation=obj.aggregation, constant_normalizer=obj.constant_normalizer
+    )
+    assert metrics["ratio_mean"] == pytest.approx(1.0) and metrics["clip_frac_low"] == metrics["clip_frac_high"] == 0
+    loss.backward()
+    N = logp.shape[0]
+    w = bias_weights(adv, mask.sum(1), aggregation=obj.aggregation, constant_normalizer=obj.constant_normalizer)
+    expected = -(w / N)[:, None] * mask
+    assert torch.allclose(logp.grad, expected, atol=1e-12)
+
+
+def _grad(preset, logp, old, adv, mask, splits, accumulate=True):
+    obj = resolve_objective(preset, max_new_tokens=7)
+    p = logp.clone().requires_grad_(True)
+    n_resp, n_tok = mask.shape[0], mask.sum().item()
+    total = 0.0
+    for idx in torch.arange(mask.shape[0]).chunk(splits):
+        loss, _ = policy_loss(
+            p[idx], old[idx], adv[idx], mask[idx], aggregation=obj.aggregation,
+            constant_normalizer=obj.constant_normalizer, clip_eps_high=obj.clip_eps_high,
+            num_responses=n_resp, num_tokens=n_tok,
+        )
+        loss.backward()
+        total += loss.item()
+    return total, p.grad
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_split_invariance(preset):
+    logp, old, adv, mask = _batch(N=8, seed=3)
+    ref_loss, ref_grad = _grad(preset, logp, old, adv, mask, 1)
+    for splits in (2, 4, 8):
+        loss, grad = _grad(preset, logp, old, adv, mask, splits)
+        assert loss == pytest.approx(ref_loss, abs=1e-12)
+        assert torch.allclose(grad, ref_grad, atol=1e-12)
+
+
+def test_equal_reward_groups_give_zero_gradient():
+    logp, old, _, mask = _batch(N=8)
+    adv = group_advantages(torch.tensor([1.0] * 4 + [0.0] * 4), 4, scale="group")
+    for preset in PRESETS:
+        obj = resolve_objective(preset, max_new_tokens=7)
+        p = logp.clone().requires_grad_(True)
+        loss, _ = policy_loss(p, old, adv, mask, aggregation=obj.aggregation, constant_normalizer=obj.constant_normalizer)
+        loss.backward()
+        assert torch.count_nonzero(p.grad) == 0
+
+
+def test_kl_term_k3():
+    logp = torch.log(torch.tensor([[0.5]]))
+    ref = torch.log(torch.tensor([[0.25]]))
+    loss, m = policy_loss(logp, logp, torch.zeros(1), torch.ones(1, 1), aggregation="token_mean", ref_logprobs=ref, beta=0.1)
+    k3 = 0.5 - math.log(0.5) - 1
+    assert m["kl"] == pytest.approx(k3) and loss.item() == pytest.approx(0.1 * k3)
+    with pytest.raises(ValueError, match="ref_logprobs"):
+        policy_loss(logp, logp, torch.zeros(1), torch.ones(1, 1), aggregation="token_mean", beta=0.1)
+
+
+def test_length_bias_direction():
+    """GRPO punishes a long wrong answer less per token than a short one; Dr. GRPO does not."""
+    adv = torch.tensor([-1.0, -1.0])
+    lengths = torch.tensor([10, 100])
+    g = bias_weights(adv, lengths, aggregation="seq_mean_token_mean")
+    d = bias_weights(adv, lengths, aggregation="seq_mean_token_sum_norm", constant_normalizer=100)
+    assert abs(g[1]) < abs(g[0])
+    assert d[0] == d[1]
+
+
+def test_presets_and_overrides_and_description():
+    dr = resolve_objective("dr_grpo", max_new_tokens=3000)
+    assert (dr.advantage_scale, dr.aggregation, dr.constant_normalizer) == ("none", "seq_mean_token_sum_norm", 3000.0)
+    g = resolve_objective("grpo", advantage_scale="none")
+    assert g.aggregation == "seq_mean_token_mean" and g.advantage_scale == "none"
+    line = describe_objective("dr_grpo", dr)
+    assert "3000" in line and "std" not in line and "\n" not in line
+    assert "std_group" in describe_objective("grpo", resolve_objective("grpo"))
+    with pytest.raises(ValueError, match="unknown algorithm"):
+        resolve_objective("ppo2")
+    with pytest.raises(ValueError):
+        resolve_objective("grpo", aggregation="bogus")
