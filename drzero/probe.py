@@ -1,0 +1,264 @@
+"""``drzero probe``: how well does a base model fit R1-Zero-like RL? (paper Sec. 2)
+
+For each template (r1, qwen_math, none, and any custom ``{question}`` string):
+- answering rate: responses that commit to an answer instead of continuing the text
+  (rule-based; optionally an LLM judge as well);
+- greedy accuracy, and pass@k at several temperatures (exploration ability);
+- self-reflection: the paper's keyword pool, per response and per question; with a
+  judge, a response counts only when keywords and judge agree (cross-validation);
+- response lengths; then a recommended template with the reason.
+
+    drzero probe --model toy --output runs/probe-toy
+
+Writes scorecard.md, scorecard.html, PNG plots and responses.jsonl to --output.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import statistics
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from drzero.analysis import is_answering, pass_at_k, reflection_keywords
+from drzero.errors import DrZeroError
+
+
+@dataclass
+class ProbeConfig:
+    """Probe a base model before RL: answering rate per template, exploration (pass@k), self-reflection."""
+
+    model: str = "toy"
+    """Model: `toy`, a local Hugging Face checkpoint, or a hub name."""
+    questions: str = "toy:test"
+    """Questions: toy:test, a bundled benchmark (math500, ...), a dataset path or hub name."""
+    n_questions: int = 500
+    """Questions used for greedy decoding."""
+    templates: str = "r1,qwen_math,none"
+    """Comma-separated template names to compare."""
+    custom_template: str | None = None
+    """An extra template string containing {question}."""
+    temperatures: str = "0.4,0.7,1.0"
+    """Temperatures for pass@k (exploration)."""
+    n: int = 8
+    """Samples per question at each temperature (pass@1..n)."""
+    sample_questions: int = 100
+    """Questions used for the sampled (pass@k, self-reflection) part."""
+    max_new_tokens: int = 128
+    """Generation budget per response."""
+    output: str = "runs/probe"
+    """Output folder."""
+    question_column: str | None = None
+    """Question column for non-bundled datasets."""
+    answer_column: str | None = None
+    """Answer column for non-bundled datasets."""
+    judge_endpoint: str | None = None
+    """OpenAI-compatible chat endpoint of an LLM judge (optional)."""
+    judge_model: str = "gpt-4o-mini"
+    """Model name to ask at the judge endpoint."""
+    judge_api_key_env: str | None = None
+    """Environment variable holding the judge's API key (never written anywhere)."""
+    judge_answering_prompt: str | None = None
+    """Custom answering prompt for the judge (file path or string with {question} and {response})."""
+    judge_reflection_prompt: str | None = None
+    """Custom self-reflection prompt for the judge (file path or string with {question} and {response})."""
+    device: str = "auto"
+    """cpu, cuda or auto."""
+    batch_size: int = 256
+    """Sequences generated at once."""
+    seed: int = 0
+    """Sampling seed."""
+
+
+def _prompt_arg(value: str | None):
+    if value is None:
+        return None
+    p = Path(value)
+    return p.read_text() if p.exists() else value
+
+
+def run_probe(cfg: ProbeConfig, log=print) -> dict:
+    from drzero.data import load_questions
+    from drzero.grader import grade_batch
+    from drzero.models import load_model_and_tokenizer
+    from drzero.rollout import SamplingParams
+    from drzero.rollout.hf import HFEngine
+    from drzero.templates import get_template
+    from drzero.train import pick_device
+
+    names = [t.strip() for t in cfg.templates.split(",") if t.strip()]
+    templates = [get_template(t) for t in names]
+    if cfg.custom_template:
+        templates.append(get_template(cfg.custom_template))
+    if not templates:
+        raise DrZeroError("no templates to probe")
+    try:
+        temps = [float(t) for t in cfg.temperatures.split(",") if t.strip()]
+    except ValueError:
+        raise DrZeroError(f"--temperatures must be comma-separated numbers, got {cfg.temperatures!r}") from None
+    rows = load_questions(cfg.questions, question_column=cfg.question_column, answer_column=cfg.answer_column,
+                          limit=cfg.n_questions)
+    judge = None
+    if cfg.judge_endpoint:
+        from drzero.judge import ANSWERING_PROMPT, REFLECTION_PROMPT, Judge
+
+        judge = Judge(cfg.judge_endpoint, cfg.judge_model, api_key_env=cfg.judge_api_key_env,
+                      answering_prompt=_prompt_arg(cfg.judge_answering_prompt) or ANSWERING_PROMPT,
+                      reflection_prompt=_prompt_arg(cfg.judge_reflection_prompt) or REFLECTION_PROMPT)
+    model, tokenizer = load_model_and_tokenizer(cfg.model, device=pick_device(cfg.device))
+    engine = HFEngine(model, tokenizer, batch_size=cfg.batch_size)
+    out = Path(cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    card: dict = {"config": asdict(cfg), "templates": {}}
+    responses_f = open(out / "responses.jsonl", "w")
+    sample_rows = rows[: cfg.sample_questions]
+    for tpl in templates:
+        label = tpl.name if tpl.name != "custom" else "custom"
+        log(f"probe: template {label}: greedy on {len(rows)} questions")
+        gens = engine.generate([tpl.render(r["problem"]) for r in rows],
+                               SamplingParams(n=1, temperature=0.0, max_new_tokens=cfg.max_new_tokens, stop=tpl.stop))
+        grades = grade_batch([g.text for g in gens], [r["answer"] for r in rows], answer_format=tpl.answer_format)
+        answering = [is_answering(g.text) for g in gens]
+        entry = {
+            "greedy_accuracy": statistics.fmean(g.correct for g in grades),
+            "answering_rate": statistics.fmean(answering),
+            "format_rate": statistics.fmean(g.formatted for g in grades),
+            "length_mean": statistics.fmean(len(g.token_ids) for g in gens),
+            "truncation_rate": statistics.fmean(g.truncated for g in gens),
+            "pass_at_k": {},
+        }
+        if judge:
+            judged = judge.answering([(r["problem"], g.text) for r, g in zip(rows, gens)])
+            entry["answering_rate_judge"] = statistics.fmean(judged)
+        for r, g, gr, a in zip(rows, gens, grades, answering):
+            responses_f.write(json.dumps({"template": label, "temperature": 0.0, "question": r["problem"],
+                                          "reference": r["answer"], "response": g.text, "correct": gr.correct,
+                                          "answering": a, "length": len(g.token_ids)}) + "\n")
+        reflective_texts = []
+        for temp in temps:
+            log(f"probe: template {label}: {cfg.n} samples at T={temp} on {len(sample_rows)} questions")
+            sgens = engine.generate([tpl.render(r["problem"]) for r in sample_rows],
+                                    SamplingParams(n=cfg.n, temperature=temp, max_new_tokens=cfg.max_new_tokens,
+                                                   stop=tpl.stop, seed=cfg.seed))
+            sgrades = grade_batch([g.text for g in sgens], [sample_rows[g.prompt_index]["answer"] for g in sgens],
+                                  answer_format=tpl.answer_format)
+            per_q = [sum(sgrades[i * cfg.n + j].correct for j in range(cfg.n)) for i in range(len(sample_rows))]
+            entry["pass_at_k"][str(temp)] = {
+                f"pass@{k}": statistics.fmean(pass_at_k(cfg.n, c, k) for c in per_q) for k in range(1, cfg.n + 1)}
+            if temp == max(temps):
+                reflective_texts = sgens
+                for g, gr in zip(sgens, sgrades):
+                    responses_f.write(json.dumps({"template": label, "temperature": temp,
+                                                  "question": sample_rows[g.prompt_index]["problem"], "response": g.text,
+                                                  "correct": gr.correct, "keywords": reflection_keywords(g.text),
+                                                  "length": len(g.token_ids)}) + "\n")
+        kw = [bool(reflection_keywords(g.text)) for g in reflective_texts]
+        if judge and reflective_texts:
+            cats = judge.reflection([(sample_rows[g.prompt_index]["problem"], g.text) for g in reflective_texts])
+            kw = [k and c == 2 for k, c in zip(kw, cats)]  # cross-validated: both must agree (paper Sec. 2.3)
+        per_question = [any(kw[i * cfg.n : (i + 1) * cfg.n]) for i in range(len(sample_rows))]
+        entry["reflection_rate_responses"] = statistics.fmean(kw) if kw else 0.0
+        entry["reflection_rate_questions"] = statistics.fmean(per_question) if per_question else 0.0
+        entry["reflection_count"] = int(sum(kw))
+        entry["reflection_method"] = "keywords+judge" if judge else "keywords"
+        card["templates"][label] = entry
+    responses_f.close()
+    best = max(card["templates"], key=lambda k: (card["templates"][k]["greedy_accuracy"], card["templates"][k]["answering_rate"]))
+    b = card["templates"][best]
+    worst = min(card["templates"], key=lambda k: card["templates"][k]["answering_rate"])
+    reason = (f"{best} has the highest greedy accuracy ({b['greedy_accuracy']:.1%}) with an answering rate of "
+              f"{b['answering_rate']:.1%}")
+    if worst != best:
+        reason += f"; {worst} answers only {card['templates'][worst]['answering_rate']:.1%} of the time"
+    card["recommended_template"] = best
+    card["reason"] = reason
+    (out / "scorecard.json").write_text(json.dumps(card, indent=2))
+    _write_plots(card, out, temps)
+    _write_scorecard(card, out, cfg)
+    log(f"probe: recommended template {best}: {reason}")
+    log(f"probe: wrote {out / 'scorecard.md'}, {out / 'scorecard.html'}")
+    return card
+
+
+def _write_plots(card: dict, out: Path, temps: list[float]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(card["templates"])
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.bar(names, [card["templates"][n]["answering_rate"] * 100 for n in names], color="#4c72b0")
+    ax.set_ylabel("answering rate (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title("Answering rate per template (greedy)")
+    fig.tight_layout()
+    fig.savefig(out / "answering_rate.png", dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for n in names:
+        pk = card["templates"][n]["pass_at_k"]
+        ks = sorted({int(k.split("@")[1]) for v in pk.values() for k in v})
+        kmax = ks[-1] if ks else 1
+        ax.plot(temps, [pk[str(t)][f"pass@{kmax}"] * 100 for t in temps], marker="o", label=f"{n} pass@{kmax}")
+        ax.plot(temps, [pk[str(t)]["pass@1"] * 100 for t in temps], marker="x", linestyle="--", label=f"{n} pass@1")
+    ax.set_xlabel("temperature")
+    ax.set_ylabel("%")
+    ax.set_title("Exploration: pass@k vs temperature")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "pass_at_k.png", dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.bar(names, [card["templates"][n]["reflection_count"] for n in names], color="#dd8452")
+    ax.set_ylabel("responses with self-reflection")
+    ax.set_title(f"Self-reflection ({card['templates'][names[0]]['reflection_method']})")
+    fig.tight_layout()
+    fig.savefig(out / "reflection.png", dpi=110)
+    plt.close(fig)
+
+
+def _write_scorecard(card: dict, out: Path, cfg: ProbeConfig) -> None:
+    lines = [f"# Probe scorecard: {cfg.model}", "", f"Questions: {cfg.questions} ({cfg.n_questions} greedy, "
+             f"{cfg.sample_questions} x {cfg.n} samples per temperature), {cfg.max_new_tokens} new tokens.", "",
+             "| template | answering rate | greedy accuracy | format rate | mean length | truncated | "
+             "best pass@k | self-reflection (responses / questions) |", "|---|---|---|---|---|---|---|---|"]
+    for name, e in card["templates"].items():
+        best_pk = max(((t, v) for t, v in e["pass_at_k"].items()), key=lambda tv: max(tv[1].values()), default=None)
+        pk = f"{max(best_pk[1].values()):.1%} (T={best_pk[0]}, k={cfg.n})" if best_pk else "-"
+        ans = f"{e['answering_rate']:.1%}" + (f" (judge {e['answering_rate_judge']:.1%})" if "answering_rate_judge" in e else "")
+        lines.append(f"| {name} | {ans} | {e['greedy_accuracy']:.1%} | {e['format_rate']:.1%} | {e['length_mean']:.1f} | "
+                     f"{e['truncation_rate']:.1%} | {pk} | {e['reflection_rate_responses']:.1%} / {e['reflection_rate_questions']:.1%} |")
+    lines += ["", f"**Recommended template: `{card['recommended_template']}`**: {card['reason']}.", "",
+              "![answering rate](answering_rate.png)", "![pass@k](pass_at_k.png)", "![self-reflection](reflection.png)", ""]
+    (out / "scorecard.md").write_text("\n".join(lines))
+    imgs = "".join(
+        f'<img alt="{n}" src="data:image/png;base64,{base64.b64encode((out / n).read_bytes()).decode()}">'
+        for n in ("answering_rate.png", "pass_at_k.png", "reflection.png"))
+    table = _md_table_to_html([ln for ln in lines if ln.startswith("|")])
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>Probe: {html.escape(cfg.model)}</title>"
+            "<style>body{font-family:sans-serif;max-width:1000px;margin:2em auto}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:4px 8px}img{max-width:32%;margin:4px}</style></head><body>"
+            f"<h1>Probe scorecard: {html.escape(cfg.model)}</h1>{table}"
+            f"<p><b>Recommended template: {html.escape(card['recommended_template'])}</b>: {html.escape(card['reason'])}.</p>"
+            f"{imgs}</body></html>")
+    (out / "scorecard.html").write_text(page)
+
+
+def _md_table_to_html(rows: list[str]) -> str:
+    cells = [[html.escape(c.strip()) for c in r.strip("|").split("|")] for r in rows if not set(r) <= set("|-")]
+    head, body = cells[0], cells[1:]
+    return ("<table><tr>" + "".join(f"<th>{c}</th>" for c in head) + "</tr>"
+            + "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in body) + "</table>")
+
+
+def main(argv: list[str]) -> int:
+    import tyro
+
+    cfg = tyro.cli(ProbeConfig, args=argv, prog="drzero probe", description=ProbeConfig.__doc__)
+    run_probe(cfg)
+    return 0

@@ -1,0 +1,193 @@
+"""``drzero report RUN_DIR [RUN_DIR ...] --output DIR``: training runs overlaid in one page.
+
+Plots (PNG, matplotlib): reward; response length overall and split into correct and
+incorrect (the paper's Fig. on GRPO's length bias); benchmark accuracy over steps;
+truncation rate; the per-question weight distribution and per-token weight vs length
+(from ``drzero.algo.bias_weights``, logged in weights.jsonl). Ends with a text summary
+of each run's numbers. Comparing a GRPO and a Dr. GRPO run is the headline use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import json
+import math
+import statistics
+from pathlib import Path
+
+import yaml
+
+from drzero.errors import DrZeroError
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    out = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise DrZeroError(f"{path}:{i}: not valid JSON") from None
+    return out
+
+
+def load_run(run_dir: str) -> dict:
+    d = Path(run_dir)
+    if not (d / "metrics.jsonl").exists():
+        raise DrZeroError(f"{run_dir}: not a training run directory (no metrics.jsonl)")
+    cfg = yaml.safe_load((d / "config.yaml").read_text()) if (d / "config.yaml").exists() else {}
+    metrics = _read_jsonl(d / "metrics.jsonl")
+    label = f"{d.name} ({cfg.get('algo', '?')})"
+    return {"dir": d, "label": label, "config": cfg, "metrics": metrics, "weights": _read_jsonl(d / "weights.jsonl")}
+
+
+def series(metrics: list[dict], key: str) -> tuple[list[int], list[float]]:
+    pts = [(m["step"], m[key]) for m in metrics if key in m and m[key] is not None and not (isinstance(m[key], float) and math.isnan(m[key]))]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def _window_mean(values: list[float], last: int = 5) -> float:
+    vals = [v for v in values[-last:] if not math.isnan(v)]
+    return statistics.fmean(vals) if vals else float("nan")
+
+
+def summarize(run: dict) -> dict:
+    m = run["metrics"]
+    _, inc = series(m, "rollout/response_length_incorrect")
+    _, cor = series(m, "rollout/response_length_correct")
+    _, rew = series(m, "rollout/reward_mean")
+    evals = {}
+    for key in sorted({k for row in m for k in row if k.startswith("eval/") and k.endswith("/accuracy")}):
+        steps, vals = series(m, key)
+        evals[key.split("/")[1]] = {"first": vals[0], "last": vals[-1], "step": steps[-1]} if vals else None
+    return {
+        "label": run["label"],
+        "steps": max((row["step"] for row in m), default=0),
+        "reward_last5": _window_mean(rew),
+        "length_incorrect_first5": statistics.fmean(inc[:5]) if inc else float("nan"),
+        "length_incorrect_last5": _window_mean(inc),
+        "length_correct_first5": statistics.fmean(cor[:5]) if cor else float("nan"),
+        "length_correct_last5": _window_mean(cor),
+        "eval": evals,
+    }
+
+
+def _plot(runs, keys, ylabel, title, path, styles=("-",)):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for i, run in enumerate(runs):
+        color = f"C{i}"
+        for key, style in zip(keys, styles * len(keys)):
+            x, y = series(run["metrics"], key)
+            if x:
+                suffix = "" if len(keys) == 1 else f" {key.split('_')[-1]}"
+                ax.plot(x, y, style, color=color, label=run["label"] + suffix, marker="." if len(x) < 30 else None)
+    ax.set_xlabel("policy iteration")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_weights(runs, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for i, run in enumerate(runs):
+        scales = [s for row in run["weights"] for s in row.get("question_scale", [])]
+        if scales:
+            axes[0].hist(scales, bins=30, alpha=0.5, color=f"C{i}", label=run["label"])
+        tail = run["weights"][-10:]
+        lengths = [x for row in tail for x in row["length"]]
+        weights = [abs(w) for row in tail for w in row["token_weight"]]
+        if lengths:
+            axes[1].scatter(lengths, weights, s=6, alpha=0.4, color=f"C{i}", label=run["label"])
+    axes[0].set_title("Per-question weight (1/std for GRPO, 1 for Dr. GRPO)")
+    axes[0].set_xlabel("weight")
+    axes[1].set_title("|per-token gradient weight| vs response length (last 10 steps)")
+    axes[1].set_xlabel("response tokens")
+    for ax in axes:
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def make_report(run_dirs: list[str], output: str) -> Path:
+    if not run_dirs:
+        raise DrZeroError("give at least one run directory")
+    runs = [load_run(d) for d in run_dirs]
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    plots = [
+        ("reward.png", ["rollout/reward_mean"], "mean reward", "Training reward"),
+        ("length.png", ["rollout/response_length_mean"], "tokens", "Response length"),
+        ("length_split.png", ["rollout/response_length_correct", "rollout/response_length_incorrect"], "tokens",
+         "Response length: correct (solid) vs incorrect (dashed)"),
+        ("truncation.png", ["rollout/truncation_rate"], "share of responses", "Truncation rate"),
+    ]
+    images = []
+    for name, keys, ylabel, title in plots:
+        _plot(runs, keys, ylabel, title, out / name, styles=("-", "--"))
+        images.append((name, title))
+    eval_keys = sorted({k for r in runs for row in r["metrics"] for k in row if k.startswith("eval/") and k.endswith("/accuracy")})
+    if eval_keys:
+        _plot(runs, eval_keys, "accuracy", "Benchmark accuracy (greedy)", out / "eval_accuracy.png", styles=("-", "--", ":", "-."))
+        images.append(("eval_accuracy.png", "Benchmark accuracy"))
+    if any(r["weights"] for r in runs):
+        _plot_weights(runs, out / "weights.png")
+        images.append(("weights.png", "Per-question and per-token weights"))
+    summaries = [summarize(r) for r in runs]
+    (out / "summary.json").write_text(json.dumps(summaries, indent=2))
+    text = summary_text(summaries)
+    (out / "summary.md").write_text(text)
+    body = "".join(
+        f"<figure><img alt='{html.escape(t)}' src='{n}'><figcaption>{html.escape(t)}</figcaption></figure>" for n, t in images)
+    page = ("<!doctype html><html><head><meta charset='utf-8'><title>drzero report</title><style>"
+            "body{font-family:sans-serif;max-width:1100px;margin:2em auto}figure{display:inline-block;margin:6px}"
+            "img{max-width:520px}pre{background:#f5f5f5;padding:1em;white-space:pre-wrap}</style></head><body>"
+            f"<h1>drzero report</h1><p>Runs: {html.escape(', '.join(r['label'] for r in runs))}</p>{body}"
+            f"<h2>Summary</h2><pre>{html.escape(text)}</pre></body></html>")
+    (out / "index.html").write_text(page)
+    for name, _ in images:  # embed-free page: check every image is really there
+        if not (out / name).exists() or (out / name).stat().st_size == 0:
+            raise DrZeroError(f"plot {name} was not written")
+    return out / "index.html"
+
+
+def summary_text(summaries: list[dict]) -> str:
+    lines = []
+    for s in summaries:
+        lines.append(f"{s['label']}: {s['steps']} steps; reward (last 5) {s['reward_last5']:.3f}; "
+                     f"incorrect-response length {s['length_incorrect_first5']:.1f} -> {s['length_incorrect_last5']:.1f} tokens; "
+                     f"correct-response length {s['length_correct_first5']:.1f} -> {s['length_correct_last5']:.1f} tokens")
+        for name, e in s["eval"].items():
+            if e:
+                lines.append(f"  eval {name}: accuracy {e['first']:.3f} -> {e['last']:.3f} (step {e['step']})")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="drzero report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+", help="training run directories (with metrics.jsonl)")
+    ap.add_argument("--output", default="runs/report", help="folder for index.html, PNG plots and summary.md")
+    args = ap.parse_args(argv)
+    page = make_report(args.runs, args.output)
+    print(summary_text(json.loads((page.parent / "summary.json").read_text())), end="")
+    print(f"wrote {page}")
+    return 0

@@ -1,0 +1,146 @@
+"""Hugging Face ``transformers`` generation engine: batched sampling with a KV cache.
+
+A hand-written decode loop rather than ``model.generate`` because it needs, per step:
+sampled-token log-probabilities, stop strings cut per sequence, and two savings that
+matter on small hardware:
+- each prompt is prefilled once and its cache repeated ``n`` times (``n`` samples);
+- finished sequences are dropped from the batch and its cache as soon as they stop.
+Works on CPU and GPU with the same code.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import DynamicCache
+
+from drzero.rollout import Generation, SamplingParams
+
+
+class HFEngine:
+    def __init__(self, model, tokenizer, *, batch_size: int = 256, stop_token_ids: list[int] | None = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        ids = set(stop_token_ids or [])
+        eos = getattr(model.generation_config, "eos_token_id", None) or tokenizer.eos_token_id
+        ids |= set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        self.stop_token_ids = sorted(ids)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.stop_token_ids[0]
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    def update_weights(self, model) -> None:
+        """The engine shares the learner's module: nothing to copy in-process."""
+        self.model = model
+
+    @torch.no_grad()
+    def generate(self, prompts: list[str], params: SamplingParams) -> list[Generation]:
+        encoded = self.tokenizer(prompts, add_special_tokens=False)["input_ids"]
+        per_chunk = max(1, self.batch_size // params.n)
+        gen = torch.Generator(device="cpu")
+        if params.seed is not None:
+            gen.manual_seed(params.seed)
+        else:
+            gen.seed()
+        out: list[Generation] = []
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for start in range(0, len(encoded), per_chunk):
+                chunk = encoded[start : start + per_chunk]
+                out.extend(self._generate_chunk(chunk, start, params, gen))
+        finally:
+            self.model.train(was_training)
+        return out
+
+    def _generate_chunk(self, prompt_ids: list[list[int]], offset: int, params: SamplingParams, gen) -> list[Generation]:
+        device = self.device
+        B, n = len(prompt_ids), params.n
+        width = max(len(p) for p in prompt_ids)
+        input_ids = torch.full((B, width), self.pad_id, dtype=torch.long)
+        attn = torch.zeros((B, width), dtype=torch.long)
+        for i, p in enumerate(prompt_ids):  # left padding
+            input_ids[i, width - len(p) :] = torch.tensor(p)
+            attn[i, width - len(p) :] = 1
+        input_ids, attn = input_ids.to(device), attn.to(device)
+        positions = (attn.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache()
+        logits = self.model(input_ids=input_ids, attention_mask=attn, position_ids=positions,
+                            past_key_values=cache, use_cache=True).logits[:, -1, :]  # [B, V]
+        # one prefill per prompt, then n copies of its cache: N = B*n rows
+        if n > 1:
+            cache.batch_repeat_interleave(n)
+            logits = logits.repeat_interleave(n, dim=0)
+            attn = attn.repeat_interleave(n, dim=0)
+        N = B * n
+        next_pos = attn.sum(-1)  # [N]
+        active = torch.arange(N, device=device)  # rows of the original N still generating
+        tokens: list[list[int]] = [[] for _ in range(N)]
+        logps: list[list[float]] = [[] for _ in range(N)]
+        finish = ["length"] * N
+        stop_ids = torch.tensor(self.stop_token_ids, device=device)
+        tail = max((len(s) for s in params.stop), default=0)
+        for step in range(params.max_new_tokens):
+            token, logp = self._sample(logits.float(), params, gen)
+            token_list, logp_list = token.tolist(), logp.tolist()
+            done_rows = []
+            for j, row in enumerate(active.tolist()):
+                tokens[row].append(token_list[j])
+                logps[row].append(logp_list[j])
+                if token_list[j] in self.stop_token_ids:
+                    finish[row] = "stop"
+                    done_rows.append(j)
+                elif tail and self._hit_stop(tokens[row], params.stop, tail):
+                    finish[row] = "stop"
+                    done_rows.append(j)
+            if step == params.max_new_tokens - 1:
+                break
+            keep = None
+            if done_rows:
+                done = set(done_rows)
+                keep = torch.tensor([j for j in range(len(active)) if j not in done], device=device, dtype=torch.long)
+                if keep.numel() == 0:
+                    break
+                active, token, attn, next_pos = active[keep], token[keep], attn[keep], next_pos[keep]
+                cache.batch_select_indices(keep)
+            attn = torch.cat([attn, torch.ones((len(active), 1), dtype=attn.dtype, device=device)], dim=1)
+            logits = self.model(input_ids=token[:, None], attention_mask=attn, position_ids=next_pos[:, None],
+                                past_key_values=cache, use_cache=True).logits[:, -1, :]
+            next_pos = next_pos + 1
+        del stop_ids
+        results = []
+        for row in range(N):
+            p = row // n
+            ids = tokens[row]
+            text = self.tokenizer.decode([t for t in ids if t not in self.stop_token_ids], skip_special_tokens=False)
+            if finish[row] == "stop":
+                for s in params.stop:
+                    cut = text.find(s)
+                    if cut >= 0:
+                        text = text[:cut]
+            results.append(Generation(offset + p, prompt_ids[p], ids, text, finish[row], logps[row]))
+        return results
+
+    def _hit_stop(self, ids: list[int], stops: tuple[str, ...], tail: int) -> bool:
+        text = self.tokenizer.decode(ids[-(tail + 2) :], skip_special_tokens=False)
+        return any(s in text for s in stops)
+
+    @staticmethod
+    def _sample(logits: torch.Tensor, params: SamplingParams, gen) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sampled token ``[N]`` and its log-probability under the sampling distribution."""
+        if params.temperature <= 0:
+            logp_all = torch.log_softmax(logits, dim=-1)
+            token = logits.argmax(dim=-1)
+            return token, logp_all.gather(-1, token[:, None]).squeeze(-1)
+        logits = logits / params.temperature
+        logp_all = torch.log_softmax(logits, dim=-1)
+        probs = logp_all.exp()
+        if params.top_p < 1.0:
+            sorted_p, idx = probs.sort(dim=-1, descending=True)
+            cum = sorted_p.cumsum(-1)
+            sorted_p[(cum - sorted_p) > params.top_p] = 0.0
+            probs = torch.zeros_like(probs).scatter_(-1, idx, sorted_p)
+        token = torch.multinomial(probs.cpu(), 1, generator=gen).squeeze(-1).to(logits.device)
+        return token, logp_all.gather(-1, token[:, None]).squeeze(-1)

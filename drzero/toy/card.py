@@ -1,0 +1,106 @@
+"""Measure the toy base model on its test split and write the model card (README.md).
+
+Numbers: greedy accuracy and answering rate per template (r1, qwen_math, none),
+pass@1 and pass@8 at temperature 1.0, self-reflection keyword rate, mean length.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from drzero.analysis import is_answering, pass_at_k, reflection_keywords
+from drzero.grader import grade_batch
+from drzero.rollout import SamplingParams
+from drzero.rollout.hf import HFEngine
+from drzero.templates import TEMPLATES
+from drzero.toy import load_split
+
+MAX_NEW_TOKENS = 128
+
+
+def measure(model, tokenizer, *, n_questions: int = 500, n_samples: int = 8, log=print) -> dict:
+    rows = load_split("test")[:n_questions]
+    engine = HFEngine(model, tokenizer, batch_size=256)
+    results: dict = {"n_questions": len(rows), "max_new_tokens": MAX_NEW_TOKENS, "templates": {}}
+    for name, tpl in TEMPLATES.items():
+        prompts = [tpl.render(r["problem"]) for r in rows]
+        gens = engine.generate(prompts, SamplingParams(n=1, temperature=0.0, max_new_tokens=MAX_NEW_TOKENS, stop=tpl.stop))
+        grades = grade_batch([g.text for g in gens], [r["answer"] for r in rows], answer_format=tpl.answer_format)
+        results["templates"][name] = {
+            "greedy_accuracy": sum(g.correct for g in grades) / len(rows),
+            "answering_rate": sum(is_answering(g.text) for g in gens) / len(rows),
+            "format_rate": sum(g.formatted for g in grades) / len(rows),
+            "mean_response_tokens": sum(len(g.token_ids) for g in gens) / len(rows),
+        }
+        log(f"  {name:<10} {results['templates'][name]}")
+    best = max(results["templates"], key=lambda k: results["templates"][k]["greedy_accuracy"])
+    tpl = TEMPLATES[best]
+    gens = engine.generate(
+        [tpl.render(r["problem"]) for r in rows],
+        SamplingParams(n=n_samples, temperature=1.0, max_new_tokens=MAX_NEW_TOKENS, stop=tpl.stop, seed=0),
+    )
+    refs = [rows[g.prompt_index]["answer"] for g in gens]
+    grades = grade_batch([g.text for g in gens], refs, answer_format=tpl.answer_format)
+    correct_per_q = [sum(grades[i * n_samples + j].correct for j in range(n_samples)) for i in range(len(rows))]
+    results["sampled"] = {
+        "template": best,
+        "temperature": 1.0,
+        "n": n_samples,
+        "pass@1": sum(pass_at_k(n_samples, c, 1) for c in correct_per_q) / len(rows),
+        f"pass@{n_samples}": sum(pass_at_k(n_samples, c, n_samples) for c in correct_per_q) / len(rows),
+        "answering_rate": sum(is_answering(g.text) for g in gens) / len(gens),
+        "reflection_keyword_rate": sum(bool(reflection_keywords(g.text)) for g in gens) / len(gens),
+        "mean_response_tokens": sum(len(g.token_ids) for g in gens) / len(gens),
+    }
+    results["best_template"] = best
+    log(f"  sampled ({best}): {results['sampled']}")
+    return results
+
+
+def write_model_card(checkpoint: Path, log=print) -> dict:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(checkpoint)
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    results = measure(model, tokenizer, log=log)
+    (Path(checkpoint) / "measurements.json").write_text(json.dumps(results, indent=2))
+    t = results["templates"]
+    s = results["sampled"]
+    n_params = sum(p.numel() for p in model.parameters())
+    lines = [
+        "---",
+        "library_name: transformers",
+        "tags: [drzero, toy, base-model]",
+        "---",
+        "# drzero toy base model",
+        "",
+        f"A {n_params / 1e6:.2f}M-parameter Qwen2 *base* model pretrained from scratch by `drzero toy build` on a",
+        "synthetic arithmetic corpus (drzero/toy/task.py). It imitates the base models of",
+        "Liu et al. (2025): it often makes arithmetic slips, its verbosity is unrelated to",
+        "correctness, a few of its solutions self-verify, and whether it answers at all",
+        "depends on the prompt template.",
+        "",
+        f"## Measured on the toy test split ({results['n_questions']} questions, {results['max_new_tokens']} new tokens)",
+        "",
+        "| template | greedy accuracy | answering rate (greedy) | format rate | mean response tokens |",
+        "|---|---|---|---|---|",
+    ]
+    for name, m in t.items():
+        lines.append(
+            f"| {name} | {m['greedy_accuracy']:.1%} | {m['answering_rate']:.1%} | {m['format_rate']:.1%} | {m['mean_response_tokens']:.1f} |"
+        )
+    lines += [
+        "",
+        f"Sampling with the best template (`{s['template']}`), temperature 1.0, {s['n']} samples per question:",
+        "",
+        f"- pass@1 {s['pass@1']:.1%}, pass@{s['n']} {s['pass@' + str(s['n'])]:.1%}",
+        f"- answering rate {s['answering_rate']:.1%}",
+        f"- self-reflection keyword rate (paper's keyword pool) {s['reflection_keyword_rate']:.1%} of responses",
+        f"- mean response length {s['mean_response_tokens']:.1f} tokens",
+        "",
+        "Reproduce: `drzero toy build --output DIR` (seeded; numbers in measurements.json).",
+        "",
+    ]
+    (Path(checkpoint) / "README.md").write_text("\n".join(lines))
+    return results

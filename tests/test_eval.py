@@ -1,0 +1,168 @@
+"""Evaluation: bundled benchmarks, pass@k, the HF and endpoint backends, the CLI."""
+
+import itertools
+import json
+import random
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from math import comb
+
+import pytest
+
+from drzero.analysis import pass_at_k
+from drzero.cli import main as cli_main
+from drzero.data import load_benchmark, load_questions
+from drzero.errors import DrZeroError
+from drzero.eval_cli import EvalConfig, run_eval
+from drzero.evaluate import aggregate
+from drzero.grader import grade
+
+
+def test_bundled_counts_and_list_answers():
+    counts = {name: len(load_benchmark(name)) for name in ("aime24", "amc", "math500", "minerva", "olympiadbench")}
+    assert counts == {"aime24": 30, "amc": 83, "math500": 500, "minerva": 272, "olympiadbench": 675}
+    minerva = load_benchmark("minerva")
+    assert isinstance(minerva[0]["answer"], list)
+    # list answers: any match counts, graded by drzero.grader
+    assert grade("\\boxed{9.6}", minerva[0]["answer"]).correct
+    amc = load_benchmark("amc")
+    assert amc[0]["answer"] == "142" and grade("\\boxed{142}", amc[0]["answer"]).correct
+
+
+def test_pass_at_k_matches_brute_force():
+    for n in range(1, 7):
+        for c in range(n + 1):
+            outcomes = [1] * c + [0] * (n - c)
+            for k in range(1, n + 1):
+                subsets = list(itertools.combinations(range(n), k))
+                brute = sum(any(outcomes[i] for i in s) for s in subsets) / len(subsets)
+                assert pass_at_k(n, c, k) == pytest.approx(brute)
+                assert pass_at_k(n, c, k) == pytest.approx(1 - comb(n - c, k) / comb(n, k))
+
+
+def test_aggregate_lengths_and_rates():
+    samples = [
+        {"index": 0, "correct": True, "formatted": True, "length": 10, "finish_reason": "stop"},
+        {"index": 0, "correct": False, "formatted": True, "length": 30, "finish_reason": "length"},
+        {"index": 1, "correct": False, "formatted": False, "length": 50, "finish_reason": "stop"},
+        {"index": 1, "correct": False, "formatted": True, "length": 10, "finish_reason": "stop"},
+    ]
+    m = aggregate(samples, 2)
+    assert m["accuracy"] == 0.25 and m["pass@2"] == 0.5 and m["pass@1"] == 0.25
+    assert m["length_correct"] == 10 and m["length_incorrect"] == 30
+    assert m["format_rate"] == 0.75 and m["truncation_rate"] == 0.25
+
+
+def test_local_files_and_column_mapping(tmp_path):
+    p = tmp_path / "q.jsonl"
+    p.write_text("\n".join(json.dumps({"q": f"{i}+1?", "a": i + 1}) for i in range(3)))
+    rows = load_questions(str(p), question_column="q", answer_column="a")
+    assert rows[2] == {"problem": "2+1?", "answer": "3"}
+    csv = tmp_path / "q.csv"
+    csv.write_text("problem,answer\n1+1?,2\n")
+    assert load_questions(str(csv)) == [{"problem": "1+1?", "answer": "2"}]
+    with pytest.raises(DrZeroError, match="no question column 'x'"):
+        load_questions(str(p), question_column="x", answer_column="a")
+    with pytest.raises(DrZeroError, match="unknown benchmark|does not exist"):
+        load_questions("./nowhere.jsonl")
+    broken = tmp_path / "b.jsonl"
+    broken.write_text("{not json\n")
+    with pytest.raises(DrZeroError, match="not valid JSON"):
+        load_questions(str(broken))
+    with pytest.raises(DrZeroError, match="unknown benchmark"):
+        load_benchmark("gsm9k")
+
+
+def test_shared_dataset_formats_load():
+    """The shared training sets (saved datasets and JSON) load with column auto-detection."""
+    from pathlib import Path
+
+    shared = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "train"
+    if not shared.exists():
+        pytest.skip("../shared is not beside this checkout")
+    gsm = load_questions(str(shared / "gsm_8k"), limit=3)
+    assert gsm[0]["problem"] and gsm[0]["answer"]
+    math500 = load_questions(str(shared / "math_train_500.json"), question_column="question", answer_column="gt_answer", limit=2)
+    assert math500[0]["answer"] == "24x^2-6x+3"
+
+
+class _FakeOpenAI(BaseHTTPRequestHandler):
+    """A real HTTP server speaking the completions API: answers the toy question correctly
+    half of the time, fails the first request of each prompt with 503 (to exercise retries)."""
+
+    seen: dict = {}
+    requests = 0
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).requests += 1
+        prompt = body["prompt"]
+        if prompt not in self.seen:
+            self.seen[prompt] = 1
+            self.send_response(503)
+            self.end_headers()
+            return
+        q = prompt.split("user\n")[-1].split("<|im_end|>")[0]
+        rows = {r["problem"]: r["answer"] for r in load_questions("toy:test")}
+        ans = rows.get(q, "0")
+        rng = random.Random(q)
+        choices = [{"index": i, "text": f"Easy. The final answer is \\boxed{{{ans if rng.random() < 0.5 else 999}}}.",
+                    "finish_reason": "stop"} for i in range(body.get("n", 1))]
+        data = json.dumps({"choices": choices, "usage": {"completion_tokens": 9}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def fake_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeOpenAI)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+
+
+def test_endpoint_backend_retries_and_resumes_from_cache(tmp_path, fake_server, monkeypatch):
+    monkeypatch.setenv("FAKE_KEY", "sk-test")
+    cfg = EvalConfig(model="served", benchmarks="toy:test", limit=6, n=2, temperature=1.0, max_new_tokens=32,
+                     endpoint=fake_server, api_key_env="FAKE_KEY", output=str(tmp_path / "ev"), retries=3, concurrency=3)
+    first = run_eval(cfg)
+    m = first["benchmarks"]["toy:test"]
+    assert m["n_questions"] == 6 and 0 <= m["accuracy"] <= 1 and "pass@2" in m
+    before = _FakeOpenAI.requests
+    again = run_eval(cfg)  # everything cached: no new request
+    assert _FakeOpenAI.requests == before
+    assert again["benchmarks"] == first["benchmarks"]
+    assert "sk-test" not in (tmp_path / "ev" / "results.json").read_text()
+    lines = (tmp_path / "ev" / "samples.jsonl").read_text().splitlines()
+    assert len(lines) == 12 and {"question", "reference", "response", "extracted", "correct", "length", "finish_reason"} <= set(json.loads(lines[0]))
+
+
+def test_unreachable_endpoint_is_one_line_error(tmp_path, capsys):
+    code = cli_main(["eval", "--model", "x", "--benchmarks", "toy:test", "--limit", "2", "--endpoint",
+                     "http://127.0.0.1:9/v1", "--retries", "0", "--output", str(tmp_path / "e")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: endpoint") and "unreachable" in err and "\n" not in err
+
+
+def test_unknown_benchmark_is_one_line_error(capsys, tmp_path):
+    code = cli_main(["eval", "--benchmarks", "aime25", "--output", str(tmp_path / "e")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "unknown benchmark" in err or "cannot load dataset" in err
+
+
+@pytest.mark.slow
+def test_eval_toy_math500_writes_files(tmp_path):
+    out = tmp_path / "ev"
+    code = cli_main(["eval", "--model", "toy", "--benchmarks", "math500", "--limit", "8", "--max-new-tokens", "32",
+                     "--output", str(out)])
+    assert code == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["benchmarks"]["math500"]["n_questions"] == 8
+    assert len((out / "samples.jsonl").read_text().splitlines()) == 8

@@ -1,0 +1,110 @@
+"""probe (with a judge on a real local HTTP server) and report."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from drzero.analysis import is_answering, reflection_keywords
+from drzero.judge import Judge
+from drzero.probe import ProbeConfig, run_probe
+from drzero.report import make_report
+from drzero.toy import load_split
+
+
+def test_reflection_keywords_and_answering_detector():
+    assert reflection_keywords("Wait, let me check again. Let me double-check.") == ["check again", "double-check"]
+    assert reflection_keywords("We compute 3 + 4 = 7.") == []
+    assert is_answering("so \\boxed{7}") and is_answering("<answer> 7 </answer>") and is_answering("The answer is 7.")
+    assert not is_answering("\nWhat is 3 + 4?\nCompute 2 * 5.")
+
+
+class _Judge(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        assert self.headers["Authorization"] == "Bearer judge-key"
+        prompt = body["messages"][0]["content"]
+        response = prompt.split("Response:\n", 1)[1]
+        if "Reply with exactly one word" in prompt:
+            text = "YES" if "boxed" in response or "<answer>" in response else "NO"
+        else:
+            text = "2" if reflection_keywords(response) else "1"
+        data = json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def judge_url(monkeypatch):
+    monkeypatch.setenv("JUDGE_KEY", "judge-key")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Judge)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+
+
+def test_judge_client_against_local_server(judge_url):
+    judge = Judge(judge_url, "judge", api_key_env="JUDGE_KEY")
+    assert judge.answering([("q", "so \\boxed{1}"), ("q", "What is 2+2?")]) == [True, False]
+    assert judge.reflection([("q", "let me check again"), ("q", "7")]) == [2, 1]
+
+
+@pytest.mark.slow
+def test_probe_toy_with_judge(tmp_path, judge_url):
+    cfg = ProbeConfig(model="toy", n_questions=40, sample_questions=8, n=4, temperatures="0.7,1.0", max_new_tokens=64,
+                      output=str(tmp_path / "probe"), judge_endpoint=judge_url, judge_api_key_env="JUDGE_KEY")
+    card = run_probe(cfg, log=lambda *a: None)
+    rates = {k: v["answering_rate"] for k, v in card["templates"].items()}
+    assert len(set(round(r, 3) for r in rates.values())) > 1, rates  # the template matters
+    assert card["recommended_template"] in rates
+    out = tmp_path / "probe"
+    for name in ("scorecard.md", "scorecard.html", "answering_rate.png", "pass_at_k.png", "reflection.png", "responses.jsonl"):
+        assert (out / name).stat().st_size > 0, name
+    assert "judge-key" not in (out / "scorecard.json").read_text()
+    assert "keywords+judge" in (out / "scorecard.json").read_text()
+
+
+def _fake_run(path, algo, inc_growth):
+    path.mkdir()
+    (path / "config.yaml").write_text(f"algo: {algo}\n")
+    with open(path / "metrics.jsonl", "w") as f, open(path / "weights.jsonl", "w") as w:
+        f.write(json.dumps({"step": 0, "eval/toy:test/accuracy": 0.1}) + "\n")
+        for s in range(1, 11):
+            f.write(json.dumps({"step": s, "rollout/reward_mean": 0.1 * s / 2, "rollout/response_length_mean": 40 + s,
+                                "rollout/response_length_correct": 40.0, "rollout/response_length_incorrect": 40.0 + inc_growth * s,
+                                "rollout/truncation_rate": 0.0, **({"eval/toy:test/accuracy": 0.3} if s == 10 else {})}) + "\n")
+            w.write(json.dumps({"step": s, "length": [10, 20, 30, 40], "correct": [True, False, True, False],
+                                "advantage": [0.5, -0.5, 0.5, -0.5], "token_weight": [0.05, -0.025, 0.016, -0.0125],
+                                "question_scale": [1.7, 2.0]}) + "\n")
+
+
+def test_report_two_runs(tmp_path):
+    _fake_run(tmp_path / "grpo", "grpo", 5.0)
+    _fake_run(tmp_path / "drgrpo", "dr_grpo", 0.0)
+    page = make_report([str(tmp_path / "grpo"), str(tmp_path / "drgrpo")], str(tmp_path / "rep"))
+    html = page.read_text()
+    for img in ("reward.png", "length_split.png", "eval_accuracy.png", "truncation.png", "weights.png"):
+        assert img in html and (tmp_path / "rep" / img).stat().st_size > 1000
+    summary = (tmp_path / "rep" / "summary.md").read_text()
+    assert "grpo (grpo): 10 steps" in summary and "incorrect-response length 55.0 -> 80.0" in summary
+    assert "drgrpo (dr_grpo)" in summary and "incorrect-response length 40.0 -> 40.0" in summary
+
+
+def test_report_on_a_non_run_is_a_clear_error(tmp_path, capsys):
+    from drzero.cli import main
+
+    assert main(["report", str(tmp_path), "--output", str(tmp_path / "o")]) == 2
+    assert "not a training run directory" in capsys.readouterr().err
+
+
+def test_toy_splits_shape():
+    train, test = load_split("train"), load_split("test")
+    assert len(train) >= 5000 and len(test) >= 500
+    assert not {r["problem"] for r in test} & {r["problem"] for r in train}
+    assert {"problem", "answer", "level"} <= set(test[0])
