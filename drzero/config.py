@@ -109,10 +109,18 @@ class TrainConfig:
     """Training dtype of the policy (bfloat16 on GPU for real models)."""
     gradient_checkpointing: bool = False
     """Trade compute for activation memory."""
+    lora_rank: int = 0
+    """Train LoRA adapters of this rank instead of all weights (0 = full fine-tuning; needs `peft`)."""
+    lora_alpha: float = 32.0
+    """LoRA scaling alpha."""
+    lora_target_modules: str = "all-linear"
+    """Modules that get LoRA adapters (peft syntax, comma-separated names or all-linear)."""
     grader_workers: int = 2
     """Processes for grading."""
     grader_timeout_s: float = 5.0
     """Per-response grading time limit (a timed-out response scores 0)."""
+    engine: Literal["hf", "vllm"] = "hf"
+    """Generation engine: hf (transformers, CPU or GPU) or vllm (needs the vllm extra; synced after every optimizer step)."""
     generation_batch_size: int = 256
     """Sequences generated at once by the Hugging Face engine."""
     wandb_project: str | None = None
@@ -164,6 +172,8 @@ def check_train_config(cfg: TrainConfig) -> None:
         raise DrZeroError(f"micro_batch_size={cfg.micro_batch_size} must divide train_batch_size={tbs} for exact gradient accumulation")
     if cfg.temperature < 0 or not 0 < cfg.top_p <= 1:
         raise DrZeroError("temperature must be >= 0 and top_p in (0, 1]")
+    if cfg.lora_rank < 0:
+        raise DrZeroError(f"lora_rank must be >= 0, got {cfg.lora_rank}")
     if cfg.lr <= 0:
         raise DrZeroError(f"lr must be > 0, got {cfg.lr}")
 

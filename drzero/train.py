@@ -13,6 +13,7 @@ Shapes: B prompts per iteration, G samples per prompt, N = B*G responses, T toke
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -34,7 +35,7 @@ from drzero.data import load_questions
 from drzero.errors import DrZeroError
 from drzero.evaluate import evaluate_rows
 from drzero.grader import grade_batch
-from drzero.models import load_model_and_tokenizer
+from drzero.models import load_model_and_tokenizer, resolve_model_path
 from drzero.rollout import SamplingParams
 from drzero.rollout.hf import HFEngine
 from drzero.templates import get_template
@@ -101,6 +102,19 @@ def collate(prompts: list[list[int]], responses: list[list[int]], pad_id: int, d
     return input_ids.to(device), attention.to(device), response_mask.to(device), P
 
 
+def add_lora(model, cfg: TrainConfig, adapter_dir: Path | None = None):
+    """Wrap the policy with LoRA adapters (peft); resume them from ``adapter_dir``."""
+    try:
+        from peft import LoraConfig, PeftModel, get_peft_model
+    except ImportError:
+        raise DrZeroError("--lora-rank needs the peft package (pip install peft)") from None
+    if adapter_dir is not None:
+        return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=True)
+    targets = cfg.lora_target_modules if cfg.lora_target_modules == "all-linear" else cfg.lora_target_modules.split(",")
+    return get_peft_model(model, LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, target_modules=targets,
+                                            lora_dropout=0.0, task_type="CAUSAL_LM"))
+
+
 def make_scheduler(optimizer, cfg: TrainConfig, total_updates: int):
     def factor(update: int) -> float:
         if cfg.warmup_steps and update < cfg.warmup_steps:
@@ -156,7 +170,11 @@ def save_checkpoint(run_dir: Path, step: int, model, tokenizer, optimizer, sched
     final = ckpt_root / f"step-{step:06d}"
     tmp = ckpt_root / f".tmp-step-{step:06d}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
+    if hasattr(model, "peft_config"):  # LoRA: the adapter (to resume) and merged weights (HF format, for eval/serving)
+        model.save_pretrained(tmp / "adapter")
+        copy.deepcopy(model).merge_and_unload().save_pretrained(tmp, safe_serialization=True)
+    else:
+        model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     torch.save(
         {
@@ -168,7 +186,9 @@ def save_checkpoint(run_dir: Path, step: int, model, tokenizer, optimizer, sched
         tmp / "trainer_state.pt",
     )
     (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **{k: v for k, v in extra.items() if k != "monitor"}}, indent=2))
-    for f in tmp.iterdir():
+    for f in tmp.rglob("*"):
+        if not f.is_file():
+            continue
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
     if final.exists():
@@ -246,8 +266,11 @@ def train(cfg: TrainConfig) -> dict:
 
     # ---- models (the reference policy only when beta > 0)
     dtype = torch.bfloat16 if cfg.dtype == "bfloat16" else torch.float32
-    model, tokenizer = load_model_and_tokenizer(model_source, device=device)
+    lora_resume = resume_state is not None and (Path(model_source) / "adapter").exists()
+    model, tokenizer = load_model_and_tokenizer(cfg.model if lora_resume else model_source, device=device)
     model.to(dtype)
+    if cfg.lora_rank:
+        model = add_lora(model, cfg, adapter_dir=Path(model_source) / "adapter" if lora_resume else None)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.config.use_cache = False
@@ -255,8 +278,16 @@ def train(cfg: TrainConfig) -> dict:
     if objective.beta > 0:
         ref_model, _ = load_model_and_tokenizer(cfg.model, device=device)  # the initial policy
         ref_model.to(dtype).eval().requires_grad_(False)
-    engine = HFEngine(model, tokenizer, batch_size=cfg.generation_batch_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, cfg.adam_beta2), weight_decay=cfg.weight_decay)
+    if cfg.engine == "vllm":
+        from drzero.rollout.vllm_engine import VLLMEngine
+
+        engine = VLLMEngine(resolve_model_path(model_source if not lora_resume else cfg.model), seed=cfg.seed,
+                            dtype=cfg.dtype, enable_sleep_mode=device.startswith("cuda"))
+        engine.update_weights(model)
+        engine.pad_id = tokenizer.pad_token_id
+    else:
+        engine = HFEngine(model, tokenizer, batch_size=cfg.generation_batch_size)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, betas=(0.9, cfg.adam_beta2), weight_decay=cfg.weight_decay)
     scheduler = make_scheduler(optimizer, cfg, cfg.max_steps * updates_per_iter)
     monitor = BiasMonitor()
     if resume_state is not None:
@@ -331,11 +362,13 @@ def train(cfg: TrainConfig) -> dict:
 
             # ---- 5. policy update: optimizer steps over train_batch responses, micro-batches inside
             t = time.perf_counter()
+            if cfg.engine == "vllm" and device.startswith("cuda"):
+                engine.sleep()  # give vLLM's GPU memory to the learner
             model.train()
             local_n = len(gens)
             per_update_local = local_n * train_batch // N
             order_rng = np.random.default_rng([cfg.seed, step, 7])
-            loss_stats, clip_lo, clip_hi, ratios, entropies, grad_norms, kls = [], [], [], [], [], [], []
+            loss_stats, clip_lo, clip_hi, ratios, entropies, grad_norms, kls, gaps = [], [], [], [], [], [], [], []
             old_logps = None
             if updates_per_iter > 1:  # the policy moves within the iteration: freeze pi_old first
                 old_logps = _all_logprobs(model, gens, pad_id, device, cfg, dtype)
@@ -350,6 +383,7 @@ def train(cfg: TrainConfig) -> dict:
                     loss_stats.append(stats["loss"])
                     clip_lo.append(stats["clip_frac_low"]); clip_hi.append(stats["clip_frac_high"])  # noqa: E702
                     ratios.append(stats["ratio_mean"]); kls.append(stats["kl"]); entropies.append(stats["entropy"])  # noqa: E702
+                    gaps.append(stats["logprob_gap"])
                     dist.sum_gradients(model)  # losses use global normalisers, so the sum is the exact gradient
                     if cfg.max_grad_norm > 0:
                         gn = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
@@ -359,7 +393,9 @@ def train(cfg: TrainConfig) -> dict:
                     optimizer.step()
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
-            engine.update_weights(model)  # in-process HF engine shares the module; vLLM would sync here
+            if cfg.engine == "vllm" and device.startswith("cuda"):
+                engine.wake_up()
+            engine.update_weights(model)  # HF: shares the module (no copy); vLLM: loads the new weights
             timing["time/train"] = time.perf_counter() - t
 
             # ---- 6. metrics (rank 0 sees its own shard; rewards are all-reduced)
@@ -383,6 +419,7 @@ def train(cfg: TrainConfig) -> dict:
                 "rollout/zero_variance_group_frac": zero_var,
                 "rollout/reflection_rate": mean_or_nan([bool(reflection_keywords(g.text)) for g in gens]),
                 "rollout/grader_timeouts": sum(gr.timed_out for gr in grades),
+                "rollout/logprob_gap": gaps[0] if gaps else float("nan"),  # engine vs learner, before any update
                 "train/loss": sum(loss_stats),
                 "train/clip_frac_low": mean_or_nan(clip_lo),
                 "train/clip_frac_high": mean_or_nan(clip_hi),
@@ -457,7 +494,7 @@ def accumulate_gradients(model, ref_model, gens, chunk: list[int], advantages, k
     n_resp = dist.all_sum(float(len(chunk)))
     n_tok = dist.all_sum(float(sum(len(gens[i].token_ids) for i in chunk if keep[i])))
     chunk = sorted(chunk, key=lambda i: len(gens[i].token_ids))  # similar lengths together: less padding
-    total, stats = 0.0, {"clip_frac_low": [], "clip_frac_high": [], "ratio_mean": [], "kl": [], "entropy": []}
+    total, stats = 0.0, {"clip_frac_low": [], "clip_frac_high": [], "ratio_mean": [], "kl": [], "entropy": [], "logprob_gap": []}
     for m in range(0, len(chunk), micro_batch_size):
         ids = chunk[m : m + micro_batch_size]
         input_ids, attn, resp_mask, P = collate([gens[i].prompt_token_ids for i in ids], [gens[i].token_ids for i in ids],
@@ -483,6 +520,9 @@ def accumulate_gradients(model, ref_model, gens, chunk: list[int], advantages, k
             stats[k].append(lm[k])
         stats["kl"].append(lm.get("kl", 0.0))
         stats["entropy"].append(((ent * resp_mask).sum() / resp_mask.sum().clamp(min=1)).item())
+        if all(len(gens[i].logprobs) == len(gens[i].token_ids) for i in ids):  # engine vs learner log-probs
+            engine_lp = _pad_to([torch.tensor(gens[i].logprobs) for i in ids], logp.shape, device)
+            stats["logprob_gap"].append((((logp.detach() - engine_lp).abs() * resp_mask).sum() / resp_mask.sum().clamp(min=1)).item())
     return {"loss": total, **{k: mean_or_nan(v) for k, v in stats.items()}}
 
 

@@ -108,3 +108,13 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
         with pytest.raises(DrZeroError, match=match) as e:
             train(cfg)
         assert "\n" not in str(e.value)
+
+
+def test_lora_run_writes_adapter_and_merged_checkpoint(tmp_path):
+    pytest.importorskip("peft")
+    cfg = TrainConfig(output_dir=str(tmp_path / "lora"), lora_rank=4, lr=1e-2, **{**TINY, "max_steps": 1})
+    train(cfg)
+    ckpt = tmp_path / "lora" / "checkpoints" / "step-000001"
+    assert (ckpt / "adapter" / "adapter_config.json").exists()
+    model, _ = load_model_and_tokenizer(str(ckpt))  # merged weights load as a plain HF model
+    assert not hasattr(model, "peft_config")

@@ -2,7 +2,7 @@
 pretraining corpus that makes a tiny model behave like the paper's base models.
 
 Questions come in four difficulty levels (rows ``{"problem", "answer", "level"}``):
-1. addition/subtraction of numbers up to 40;  2. times tables (2-9 x 2-12);
+1. addition/subtraction of numbers up to 99;  2. times tables (2-9 x 2-12);
 3. three-number expressions with precedence;  4. linear equations ``a x + b = c``.
 The ranges are small on purpose: a 2M-parameter model learns them only partly in a few
 minutes of CPU pretraining, which is the point (a base model that is often wrong).
@@ -39,7 +39,7 @@ CHECKS_OK = ("Wait, let me check again.", "Let me double-check this step.", "Let
 def make_question(rng: random.Random, level: int) -> dict:
     """One question of the given level with its exact integer answer."""
     if level == 1:
-        a, b = rng.randint(1, 40), rng.randint(1, 40)
+        a, b = rng.randint(1, 99), rng.randint(1, 99)
         if rng.random() < 0.5:
             return {"problem": f"What is {a} + {b}?", "answer": str(a + b), "level": 1, "ops": [("+", a, b)]}
         a, b = max(a, b), min(a, b)
@@ -48,14 +48,14 @@ def make_question(rng: random.Random, level: int) -> dict:
         a, b = rng.randint(2, 9), rng.randint(2, 12)
         return {"problem": f"Compute {a} * {b}.", "answer": str(a * b), "level": 2, "ops": [("*", a, b)]}
     if level == 3:
-        a, b, c = rng.randint(1, 20), rng.randint(2, 9), rng.randint(2, 9)
+        a, b, c = rng.randint(1, 50), rng.randint(2, 9), rng.randint(2, 9)
         if rng.random() < 0.5:
             return {"problem": f"Compute {a} + {b} * {c}.", "answer": str(a + b * c), "level": 3,
                     "ops": [("*", b, c), ("+", a, None)]}
         return {"problem": f"Compute ({a} + {b}) * {c}.", "answer": str((a + b) * c), "level": 3,
                 "ops": [("+", a, b), ("*", None, c)]}
-    x, a = rng.randint(1, 9), rng.randint(2, 6)
-    b = rng.randint(1, 20)
+    x, a = rng.randint(1, 12), rng.randint(2, 9)
+    b = rng.randint(1, 40)
     c = a * x + b
     return {"problem": f"Solve for x: {a}x + {b} = {c}.", "answer": str(x), "level": 4,
             "ops": [("-", c, b), ("/", None, a)]}
@@ -133,7 +133,7 @@ def _question_list(rng: random.Random, k: int) -> str:
     return "\n".join(make_question(rng, rng.randint(1, 4))["problem"] for _ in range(k))
 
 
-def corpus(n_docs: int, seed: int, *, error_rate: float = 0.07, reflect_rate: float = 0.06, mix: dict | None = None) -> list[str]:
+def corpus(n_docs: int, seed: int, *, error_rate: float = 0.08, reflect_rate: float = 0.06, mix: dict | None = None) -> list[str]:
     """Pretraining documents (see module docstring); ``mix`` gives the share of each kind."""
     mix = mix or {"plain": 0.45, "chat": 0.25, "r1": 0.12, "list": 0.18}
     kinds, shares = zip(*mix.items())

