@@ -223,6 +223,9 @@ def _truncate_jsonl(path: Path, max_step: int) -> None:
 def train(cfg: TrainConfig) -> dict:
     check_train_config(cfg)
     dist.init()
+    if cfg.prompts_per_step % dist.world_size():
+        raise DrZeroError(f"prompts_per_step={cfg.prompts_per_step} must be a multiple of the {dist.world_size()} ranks "
+                          "(whole groups are assigned to ranks)")
     run_dir = Path(cfg.output_dir)
     start_step = 0
     resume_state = None

@@ -40,7 +40,7 @@ class BuildConfig:
     intermediate_size: int = 512
     block_size: int = 256
     batch_size: int = 32
-    steps: int = 580
+    steps: int = 600
     lr: float = 3e-3
     warmup: int = 30
     train_rows: int = 6000

@@ -2,7 +2,7 @@
 pretraining corpus that makes a tiny model behave like the paper's base models.
 
 Questions come in four difficulty levels (rows ``{"problem", "answer", "level"}``):
-1. addition/subtraction of numbers up to 99;  2. times tables (2-9 x 2-12);
+1. addition/subtraction of numbers up to 60;  2. times tables (2-9 x 2-12);
 3. three-number expressions with precedence;  4. linear equations ``a x + b = c``.
 The ranges are small on purpose: a 2M-parameter model learns them only partly in a few
 minutes of CPU pretraining, which is the point (a base model that is often wrong).
@@ -39,7 +39,7 @@ CHECKS_OK = ("Wait, let me check again.", "Let me double-check this step.", "Let
 def make_question(rng: random.Random, level: int) -> dict:
     """One question of the given level with its exact integer answer."""
     if level == 1:
-        a, b = rng.randint(1, 99), rng.randint(1, 99)
+        a, b = rng.randint(1, 60), rng.randint(1, 60)
         if rng.random() < 0.5:
             return {"problem": f"What is {a} + {b}?", "answer": str(a + b), "level": 1, "ops": [("+", a, b)]}
         a, b = max(a, b), min(a, b)
@@ -48,14 +48,14 @@ def make_question(rng: random.Random, level: int) -> dict:
         a, b = rng.randint(2, 9), rng.randint(2, 12)
         return {"problem": f"Compute {a} * {b}.", "answer": str(a * b), "level": 2, "ops": [("*", a, b)]}
     if level == 3:
-        a, b, c = rng.randint(1, 50), rng.randint(2, 9), rng.randint(2, 9)
+        a, b, c = rng.randint(1, 30), rng.randint(2, 9), rng.randint(2, 9)
         if rng.random() < 0.5:
             return {"problem": f"Compute {a} + {b} * {c}.", "answer": str(a + b * c), "level": 3,
                     "ops": [("*", b, c), ("+", a, None)]}
         return {"problem": f"Compute ({a} + {b}) * {c}.", "answer": str((a + b) * c), "level": 3,
                 "ops": [("+", a, b), ("*", None, c)]}
-    x, a = rng.randint(1, 12), rng.randint(2, 9)
-    b = rng.randint(1, 40)
+    x, a = rng.randint(1, 10), rng.randint(2, 7)
+    b = rng.randint(1, 30)
     c = a * x + b
     return {"problem": f"Solve for x: {a}x + {b} = {c}.", "answer": str(x), "level": 4,
             "ops": [("-", c, b), ("/", None, a)]}
