@@ -39,7 +39,7 @@ class TrainConfig:
     """Answer column (default: the first of answer/gt_answer/ground_truth_answer/target/final_answer/solution)."""
     template: str = "r1"
     """Prompt template: r1, qwen_math, none, or a custom string containing {question}."""
-    max_steps: int = 40
+    max_steps: int = 60
     """Policy iterations (each: generate for prompts_per_step prompts, then update)."""
     prompts_per_step: int = 16
     """Prompts per policy iteration (B)."""
@@ -57,7 +57,7 @@ class TrainConfig:
     """Sampling temperature for rollouts."""
     top_p: float = 1.0
     """Nucleus sampling for rollouts."""
-    lr: float = 2e-4
+    lr: float = 5e-5
     """Learning rate (the paper uses 1e-6 for 1.5B/7B models; the toy model needs more)."""
     lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
     """Learning-rate schedule after warmup."""

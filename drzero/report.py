@@ -108,7 +108,7 @@ def _plot_weights(runs, path):
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for i, run in enumerate(runs):
-        scales = [s for row in run["weights"] for s in row.get("question_scale", [])]
+        scales = [s for row in run["weights"] for s in row.get("question_scale", []) if s is not None and s < 1e5]
         if scales:
             axes[0].hist(scales, bins=30, alpha=0.5, color=f"C{i}", label=run["label"])
         tail = run["weights"][-10:]
@@ -116,9 +116,9 @@ def _plot_weights(runs, path):
         weights = [abs(w) for row in tail for w in row["token_weight"]]
         if lengths:
             axes[1].scatter(lengths, weights, s=6, alpha=0.4, color=f"C{i}", label=run["label"])
-    axes[0].set_title("Per-question weight (1/std for GRPO, 1 for Dr. GRPO)")
+    axes[0].set_title("Per-question weight, groups with reward variance\n(1/std for GRPO, 1 for Dr. GRPO)")
     axes[0].set_xlabel("weight")
-    axes[1].set_title("|per-token gradient weight| vs response length (last 10 steps)")
+    axes[1].set_title("|per-token weight| vs length (last 10 iterations)")
     axes[1].set_xlabel("response tokens")
     for ax in axes:
         ax.legend(fontsize=7)

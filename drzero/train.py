@@ -409,7 +409,9 @@ def train(cfg: TrainConfig) -> dict:
             zero_var = (group_rewards.std(dim=1) == 0).float().mean().item()
             token_w = bias_weights(advantages, lengths, aggregation=objective.aggregation,
                                    constant_normalizer=objective.constant_normalizer)
-            q_scale = (1.0 / (group_rewards.std(dim=1) + 1e-6)) if objective.advantage_scale == "group" else torch.ones(len(batch_rows))
+            group_std = group_rewards.std(dim=1)  # [B]
+            informative = group_std > 0  # zero-variance groups get zero advantage whatever their scale
+            q_scale = 1.0 / (group_std + 1e-6) if objective.advantage_scale == "group" else torch.ones(len(batch_rows))
             metrics = {
                 "step": step,
                 "rollout/reward_mean": dist.all_mean(rewards.mean().item()),
@@ -433,7 +435,8 @@ def train(cfg: TrainConfig) -> dict:
                 "train/kl": mean_or_nan(kls),
                 "bias/token_weight_abs_correct": mean_or_nan([abs(w) for w, c in zip(token_w.tolist(), correct) if c]),
                 "bias/token_weight_abs_incorrect": mean_or_nan([abs(w) for w, c in zip(token_w.tolist(), correct) if not c]),
-                "bias/question_weight_max_over_min": (q_scale.max() / q_scale.min()).item(),
+                "bias/question_weight_max_over_min": (q_scale[informative].max() / q_scale[informative].min()).item()
+                if informative.any() else float("nan"),
                 "time/tokens_per_s": n_gen_tokens / max(timing["time/generate"], 1e-9),
                 **timing,
             }
@@ -462,7 +465,8 @@ def train(cfg: TrainConfig) -> dict:
                 samples_f.flush()
                 weights_f.write(json.dumps({
                     "step": step, "length": lengths.tolist(), "correct": correct, "advantage": advantages.tolist(),
-                    "token_weight": token_w.tolist(), "question_scale": q_scale.tolist()}) + "\n")
+                    "token_weight": token_w.tolist(),
+                    "question_scale": [v for v, ok in zip(q_scale.tolist(), informative.tolist()) if ok]}) + "\n")
                 weights_f.flush()
                 for logger in loggers:
                     logger(metrics, step)
