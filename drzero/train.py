@@ -507,7 +507,7 @@ def accumulate_gradients(model, ref_model, gens, chunk: list[int], advantages, k
         input_ids, attn, resp_mask, P = collate([gens[i].prompt_token_ids for i in ids], [gens[i].token_ids for i in ids],
                                                 pad_id, device)
         resp_mask = resp_mask * keep[ids].to(device).float()[:, None]  # [M, T]
-        with torch.autocast(device_type=str(device).split(":")[0], dtype=dtype, enabled=dtype != torch.float32):
+        with torch.autocast(device_type=str(device).split(":")[0], dtype=dtype, enabled=dtype in (torch.bfloat16, torch.float16)):
             logp, ent = response_logprobs(model, input_ids, attn, P, temperature, with_entropy=True)  # [M, T]
         # on-policy single update: pi_old = pi (detached), ratio exactly 1, no extra forward pass
         old = logp.detach() if old_logps is None else _pad_to([old_logps[i] for i in ids], logp.shape, device)
@@ -541,7 +541,7 @@ def _all_logprobs(model, gens, pad_id, device, cfg, dtype) -> list[torch.Tensor]
         for m in range(0, len(order), cfg.micro_batch_size):
             ids = order[m : m + cfg.micro_batch_size]
             input_ids, attn, resp_mask, P = collate([gens[i].prompt_token_ids for i in ids], [gens[i].token_ids for i in ids], pad_id, device)
-            with torch.autocast(device_type=device.split(":")[0], dtype=dtype, enabled=dtype != torch.float32):
+            with torch.autocast(device_type=device.split(":")[0], dtype=dtype, enabled=dtype in (torch.bfloat16, torch.float16)):
                 logp, _ = response_logprobs(model, input_ids, attn, P, cfg.temperature)
             for k, i in enumerate(ids):
                 out[i] = logp[k, : len(gens[i].token_ids)].float().cpu()

@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 ARGS = ["--template", "qwen_math", "--max-steps", "4", "--prompts-per-step", "2", "--group-size", "4", "--micro-batch-size", "4",
-        "--max-new-tokens", "20", "--eval-every", "0", "--eval-limit", "8", "--save-every", "1",
+        "--max-new-tokens", "80", "--eval-every", "0", "--eval-limit", "8", "--save-every", "1",
         "--no-progress", "--grader-workers", "1", "--lr", "1e-3"]
 
 

@@ -17,7 +17,7 @@ from drzero.templates import TEMPLATES
 from drzero.toy import load_split
 from drzero.train import accumulate_gradients, step_prompts, train
 
-TINY = dict(template="qwen_math", max_steps=2, prompts_per_step=2, group_size=4, micro_batch_size=4, max_new_tokens=24,
+TINY = dict(template="qwen_math", max_steps=2, prompts_per_step=2, group_size=4, micro_batch_size=4, max_new_tokens=80,
             eval_every=0, eval_limit=8, log_samples=2, progress=False, grader_workers=1)
 
 
