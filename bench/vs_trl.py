@@ -4,7 +4,7 @@ Needs the extra `trl` (``pip install -e ".[trl]"``); installs nothing itself.
 
 Both train the bundled toy base model on the toy questions with Dr. GRPO (TRL:
 ``loss_type="dr_grpo"``, ``scale_rewards="none"``, ``beta=0``), drzero's grader as the
-reward, the same template (qwen_math), group size, prompts per step, max new tokens,
+reward, the same template (r1, generation stopping at ``</answer>`` in both), group size, prompts per step, max new tokens,
 learning rate and seed, on this machine (CPU), alternating between the two trainers
 round by round. Held-out greedy accuracy on the toy test split is measured every
 ``--eval-every`` steps, outside the timed work, for both with the same evaluator.
@@ -35,7 +35,7 @@ from drzero.rollout.hf import HFEngine
 from drzero.templates import TEMPLATES
 from drzero.toy import load_split
 
-TEMPLATE = TEMPLATES["qwen_math"]
+TEMPLATE = TEMPLATES["r1"]  # the toy default: RL has to teach the format, accuracy moves fast
 
 
 def held_out_accuracy(model, tokenizer, rows, max_new_tokens) -> float:
@@ -48,8 +48,8 @@ def run_drzero(args, eval_rows, out: Path) -> dict:
     from drzero.config import TrainConfig
     from drzero.train import train
 
-    cfg = TrainConfig(model="toy", algo="dr_grpo", template="qwen_math", dataset="toy:train", output_dir=str(out),
-                      max_steps=args.steps, prompts_per_step=args.prompts, group_size=args.group, micro_batch_size=args.prompts * args.group,
+    cfg = TrainConfig(model="toy", algo="dr_grpo", template=TEMPLATE.name, dataset="toy:train", output_dir=str(out),
+                      max_steps=args.steps, prompts_per_step=args.prompts, group_size=args.group, micro_batch_size=32,
                       max_new_tokens=args.max_new_tokens, lr=args.lr, seed=args.seed, eval_datasets="toy:test",
                       eval_limit=args.eval_questions, eval_every=args.eval_every, save_every=0, progress=False,
                       grader_workers=2)
@@ -92,8 +92,8 @@ def run_trl(args, eval_rows, out: Path) -> dict:
 
     def timed_generate(*a, **kw):
         t = time.perf_counter()
-        try:
-            return original_generate(*a, **kw)
+        try:  # transformers needs the tokenizer to apply stop strings
+            return original_generate(*a, tokenizer=tokenizer, **kw)
         finally:
             timing["generate"] += time.perf_counter() - t
 
@@ -126,10 +126,11 @@ def run_trl(args, eval_rows, out: Path) -> dict:
         max_completion_length=args.max_new_tokens, learning_rate=args.lr, lr_scheduler_type="constant",
         warmup_steps=0, weight_decay=0.0, adam_beta2=0.999, max_grad_norm=1.0, temperature=1.0, top_p=1.0,
         seed=args.seed, max_steps=args.steps, logging_steps=1, report_to="none", save_strategy="no", use_cpu=True,
-        bf16=False, disable_dropout=True,
+        bf16=False, disable_dropout=True, generation_kwargs={"stop_strings": list(TEMPLATE.stop)},
     )
     record["base_acc"] = held_out_accuracy(model, tokenizer, eval_rows, args.max_new_tokens)
-    trainer = GRPOTrainer(model=model, reward_funcs=reward, args=config, train_dataset=dataset, processing_class=tokenizer)
+    trainer = GRPOTrainer(model=model, reward_funcs=reward, args=config, train_dataset=dataset, processing_class=tokenizer,
+                          callbacks=[Clock()])
     trainer.train()
     record["final_acc"] = record["evals"][-1][1]
     return record
@@ -154,16 +155,16 @@ def summarize(name: str, runs: list[dict]) -> dict:
 def main():
     global args_threshold
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=30, help="optimizer steps per run")
-    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds (drzero, TRL, drzero, TRL, ...)")
+    ap.add_argument("--steps", type=int, default=20, help="optimizer steps per run")
+    ap.add_argument("--rounds", type=int, default=1, help="alternating rounds (drzero, TRL, drzero, TRL, ...)")
     ap.add_argument("--prompts", type=int, default=16, help="prompts per step")
     ap.add_argument("--group", type=int, default=8, help="samples per prompt")
     ap.add_argument("--max-new-tokens", type=int, default=96)
-    ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--lr", type=float, default=5e-5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--eval-every", type=int, default=5)
     ap.add_argument("--eval-questions", type=int, default=200)
-    ap.add_argument("--threshold", type=float, default=0.5, help="held-out greedy accuracy to reach")
+    ap.add_argument("--threshold", type=float, default=0.4, help="held-out greedy accuracy to reach (base model: 4%%)")
     args = ap.parse_args()
     args_threshold = args.threshold
     torch.set_num_threads(2)
