@@ -80,7 +80,6 @@ class HFEngine:
         tokens: list[list[int]] = [[] for _ in range(N)]
         logps: list[list[float]] = [[] for _ in range(N)]
         finish = ["length"] * N
-        stop_ids = torch.tensor(self.stop_token_ids, device=device)
         tail = max((len(s) for s in params.stop), default=0)
         for step in range(params.max_new_tokens):
             token, logp = self._sample(logits.float(), params, gen)
@@ -109,7 +108,6 @@ class HFEngine:
             logits = self.model(input_ids=token[:, None], attention_mask=attn, position_ids=next_pos[:, None],
                                 past_key_values=cache, use_cache=True).logits[:, -1, :]
             next_pos = next_pos + 1
-        del stop_ids
         results = []
         for row in range(N):
             p = row // n
