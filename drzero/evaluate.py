@@ -106,3 +106,34 @@ def write_results(output: Path, results: dict, samples: dict[str, list[dict]]) -
         for bench, rows in samples.items():
             for s in rows:
                 f.write(json.dumps({"benchmark": bench, **s}) + "\n")
+
+
+def greedy_template_stats(engine, rows: list[dict], template: Template, *, max_new_tokens: int, grader_workers: int = 2):
+    """Greedy responses to ``rows`` under ``template`` and what the probe and the toy model
+    card report of them: (stats, generations, grades)."""
+    from drzero.analysis import is_answering
+
+    gens = engine.generate([template.render(r["problem"]) for r in rows],
+                           SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens, stop=template.stop))
+    grades = grade_batch([g.text for g in gens], [r["answer"] for r in rows], answer_format=template.answer_format,
+                         workers=grader_workers)
+    stats = {
+        "greedy_accuracy": _mean([g.correct for g in grades]),
+        "answering_rate": _mean([is_answering(g.text) for g in gens]),
+        "format_rate": _mean([g.formatted for g in grades]),
+        "length_mean": _mean([len(g.token_ids) for g in gens]),
+        "truncation_rate": _mean([g.truncated for g in gens]),
+    }
+    return stats, gens, grades
+
+
+def sampled_pass_at_k(engine, rows: list[dict], template: Template, *, n: int, temperature: float, max_new_tokens: int,
+                      seed: int, grader_workers: int = 2):
+    """``n`` samples per row at ``temperature``: ({"pass@k": ...} for k = 1..n, generations, grades)."""
+    gens = engine.generate([template.render(r["problem"]) for r in rows],
+                           SamplingParams(n=n, temperature=temperature, max_new_tokens=max_new_tokens,
+                                          stop=template.stop, seed=seed))
+    grades = grade_batch([g.text for g in gens], [rows[g.prompt_index]["answer"] for g in gens],
+                         answer_format=template.answer_format, workers=grader_workers)
+    per_q = [sum(grades[i * n + j].correct for j in range(n)) for i in range(len(rows))]
+    return {f"pass@{k}": _mean([pass_at_k(n, c, k) for c in per_q]) for k in range(1, n + 1)}, gens, grades

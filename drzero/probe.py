@@ -22,7 +22,7 @@ import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from drzero.analysis import is_answering, pass_at_k, reflection_keywords
+from drzero.analysis import is_answering, reflection_keywords
 from drzero.errors import DrZeroError
 
 
@@ -81,9 +81,8 @@ def _prompt_arg(value: str | None):
 
 def run_probe(cfg: ProbeConfig, log=print) -> dict:
     from drzero.data import load_questions
-    from drzero.grader import grade_batch
+    from drzero.evaluate import greedy_template_stats, sampled_pass_at_k
     from drzero.models import load_model_and_tokenizer
-    from drzero.rollout import SamplingParams
     from drzero.rollout.hf import HFEngine
     from drzero.templates import get_template
     from drzero.train import pick_device
@@ -117,18 +116,9 @@ def run_probe(cfg: ProbeConfig, log=print) -> dict:
     for tpl in templates:
         label = tpl.name if tpl.name != "custom" else "custom"
         log(f"probe: template {label}: greedy on {len(rows)} questions")
-        gens = engine.generate([tpl.render(r["problem"]) for r in rows],
-                               SamplingParams(n=1, temperature=0.0, max_new_tokens=cfg.max_new_tokens, stop=tpl.stop))
-        grades = grade_batch([g.text for g in gens], [r["answer"] for r in rows], answer_format=tpl.answer_format)
+        entry, gens, grades = greedy_template_stats(engine, rows, tpl, max_new_tokens=cfg.max_new_tokens)
+        entry["pass_at_k"] = {}
         answering = [is_answering(g.text) for g in gens]
-        entry = {
-            "greedy_accuracy": statistics.fmean(g.correct for g in grades),
-            "answering_rate": statistics.fmean(answering),
-            "format_rate": statistics.fmean(g.formatted for g in grades),
-            "length_mean": statistics.fmean(len(g.token_ids) for g in gens),
-            "truncation_rate": statistics.fmean(g.truncated for g in gens),
-            "pass_at_k": {},
-        }
         if judge:
             judged = judge.answering([(r["problem"], g.text) for r, g in zip(rows, gens)])
             entry["answering_rate_judge"] = statistics.fmean(judged)
@@ -139,14 +129,9 @@ def run_probe(cfg: ProbeConfig, log=print) -> dict:
         reflective_texts = []
         for temp in temps:
             log(f"probe: template {label}: {cfg.n} samples at T={temp} on {len(sample_rows)} questions")
-            sgens = engine.generate([tpl.render(r["problem"]) for r in sample_rows],
-                                    SamplingParams(n=cfg.n, temperature=temp, max_new_tokens=cfg.max_new_tokens,
-                                                   stop=tpl.stop, seed=cfg.seed))
-            sgrades = grade_batch([g.text for g in sgens], [sample_rows[g.prompt_index]["answer"] for g in sgens],
-                                  answer_format=tpl.answer_format)
-            per_q = [sum(sgrades[i * cfg.n + j].correct for j in range(cfg.n)) for i in range(len(sample_rows))]
-            entry["pass_at_k"][str(temp)] = {
-                f"pass@{k}": statistics.fmean(pass_at_k(cfg.n, c, k) for c in per_q) for k in range(1, cfg.n + 1)}
+            passes, sgens, sgrades = sampled_pass_at_k(engine, sample_rows, tpl, n=cfg.n, temperature=temp,
+                                                       max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+            entry["pass_at_k"][str(temp)] = passes
             if temp == max(temps):
                 reflective_texts = sgens
                 for g, gr in zip(sgens, sgrades):

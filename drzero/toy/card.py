@@ -9,9 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from drzero.analysis import is_answering, pass_at_k, reflection_keywords
-from drzero.grader import grade_batch
-from drzero.rollout import SamplingParams
+from drzero.analysis import is_answering, reflection_keywords
+from drzero.evaluate import greedy_template_stats, sampled_pass_at_k
 from drzero.rollout.hf import HFEngine
 from drzero.templates import TEMPLATES
 from drzero.toy import load_split
@@ -24,31 +23,23 @@ def measure(model, tokenizer, *, n_questions: int = 500, n_samples: int = 8, log
     engine = HFEngine(model, tokenizer, batch_size=256)
     results: dict = {"n_questions": len(rows), "max_new_tokens": MAX_NEW_TOKENS, "templates": {}}
     for name, tpl in TEMPLATES.items():
-        prompts = [tpl.render(r["problem"]) for r in rows]
-        gens = engine.generate(prompts, SamplingParams(n=1, temperature=0.0, max_new_tokens=MAX_NEW_TOKENS, stop=tpl.stop))
-        grades = grade_batch([g.text for g in gens], [r["answer"] for r in rows], answer_format=tpl.answer_format)
+        stats, _, _ = greedy_template_stats(engine, rows, tpl, max_new_tokens=MAX_NEW_TOKENS)
         results["templates"][name] = {
-            "greedy_accuracy": sum(g.correct for g in grades) / len(rows),
-            "answering_rate": sum(is_answering(g.text) for g in gens) / len(rows),
-            "format_rate": sum(g.formatted for g in grades) / len(rows),
-            "mean_response_tokens": sum(len(g.token_ids) for g in gens) / len(rows),
+            "greedy_accuracy": stats["greedy_accuracy"],
+            "answering_rate": stats["answering_rate"],
+            "format_rate": stats["format_rate"],
+            "mean_response_tokens": stats["length_mean"],
         }
         log(f"  {name:<10} {results['templates'][name]}")
     best = max(results["templates"], key=lambda k: results["templates"][k]["greedy_accuracy"])
     tpl = TEMPLATES[best]
-    gens = engine.generate(
-        [tpl.render(r["problem"]) for r in rows],
-        SamplingParams(n=n_samples, temperature=1.0, max_new_tokens=MAX_NEW_TOKENS, stop=tpl.stop, seed=0),
-    )
-    refs = [rows[g.prompt_index]["answer"] for g in gens]
-    grades = grade_batch([g.text for g in gens], refs, answer_format=tpl.answer_format)
-    correct_per_q = [sum(grades[i * n_samples + j].correct for j in range(n_samples)) for i in range(len(rows))]
+    passes, gens, _ = sampled_pass_at_k(engine, rows, tpl, n=n_samples, temperature=1.0, max_new_tokens=MAX_NEW_TOKENS, seed=0)
     results["sampled"] = {
         "template": best,
         "temperature": 1.0,
         "n": n_samples,
-        "pass@1": sum(pass_at_k(n_samples, c, 1) for c in correct_per_q) / len(rows),
-        f"pass@{n_samples}": sum(pass_at_k(n_samples, c, n_samples) for c in correct_per_q) / len(rows),
+        "pass@1": passes["pass@1"],
+        f"pass@{n_samples}": passes[f"pass@{n_samples}"],
         "answering_rate": sum(is_answering(g.text) for g in gens) / len(gens),
         "reflection_keyword_rate": sum(bool(reflection_keywords(g.text)) for g in gens) / len(gens),
         "mean_response_tokens": sum(len(g.token_ids) for g in gens) / len(gens),
