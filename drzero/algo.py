@@ -82,12 +82,16 @@ def policy_loss(
     beta: float = 0.0,
     num_responses: float | None = None,
     num_tokens: float | None = None,
+    is_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Clipped-surrogate loss of a (micro-)batch and its metrics.
 
     logprobs, old_logprobs, ref_logprobs, response_mask: ``[N, T]``; advantages ``[N]``.
-    Per token: l_it = max(-A_i r_it, -A_i clip(r_it, 1-eps_low, 1+eps_high))
+    Per token: l_it = w_it * max(-A_i r_it, -A_i clip(r_it, 1-eps_low, 1+eps_high))
                      + beta * k3(pi, pi_ref),  k3 = exp(ref - logp) - (ref - logp) - 1.
+    ``is_weights`` w ``[N, T]`` (default 1) are constants: truncated importance sampling
+    (see ``tis_weights``) corrects for the generation engine sampling from a slightly
+    different distribution than the learner's pi_old.
     Aggregation (``num_responses`` = N_step, ``num_tokens`` = T_step, the optimizer
     step's totals; they default to this batch's own):
       seq_mean_token_mean     (GRPO):     sum_i [sum_t l_it / |o_i|] / N_step
@@ -107,6 +111,8 @@ def policy_loss(
     unclipped = -adv * ratio
     clipped = -adv * torch.clamp(ratio, 1.0 - clip_eps_low, 1.0 + clip_eps_high)
     per_token = torch.maximum(unclipped, clipped)  # [N, T]
+    if is_weights is not None:
+        per_token = per_token * is_weights.detach().to(per_token.dtype)
     kl = None
     if beta:
         if ref_logprobs is None:
@@ -140,6 +146,21 @@ def policy_loss(
         if kl is not None:
             metrics["kl"] = ((kl * mask).sum() / total).item()
     return loss, metrics
+
+
+def tis_weights(old_logprobs: torch.Tensor, rollout_logprobs: torch.Tensor, cap: float) -> torch.Tensor:
+    """Truncated importance-sampling weights ``[N, T]``: min(pi_old / pi_rollout, cap).
+
+    The engine that sampled the tokens (vLLM, bf16 kernels) is not bit-identical to the
+    learner, so the tokens come from pi_rollout, not pi_old. Weighting each token's
+    surrogate by the ratio corrects the policy gradient; truncating it at ``cap`` bounds
+    the variance (Yao et al. 2025, "Your efficient RL framework secretly brings you
+    off-policy RL training"). No gradient flows through the weights.
+    """
+    if cap <= 0:
+        raise ValueError(f"the truncation cap must be > 0, got {cap}")
+    with torch.no_grad():
+        return torch.exp(old_logprobs - rollout_logprobs).clamp(max=cap)
 
 
 def bias_weights(

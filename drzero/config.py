@@ -83,6 +83,8 @@ class TrainConfig:
     """Override the preset: lower clip range epsilon."""
     clip_eps_high: float | None = None
     """Override the preset: upper clip range epsilon (DAPO's clip-higher)."""
+    tis_cap: float = 0.0
+    """Truncated importance sampling: weight each token's loss by min(pi_old/pi_rollout, tis_cap), pi_rollout being the generation engine's log-prob (0 = off; 2 is usual). For vLLM, whose kernels differ from the learner's."""
     mask_truncated: bool = False
     """Leave responses that hit max_new_tokens out of the loss (default: reward 0 and trained on, as the paper)."""
     eval_every: int = 10
@@ -107,6 +109,8 @@ class TrainConfig:
     """cpu, cuda, cuda:N or auto."""
     dtype: Literal["float32", "bfloat16"] = "float32"
     """Training dtype of the policy (bfloat16 on GPU for real models)."""
+    sharding: Literal["none", "fsdp"] = "none"
+    """Multi-process runs: none = every rank holds the whole model (data parallel); fsdp = PyTorch FSDP2 shards parameters, gradients and optimizer state across ranks."""
     gradient_checkpointing: bool = False
     """Trade compute for activation memory."""
     lora_rank: int = 0
@@ -174,6 +178,11 @@ def check_train_config(cfg: TrainConfig) -> None:
         raise DrZeroError("temperature must be >= 0 and top_p in (0, 1]")
     if cfg.lora_rank < 0:
         raise DrZeroError(f"lora_rank must be >= 0, got {cfg.lora_rank}")
+    if cfg.tis_cap < 0:
+        raise DrZeroError(f"tis_cap must be >= 0 (0 = off), got {cfg.tis_cap}")
+    if cfg.sharding == "fsdp" and cfg.lora_rank:
+        raise DrZeroError("sharding=fsdp with LoRA is not supported: LoRA already keeps optimizer state small; "
+                          "use sharding=none (data parallel) with --lora-rank")
     if cfg.lr <= 0:
         raise DrZeroError(f"lr must be > 0, got {cfg.lr}")
 

@@ -1,10 +1,16 @@
 """The distributed layer, kept thin (nanochat's style): a single process needs no launcher.
 
 Under ``torchrun`` (or ``accelerate launch``) the usual environment variables start a
-process group (NCCL on GPU, gloo on CPU). Data parallelism is done by hand: each rank
-generates and trains on its share of the iteration's prompts, the loss normalisers are
-global totals (``all_sum``), and gradients are summed across ranks before the optimizer
-step, so the update equals the single-process one on the same global batch.
+process group (NCCL on GPU, gloo on CPU). Each rank generates and trains on its share of
+the iteration's prompts, and the loss normalisers are global totals (``all_sum``), so the
+update equals the single-process one on the same global batch. Two ways to hold the model:
+- data parallel (``sharding=none``): every rank has the whole model; gradients are summed
+  across ranks before the optimizer step (``sum_gradients``);
+- FSDP2 (``sharding=fsdp``, ``shard``): each decoder layer and the rest of the model are
+  sharded over ranks (parameters, gradients, optimizer state); backward reduce-scatters
+  the *sum* of the gradients (the default would average, which breaks the global
+  normaliser). ``full_state_dict`` gathers whole weights for the generation engine and
+  for checkpoints.
 """
 
 from __future__ import annotations
@@ -50,10 +56,17 @@ def device_for_rank(name: str) -> str:
     return "cpu" if name == "auto" else name
 
 
+def _comm_device() -> torch.device:
+    """NCCL only moves GPU tensors; gloo moves CPU ones."""
+    if td.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def all_sum(value: float) -> float:
     if not _on():
         return value
-    t = torch.tensor([value], dtype=torch.float64)
+    t = torch.tensor([value], dtype=torch.float64, device=_comm_device())
     td.all_reduce(t)
     return t.item()
 
@@ -63,8 +76,9 @@ def all_mean(value: float) -> float:
 
 
 def sum_gradients(model) -> None:
-    """Sum gradients over ranks (one flat buffer, one collective)."""
-    if not _on():
+    """Sum gradients over ranks (one flat buffer, one collective). Nothing to do for an
+    FSDP-sharded model: its backward already reduce-scattered the sum."""
+    if not _on() or is_sharded(model):
         return
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     flat = torch.cat([g.reshape(-1).float() for g in grads])
@@ -78,3 +92,66 @@ def sum_gradients(model) -> None:
 def barrier() -> None:
     if _on():
         td.barrier()
+
+
+# ----------------------------------------------------------------------------- FSDP2
+def is_sharded(model) -> bool:
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
+
+
+def shard(model, *, reshard_after_forward: bool = True):
+    """Shard ``model`` in place with FSDP2: one unit per decoder layer (the classes named
+    in the model's ``_no_split_modules``), then the root (embeddings, final norm, LM head;
+    tied weights stay in one unit). Gradients are reduce-scattered as sums."""
+    from torch.distributed.fsdp import FSDPModule, fully_shard
+
+    layer_classes = set(getattr(model, "_no_split_modules", None) or [])
+    for module in model.modules():
+        if type(module).__name__ in layer_classes:
+            fully_shard(module, reshard_after_forward=reshard_after_forward)
+    fully_shard(model, reshard_after_forward=reshard_after_forward)
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.set_gradient_divide_factor(1.0)  # the loss already carries the global normaliser
+            module.set_force_sum_reduction_for_comms(True)
+    return model
+
+
+def full_state_dict(model) -> dict[str, torch.Tensor]:
+    """The whole weights on every rank (a collective when sharded: call it on all ranks)."""
+    if not is_sharded(model):
+        return {k: v.detach() for k, v in model.state_dict().items()}
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
+
+
+def optimizer_state(model, optimizer) -> dict:
+    """The optimizer state to checkpoint: whole (unsharded) tensors, gathered to rank 0 on
+    CPU when the model is sharded (a collective then)."""
+    if not is_sharded(model):
+        return optimizer.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    return get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def load_optimizer_state(model, optimizer, state: dict) -> None:
+    """Inverse of ``optimizer_state``; each rank keeps its shard."""
+    if not is_sharded(model):
+        optimizer.load_state_dict(state)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    set_optimizer_state_dict(model, optimizer, optim_state_dict=state, options=StateDictOptions(full_state_dict=True))
+
+
+def grad_norm(model, max_norm: float) -> float:
+    """Global gradient norm, clipping to ``max_norm`` when > 0 (works on sharded grads)."""
+    params = [p for p in model.parameters() if p.grad is not None]
+    norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))
+    if hasattr(norm, "full_tensor"):
+        norm = norm.full_tensor()
+    return float(norm)

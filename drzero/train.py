@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from drzero import dist
-from drzero.algo import bias_weights, describe_objective, group_advantages, policy_loss, resolve_objective
+from drzero.algo import bias_weights, describe_objective, group_advantages, policy_loss, resolve_objective, tis_weights
 from drzero.analysis import reflection_keywords
 from drzero.config import TrainConfig, check_train_config, dump_config
 from drzero.data import load_questions
@@ -68,12 +68,13 @@ def step_prompts(n_rows: int, batch: int, seed: int, step: int) -> list[int]:
 
 
 def response_logprobs(model, input_ids, attention_mask, prompt_width: int, temperature: float, with_entropy=False):
-    """Log-probs ``[M, T]`` of the response tokens (columns ``prompt_width:``), computed
-    through the decoder and the LM head on response positions only (not the prompt)."""
+    """Log-probs ``[M, T]`` of the response tokens (columns ``prompt_width:``). The LM head
+    runs on response positions only (``logits_to_keep``), not on the prompt."""
     positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-    hidden = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions).last_hidden_state
-    hidden = hidden[:, prompt_width - 1 : -1]  # [M, T, H]: position t predicts token t+1
-    logits = model.get_output_embeddings()(hidden).float()  # [M, T, V]
+    T = input_ids.shape[1] - prompt_width
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=False,
+                   logits_to_keep=T + 1).logits  # [M, T+1, V]: position t predicts token t+1
+    logits = logits[:, :-1].float()  # [M, T, V]
     if temperature > 0:
         logits = logits / temperature
     logp_all = torch.log_softmax(logits, dim=-1)
@@ -162,9 +163,11 @@ class BiasMonitor:
 
 
 # ----------------------------------------------------------------------------- checkpoints
-def save_checkpoint(run_dir: Path, step: int, model, tokenizer, optimizer, scheduler, extra: dict, keep: int) -> Path:
+def save_checkpoint(run_dir: Path, step: int, model, tokenizer, optimizer_state: dict, scheduler, extra: dict, keep: int,
+                    model_state: dict | None = None) -> Path:
     """Write ``checkpoints/step-XXXXXX`` atomically (temp dir, then rename), then point
-    ``checkpoints/latest`` at it (write-then-replace), then prune old ones."""
+    ``checkpoints/latest`` at it (write-then-replace), then prune old ones. ``model_state``:
+    the whole weights when the model itself is sharded."""
     ckpt_root = run_dir / "checkpoints"
     ckpt_root.mkdir(parents=True, exist_ok=True)
     final = ckpt_root / f"step-{step:06d}"
@@ -174,11 +177,14 @@ def save_checkpoint(run_dir: Path, step: int, model, tokenizer, optimizer, sched
         model.save_pretrained(tmp / "adapter")
         copy.deepcopy(model).merge_and_unload().save_pretrained(tmp, safe_serialization=True)
     else:
-        model.save_pretrained(tmp, safe_serialization=True)
+        if model_state is not None:  # gathered whole weights: leave out tied duplicates (lm_head = embeddings)
+            tied = {n for n, _ in model.named_parameters(remove_duplicate=False)} - {n for n, _ in model.named_parameters()}
+            model_state = {k: v for k, v in model_state.items() if k not in tied}
+        model.save_pretrained(tmp, safe_serialization=True, state_dict=model_state)
     tokenizer.save_pretrained(tmp)
     torch.save(
         {
-            "optimizer": optimizer.state_dict(),
+            "optimizer": optimizer_state,
             "scheduler": scheduler.state_dict(),
             "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
             **extra,
@@ -267,11 +273,14 @@ def train(cfg: TrainConfig) -> dict:
                 f"step ({updates_per_iter} optimizer steps per iteration); micro-batch {cfg.micro_batch_size}; "
                 f"{len(rows)} training questions; template {template.name}")
 
-    # ---- models (the reference policy only when beta > 0)
+    # ---- models (the reference policy only when beta > 0). Trained weights stay in float32
+    # (with lr 1e-6 a bfloat16 weight would round most updates away; LoRA: the frozen base is
+    # in `dtype`, peft keeps adapters in float32); forward and backward run in `dtype` (autocast).
     dtype = torch.bfloat16 if cfg.dtype == "bfloat16" else torch.float32
+    sharded = cfg.sharding == "fsdp" and dist.world_size() > 1
     lora_resume = resume_state is not None and (Path(model_source) / "adapter").exists()
     model, tokenizer = load_model_and_tokenizer(cfg.model if lora_resume else model_source, device=device)
-    model.to(dtype)
+    model.to(dtype if cfg.lora_rank else torch.float32)
     if cfg.lora_rank:
         model = add_lora(model, cfg, adapter_dir=Path(model_source) / "adapter" if lora_resume else None)
     if cfg.gradient_checkpointing:
@@ -281,20 +290,37 @@ def train(cfg: TrainConfig) -> dict:
     if objective.beta > 0:
         ref_model, _ = load_model_and_tokenizer(cfg.model, device=device)  # the initial policy
         ref_model.to(dtype).eval().requires_grad_(False)
+    rollout_model = model  # the HF engine generates with the learner's own module ...
+    if sharded:  # ... except under FSDP: whole weights for generation and rank-0 eval, synced every step
+        rollout_model = copy.deepcopy(model).to(dtype).eval().requires_grad_(False) if cfg.engine == "hf" else None
+        dist.shard(model)
+        if ref_model is not None:
+            dist.shard(ref_model)
     if cfg.engine == "vllm":
         from drzero.rollout.vllm_engine import VLLMEngine
 
         engine = VLLMEngine(resolve_model_path(model_source if not lora_resume else cfg.model), seed=cfg.seed,
                             dtype=cfg.dtype, enable_sleep_mode=device.startswith("cuda"))
-        engine.update_weights(model)
         engine.pad_id = tokenizer.pad_token_id
     else:
-        engine = HFEngine(model, tokenizer, batch_size=cfg.generation_batch_size)
+        engine = HFEngine(rollout_model, tokenizer, batch_size=cfg.generation_batch_size, dtype=dtype)
+
+    def sync_engine() -> dict | None:
+        """The new policy is what generates next. Returns the gathered whole weights when sharded."""
+        if not sharded:
+            engine.update_weights(model)  # HF: shares the module (no copy); vLLM: loads the new weights
+            return None
+        state = dist.full_state_dict(model)  # a collective: every rank gathers the whole weights
+        engine.load_weights(state)
+        return state
+
+    if cfg.engine == "vllm":
+        sync_engine()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, betas=(0.9, cfg.adam_beta2), weight_decay=cfg.weight_decay)
     scheduler = make_scheduler(optimizer, cfg, cfg.max_steps * updates_per_iter)
     monitor = BiasMonitor()
     if resume_state is not None:
-        optimizer.load_state_dict(resume_state["optimizer"])
+        dist.load_optimizer_state(model, optimizer, resume_state["optimizer"])
         scheduler.load_state_dict(resume_state["scheduler"])
         random.setstate(resume_state["rng"]["python"])
         np.random.set_state(resume_state["rng"]["numpy"])
@@ -372,6 +398,7 @@ def train(cfg: TrainConfig) -> dict:
             per_update_local = local_n * train_batch // N
             order_rng = np.random.default_rng([cfg.seed, step, 7])
             loss_stats, clip_lo, clip_hi, ratios, entropies, grad_norms, kls, gaps = [], [], [], [], [], [], [], []
+            tis_w, tis_clip = [], []
             old_logps = None
             if updates_per_iter > 1:  # the policy moves within the iteration: freeze pi_old first
                 old_logps = _all_logprobs(model, gens, pad_id, device, cfg, dtype)
@@ -382,24 +409,23 @@ def train(cfg: TrainConfig) -> dict:
                     stats = accumulate_gradients(
                         model, ref_model, gens, chunk, advantages, keep, objective,
                         micro_batch_size=max(1, cfg.micro_batch_size // world), temperature=cfg.temperature,
-                        pad_id=pad_id, device=device, dtype=dtype, old_logps=old_logps)
+                        pad_id=pad_id, device=device, dtype=dtype, old_logps=old_logps, tis_cap=cfg.tis_cap)
                     loss_stats.append(stats["loss"])
                     clip_lo.append(stats["clip_frac_low"]); clip_hi.append(stats["clip_frac_high"])  # noqa: E702
                     ratios.append(stats["ratio_mean"]); kls.append(stats["kl"]); entropies.append(stats["entropy"])  # noqa: E702
                     gaps.append(stats["logprob_gap"])
+                    tis_w.append(stats["tis_weight_mean"]); tis_clip.append(stats["tis_clip_frac"])  # noqa: E702
                     dist.sum_gradients(model)  # losses use global normalisers, so the sum is the exact gradient
-                    if cfg.max_grad_norm > 0:
-                        gn = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                    else:
-                        gn = torch.sqrt(sum((p.grad.float() ** 2).sum() for p in model.parameters() if p.grad is not None))
-                    grad_norms.append(float(gn))
+                    grad_norms.append(dist.grad_norm(model, cfg.max_grad_norm))  # clips when max_grad_norm > 0
                     optimizer.step()
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
             if cfg.engine == "vllm" and device.startswith("cuda"):
                 engine.wake_up()
-            engine.update_weights(model)  # HF: shares the module (no copy); vLLM: loads the new weights
             timing["time/train"] = time.perf_counter() - t
+            t = time.perf_counter()
+            weights = sync_engine()
+            timing["time/sync"] = time.perf_counter() - t
 
             # ---- 6. metrics (rank 0 sees its own shard; rewards are all-reduced)
             correct = [gr.correct for gr in grades]
@@ -433,6 +459,8 @@ def train(cfg: TrainConfig) -> dict:
                 "train/grad_norm": mean_or_nan(grad_norms),
                 "train/lr": scheduler.get_last_lr()[0],
                 "train/kl": mean_or_nan(kls),
+                **({"train/tis_weight_mean": mean_or_nan(tis_w), "train/tis_clip_frac": mean_or_nan(tis_clip)}
+                   if cfg.tis_cap > 0 else {}),
                 "bias/token_weight_abs_correct": mean_or_nan([abs(w) for w, c in zip(token_w.tolist(), correct) if c]),
                 "bias/token_weight_abs_incorrect": mean_or_nan([abs(w) for w, c in zip(token_w.tolist(), correct) if not c]),
                 "bias/question_weight_max_over_min": (q_scale[informative].max() / q_scale[informative].min()).item()
@@ -448,7 +476,7 @@ def train(cfg: TrainConfig) -> dict:
                 dist.barrier()
             metrics["time/step"] = time.perf_counter() - t_step
             metrics["time/other"] = metrics["time/step"] - sum(
-                metrics.get(k, 0.0) for k in ("time/generate", "time/grade", "time/train", "time/eval"))
+                metrics.get(k, 0.0) for k in ("time/generate", "time/grade", "time/train", "time/sync", "time/eval"))
             warning = monitor.update(step, metrics["rollout/response_length_correct"], metrics["rollout/response_length_incorrect"])
             if dist.is_main():
                 metrics_f.write(json.dumps(metrics) + "\n")
@@ -477,9 +505,11 @@ def train(cfg: TrainConfig) -> dict:
 
             # ---- 7. checkpoint
             if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.max_steps:
+                optim_state = dist.optimizer_state(model, optimizer)  # a collective when sharded
                 if dist.is_main():
-                    save_checkpoint(run_dir, step, model, tokenizer, optimizer, scheduler,
-                                    {"step": step, "monitor": dict(monitor.__dict__)}, cfg.keep_checkpoints)
+                    save_checkpoint(run_dir, step, model, tokenizer, optim_state, scheduler,
+                                    {"step": step, "monitor": dict(monitor.__dict__)}, cfg.keep_checkpoints,
+                                    model_state=weights)
                 dist.barrier()
     finally:
         progress.close()
@@ -493,15 +523,18 @@ def train(cfg: TrainConfig) -> dict:
 
 
 def accumulate_gradients(model, ref_model, gens, chunk: list[int], advantages, keep, objective, *, micro_batch_size: int,
-                         temperature: float, pad_id: int, device, dtype=torch.float32, old_logps=None) -> dict:
+                         temperature: float, pad_id: int, device, dtype=torch.float32, old_logps=None,
+                         tis_cap: float = 0.0) -> dict:
     """Backward the loss of one optimizer step's responses (``chunk``, indices into
     ``gens``) in micro-batches. The normalisers (responses, tokens) are the step's global
     totals, so the accumulated gradient does not depend on ``micro_batch_size`` or on the
-    number of ranks. Returns the step's loss and mean loss metrics."""
+    number of ranks. ``tis_cap`` > 0 weights each token by min(pi_old/pi_rollout, cap),
+    pi_rollout being the engine's log-probs. Returns the step's loss and mean metrics."""
     n_resp = dist.all_sum(float(len(chunk)))
     n_tok = dist.all_sum(float(sum(len(gens[i].token_ids) for i in chunk if keep[i])))
     chunk = sorted(chunk, key=lambda i: len(gens[i].token_ids))  # similar lengths together: less padding
-    total, stats = 0.0, {"clip_frac_low": [], "clip_frac_high": [], "ratio_mean": [], "kl": [], "entropy": [], "logprob_gap": []}
+    total, stats = 0.0, {"clip_frac_low": [], "clip_frac_high": [], "ratio_mean": [], "kl": [], "entropy": [],
+                         "logprob_gap": [], "tis_weight_mean": [], "tis_clip_frac": []}
     for m in range(0, len(chunk), micro_batch_size):
         ids = chunk[m : m + micro_batch_size]
         input_ids, attn, resp_mask, P = collate([gens[i].prompt_token_ids for i in ids], [gens[i].token_ids for i in ids],
@@ -515,11 +548,22 @@ def accumulate_gradients(model, ref_model, gens, chunk: list[int], advantages, k
         if ref_model is not None:
             with torch.no_grad():
                 ref, _ = response_logprobs(ref_model, input_ids, attn, P, temperature)
+        engine_lp, is_w = None, None
+        if all(len(gens[i].logprobs) == len(gens[i].token_ids) for i in ids):  # the engine's own log-probs
+            engine_lp = _pad_to([torch.tensor(gens[i].logprobs) for i in ids], logp.shape, device)
+            stats["logprob_gap"].append((((logp.detach() - engine_lp).abs() * resp_mask).sum() / resp_mask.sum().clamp(min=1)).item())
+        if tis_cap > 0:
+            if engine_lp is None:
+                raise DrZeroError("tis_cap needs the generation engine's sampled-token log-probs, which it did not return")
+            is_w = tis_weights(old, engine_lp, tis_cap)  # [M, T]
+            n_mask = resp_mask.sum().clamp(min=1)
+            stats["tis_weight_mean"].append(((is_w * resp_mask).sum() / n_mask).item())
+            stats["tis_clip_frac"].append((((old - engine_lp).exp() > tis_cap).float() * resp_mask).sum().item() / n_mask.item())
         loss, lm = policy_loss(
             logp, old, advantages[ids].to(device), resp_mask, aggregation=objective.aggregation,
             constant_normalizer=objective.constant_normalizer, clip_eps_low=objective.clip_eps_low,
             clip_eps_high=objective.clip_eps_high, ref_logprobs=ref, beta=objective.beta,
-            num_responses=n_resp, num_tokens=n_tok,
+            num_responses=n_resp, num_tokens=n_tok, is_weights=is_w,
         )
         loss.backward()
         total += loss.item()
@@ -527,9 +571,6 @@ def accumulate_gradients(model, ref_model, gens, chunk: list[int], advantages, k
             stats[k].append(lm[k])
         stats["kl"].append(lm.get("kl", 0.0))
         stats["entropy"].append(((ent * resp_mask).sum() / resp_mask.sum().clamp(min=1)).item())
-        if all(len(gens[i].logprobs) == len(gens[i].token_ids) for i in ids):  # engine vs learner log-probs
-            engine_lp = _pad_to([torch.tensor(gens[i].logprobs) for i in ids], logp.shape, device)
-            stats["logprob_gap"].append((((logp.detach() - engine_lp).abs() * resp_mask).sum() / resp_mask.sum().clamp(min=1)).item())
     return {"loss": total, **{k: mean_or_nan(v) for k, v in stats.items()}}
 
 

@@ -12,6 +12,7 @@ from drzero.algo import (
     group_advantages,
     policy_loss,
     resolve_objective,
+    tis_weights,
 )
 
 torch.set_default_dtype(torch.float64)
@@ -172,3 +173,32 @@ def test_presets_and_overrides_and_description():
         resolve_objective("ppo2")
     with pytest.raises(ValueError):
         resolve_objective("grpo", aggregation="bogus")
+
+
+def test_tis_weights_truncate_the_ratio_and_carry_no_gradient():
+    old = torch.tensor([[0.0, -1.0, -2.0]], requires_grad=True)
+    rollout = torch.tensor([[0.0, -2.0, -1.0]])
+    w = tis_weights(old, rollout, cap=2.0)
+    assert torch.allclose(w, torch.tensor([[1.0, 2.0, math.exp(-1.0)]]))  # e^1 = 2.72 is truncated to 2
+    assert not w.requires_grad
+    with pytest.raises(ValueError):
+        tis_weights(old, rollout, cap=0.0)
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_is_weights_scale_each_tokens_gradient(preset):
+    """On-policy, d loss / d logp_it = -w_it * bias_weight_i / N: the weight multiplies each
+    token's gradient and nothing else; all-ones weights change nothing."""
+    obj = resolve_objective(preset, max_new_tokens=7)
+    logp, _, adv, mask = _batch()
+    w = torch.rand_like(logp) * 2
+    grads, losses = [], []
+    for weights in (None, torch.ones_like(logp), w):
+        p = logp.clone().requires_grad_(True)
+        loss, _ = policy_loss(p, p.detach(), adv, mask, aggregation=obj.aggregation,
+                              constant_normalizer=obj.constant_normalizer, is_weights=weights)
+        loss.backward()
+        grads.append(p.grad)
+        losses.append(loss.item())
+    assert losses[0] == losses[1] and torch.equal(grads[0], grads[1])
+    assert torch.allclose(grads[2], grads[0] * w, atol=1e-12)

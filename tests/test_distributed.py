@@ -1,13 +1,23 @@
-"""Data parallel on CPU with gloo: 2 processes give the same parameters after one optimizer
-step as 1 process on the same global batch (GRPO and Dr. GRPO)."""
+"""Multi-process training on CPU with gloo: 2 processes give the same gradients and the same
+parameters after one optimizer step as 1 process on the same global batch, for GRPO and
+Dr. GRPO, with data parallel (whole model per rank) and with FSDP2 sharding.
 
+The step is plain SGD: one Adam step (or a clipped one) is nearly sign(g) and would hide a
+gradient that is off by a constant factor, e.g. averaged instead of summed over ranks."""
+
+import json
 import os
 import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as td
 import torch.multiprocessing as mp
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM
 
 from drzero import dist
 from drzero.algo import group_advantages, resolve_objective
@@ -22,39 +32,43 @@ G = 4
 
 
 def _one_step(model, gens, indices, preset, pad_id):
-    """What the training loop does for one optimizer step on this rank's responses."""
+    """What the training loop does for one optimizer step on this rank's responses.
+    Returns the global gradient norm and the whole parameters after the step."""
     obj = resolve_objective(preset, max_new_tokens=24)
     rewards = torch.tensor([float(i % 3 == 0) for i in range(len(gens))])
     adv = group_advantages(rewards, G, scale=obj.advantage_scale, baseline=obj.baseline)  # groups stay on one rank
     keep = torch.ones(len(gens), dtype=torch.bool)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
     accumulate_gradients(model, None, gens, indices, adv, keep, obj, micro_batch_size=2, temperature=1.0,
                          pad_id=pad_id, device="cpu", dtype=torch.float64)
     dist.sum_gradients(model)
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    norm = dist.grad_norm(model, 0.0)  # no clipping: the step is lr * gradient
     opt.step()
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return norm, {k: v.clone() for k, v in dist.full_state_dict(model).items()}
 
 
-def _worker(rank, world, store_path, gens_path, out_path, preset):
+def _worker(rank, world, store_path, gens_path, out_path, preset, sharding):
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
     td.init_process_group("gloo", store=td.FileStore(store_path, world), rank=rank, world_size=world)
     model, tok = load_model_and_tokenizer("toy")
     model.to(torch.float64)
+    if sharding == "fsdp":
+        dist.shard(model)
     gens = pickle.loads(open(gens_path, "rb").read())
     n_prompts = len(gens) // G
     my_prompts = list(range(n_prompts))[rank::world]  # the loop's sharding: whole groups per rank
     indices = [p * G + j for p in my_prompts for j in range(G)]
-    params = _one_step(model, gens, indices, preset, tok.pad_token_id)
+    result = _one_step(model, gens, indices, preset, tok.pad_token_id)
     if rank == 0:
-        torch.save(params, out_path)
+        torch.save(result, out_path)
     td.destroy_process_group()
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("sharding", ["none", "fsdp"])
 @pytest.mark.parametrize("preset", ["grpo", "dr_grpo"])
-def test_two_processes_match_one(tmp_path, preset):
+def test_two_processes_match_one(tmp_path, preset, sharding):
     model, tok = load_model_and_tokenizer("toy")
     tpl = TEMPLATES["qwen_math"]
     rows = load_split("train")[:4]
@@ -63,10 +77,54 @@ def test_two_processes_match_one(tmp_path, preset):
     gens_path = tmp_path / "gens.pkl"
     gens_path.write_bytes(pickle.dumps(gens))
     model.to(torch.float64)
-    single = _one_step(model, gens, list(range(len(gens))), preset, tok.pad_token_id)
+    norm1, single = _one_step(model, gens, list(range(len(gens))), preset, tok.pad_token_id)
+    assert norm1 > 1e-3  # a real gradient, not an empty step
     out = tmp_path / "rank0.pt"
-    mp.start_processes(_worker, args=(2, str(tmp_path / "store"), str(gens_path), str(out), preset), nprocs=2,
+    mp.start_processes(_worker, args=(2, str(tmp_path / "store"), str(gens_path), str(out), preset, sharding), nprocs=2,
                        join=True, start_method="spawn")
-    double = torch.load(out)
+    norm2, double = torch.load(out)
+    assert abs(norm2 - norm1) <= 1e-6 * norm1, (norm1, norm2)  # summed over ranks, not averaged
+    assert set(single) == set(double)
     for k in single:
         assert torch.allclose(single[k], double[k], atol=1e-5, rtol=0), k
+
+
+def _torchrun(out_dir, *flags):
+    """`drzero train` in 2 gloo processes: 2 policy iterations with rewards in both (seed 2)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+           "drzero.cli", "train", "--output-dir", str(out_dir), "--template", "qwen_math", "--prompts-per-step", "8",
+           "--group-size", "4", "--max-new-tokens", "64", "--micro-batch-size", "8", "--eval-limit", "8",
+           "--eval-every", "0", "--save-every", "1", "--lr", "1e-4", "--seed", "2", "--no-progress", *flags]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return [json.loads(line) for line in (Path(out_dir) / "metrics.jsonl").read_text().splitlines()]
+
+
+def _weights(run_dir, step):
+    return load_file(str(Path(run_dir) / "checkpoints" / f"step-{step:06d}" / "model.safetensors"))
+
+
+@pytest.mark.slow
+def test_fsdp_training_run_matches_data_parallel_and_resumes(tmp_path):
+    """The whole loop under FSDP2 (sharded update, gathered weights synced into the
+    generation replica, rank-0 eval, gathered checkpoints) equals the data-parallel loop
+    with the same rank split; an FSDP run killed after step 1 and resumed equals it too."""
+    dp = _torchrun(tmp_path / "dp", "--sharding", "none", "--max-steps", "2")
+    fs = _torchrun(tmp_path / "fsdp", "--sharding", "fsdp", "--max-steps", "2")
+    for a, b in zip(dp[1:], fs[1:]):
+        assert a["rollout/reward_mean"] == b["rollout/reward_mean"] > 0  # same rollouts, with a learning signal
+        assert abs(a["train/grad_norm"] - b["train/grad_norm"]) <= 1e-5 * a["train/grad_norm"]
+    assert dp[-1]["eval/toy:test/accuracy"] == fs[-1]["eval/toy:test/accuracy"]  # rank 0 evaluates the synced replica
+    w_dp, w_fs = _weights(tmp_path / "dp", 2), _weights(tmp_path / "fsdp", 2)
+    assert set(w_dp) == set(w_fs)
+    for k in w_dp:
+        assert torch.allclose(w_dp[k], w_fs[k], atol=1e-5, rtol=0), k
+    assert (w_fs["model.embed_tokens.weight"] != _weights(tmp_path / "fsdp", 1)["model.embed_tokens.weight"]).any()
+
+    _torchrun(tmp_path / "resumed", "--sharding", "fsdp", "--max-steps", "1")
+    _torchrun(tmp_path / "resumed", "--sharding", "fsdp", "--max-steps", "2", "--resume", str(tmp_path / "resumed"))
+    w_re = _weights(tmp_path / "resumed", 2)
+    for k in w_fs:
+        assert torch.allclose(w_fs[k], w_re[k], atol=1e-6, rtol=0), k
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "fsdp" / "checkpoints" / "step-000002")  # HF format
+    assert torch.equal(model.lm_head.weight, w_fs["model.embed_tokens.weight"])  # tied weights stay tied

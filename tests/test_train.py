@@ -118,3 +118,14 @@ def test_lora_run_writes_adapter_and_merged_checkpoint(tmp_path):
     assert (ckpt / "adapter" / "adapter_config.json").exists()
     model, _ = load_model_and_tokenizer(str(ckpt))  # merged weights load as a plain HF model
     assert not hasattr(model, "peft_config")
+
+
+def test_truncated_importance_sampling_option(tmp_path):
+    """--tis-cap: the HF engine samples from the learner itself, so the weights are ~1 and
+    none is truncated; the run logs them next to the log-prob gap."""
+    train(TrainConfig(output_dir=str(tmp_path / "run"), lr=1e-3, tis_cap=2.0, **{**TINY, "max_steps": 1}))
+    m = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()][1]
+    assert m["rollout/logprob_gap"] < 1e-4
+    assert m["train/tis_weight_mean"] == pytest.approx(1.0, abs=1e-4) and m["train/tis_clip_frac"] == 0.0
+    with pytest.raises(DrZeroError, match="tis_cap"):
+        check_train_config(TrainConfig(tis_cap=-1.0))

@@ -17,8 +17,10 @@ from drzero.rollout import Generation, SamplingParams
 
 
 class HFEngine:
-    def __init__(self, model, tokenizer, *, batch_size: int = 256, stop_token_ids: list[int] | None = None):
+    def __init__(self, model, tokenizer, *, batch_size: int = 256, stop_token_ids: list[int] | None = None,
+                 dtype: torch.dtype | None = None):
         self.model = model
+        self.dtype = dtype  # compute dtype under autocast (e.g. bfloat16 with float32 weights); None: the weights
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         ids = set(stop_token_ids or [])
@@ -35,6 +37,11 @@ class HFEngine:
         """The engine shares the learner's module: nothing to copy in-process."""
         self.model = model
 
+    def load_weights(self, state: dict[str, torch.Tensor]) -> None:
+        """Copy whole weights into the engine's own module (used when the learner is sharded)."""
+        with torch.no_grad():
+            self.model.load_state_dict(state)
+
     @torch.no_grad()
     def generate(self, prompts: list[str], params: SamplingParams) -> list[Generation]:
         encoded = self.tokenizer(prompts, add_special_tokens=False)["input_ids"]
@@ -47,10 +54,12 @@ class HFEngine:
         out: list[Generation] = []
         was_training = self.model.training
         self.model.eval()
+        low_precision = self.dtype in (torch.bfloat16, torch.float16)
         try:
             for start in range(0, len(encoded), per_chunk):
                 chunk = encoded[start : start + per_chunk]
-                out.extend(self._generate_chunk(chunk, start, params, gen))
+                with torch.autocast(self.device.type, dtype=self.dtype, enabled=low_precision):
+                    out.extend(self._generate_chunk(chunk, start, params, gen))
         finally:
             self.model.train(was_training)
         return out

@@ -52,7 +52,10 @@ class VLLMEngine:
         """Copy the learner's weights into vLLM (LoRA adapters merged first)."""
         if hasattr(model, "peft_config"):
             model = _merged_copy(model)
-        state = {k.removeprefix("module."): v.detach() for k, v in model.state_dict().items()}
+        self.load_weights({k.removeprefix("module."): v.detach() for k, v in model.state_dict().items()})
+
+    def load_weights(self, state: dict) -> None:
+        """Load whole weights (Hugging Face parameter names) into vLLM's model, in place."""
 
         def load(worker):
             if hasattr(worker, "reload_weights"):  # vLLM >= 0.2x: in-place reload, redoes post-load processing
