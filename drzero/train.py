@@ -300,7 +300,8 @@ def train(cfg: TrainConfig) -> dict:
         from drzero.rollout.vllm_engine import VLLMEngine
 
         engine = VLLMEngine(resolve_model_path(model_source if not lora_resume else cfg.model), seed=cfg.seed,
-                            dtype=cfg.dtype, enable_sleep_mode=device.startswith("cuda"))
+                            dtype=cfg.dtype, enable_sleep_mode=device.startswith("cuda"),
+                            gpu_memory_utilization=cfg.vllm_memory)
         engine.pad_id = tokenizer.pad_token_id
     else:
         engine = HFEngine(rollout_model, tokenizer, batch_size=cfg.generation_batch_size, dtype=dtype)

