@@ -119,13 +119,25 @@ def shard(model, *, reshard_after_forward: bool = True):
     return model
 
 
-def full_state_dict(model) -> dict[str, torch.Tensor]:
-    """The whole weights on every rank (a collective when sharded: call it on all ranks)."""
+def full_state_dict(model, *, rank0_cpu: bool = False) -> dict[str, torch.Tensor]:
+    """The whole weights (a collective when sharded: call it on all ranks). ``rank0_cpu``:
+    gathered to rank 0's CPU memory only (for checkpoints; other ranks get an empty dict)."""
     if not is_sharded(model):
         return {k: v.detach() for k, v in model.state_dict().items()}
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True))
+    return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=rank0_cpu))
+
+
+def iter_full_weights(model, dtype: torch.dtype | None = None):
+    """Yield ``(name, whole tensor)`` one parameter at a time, so syncing a sharded learner
+    into the generation engine never holds more than one gathered tensor (a collective per
+    tensor when sharded: every rank must consume the whole iterator)."""
+    for name, value in model.state_dict().items():
+        if hasattr(value, "full_tensor"):
+            value = value.full_tensor()
+        value = value.detach()
+        yield name, value.to(dtype) if dtype is not None else value
 
 
 def optimizer_state(model, optimizer) -> dict:

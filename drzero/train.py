@@ -306,14 +306,12 @@ def train(cfg: TrainConfig) -> dict:
     else:
         engine = HFEngine(rollout_model, tokenizer, batch_size=cfg.generation_batch_size, dtype=dtype)
 
-    def sync_engine() -> dict | None:
-        """The new policy is what generates next. Returns the gathered whole weights when sharded."""
-        if not sharded:
+    def sync_engine() -> None:
+        """The new policy is what generates next."""
+        if sharded:  # every rank gathers the whole weights, one tensor at a time, into its engine
+            engine.load_weights(dist.iter_full_weights(model, dtype))
+        else:
             engine.update_weights(model)  # HF: shares the module (no copy); vLLM: loads the new weights
-            return None
-        state = dist.full_state_dict(model)  # a collective: every rank gathers the whole weights
-        engine.load_weights(state)
-        return state
 
     if cfg.engine == "vllm":
         sync_engine()
@@ -425,7 +423,7 @@ def train(cfg: TrainConfig) -> dict:
                 engine.wake_up()
             timing["time/train"] = time.perf_counter() - t
             t = time.perf_counter()
-            weights = sync_engine()
+            sync_engine()
             timing["time/sync"] = time.perf_counter() - t
 
             # ---- 6. metrics (rank 0 sees its own shard; rewards are all-reduced)
@@ -506,7 +504,8 @@ def train(cfg: TrainConfig) -> dict:
 
             # ---- 7. checkpoint
             if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.max_steps:
-                optim_state = dist.optimizer_state(model, optimizer)  # a collective when sharded
+                optim_state = dist.optimizer_state(model, optimizer)  # collectives when sharded:
+                weights = dist.full_state_dict(model, rank0_cpu=True) if sharded else None  # gathered to rank 0
                 if dist.is_main():
                     save_checkpoint(run_dir, step, model, tokenizer, optim_state, scheduler,
                                     {"step": step, "monitor": dict(monitor.__dict__)}, cfg.keep_checkpoints,

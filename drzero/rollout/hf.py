@@ -37,10 +37,17 @@ class HFEngine:
         """The engine shares the learner's module: nothing to copy in-process."""
         self.model = model
 
-    def load_weights(self, state: dict[str, torch.Tensor]) -> None:
-        """Copy whole weights into the engine's own module (used when the learner is sharded)."""
+    def load_weights(self, weights) -> None:
+        """Copy ``(name, tensor)`` pairs of whole weights into the engine's own module
+        (used when the learner is sharded and this engine keeps a replica)."""
+        own = self.model.state_dict()
+        seen = set()
         with torch.no_grad():
-            self.model.load_state_dict(state)
+            for name, value in weights:
+                own[name].copy_(value)
+                seen.add(name)
+        if missing := set(own) - seen:
+            raise RuntimeError(f"load_weights: no value for {sorted(missing)[:3]}")
 
     @torch.no_grad()
     def generate(self, prompts: list[str], params: SamplingParams) -> list[Generation]:

@@ -55,16 +55,18 @@ class VLLMEngine:
         """Copy the learner's weights into vLLM (LoRA adapters merged first)."""
         if hasattr(model, "peft_config"):
             model = _merged_copy(model)
-        self.load_weights({k.removeprefix("module."): v.detach() for k, v in model.state_dict().items()})
+        self.load_weights((k.removeprefix("module."), v.detach()) for k, v in model.state_dict().items())
 
-    def load_weights(self, state: dict) -> None:
-        """Load whole weights (Hugging Face parameter names) into vLLM's model, in place."""
+    def load_weights(self, weights) -> None:
+        """Load ``(name, tensor)`` pairs of whole weights (Hugging Face names) into vLLM's
+        model in place. ``weights`` may be a generator: the engine runs in this process, so it
+        is consumed here, one tensor at a time."""
 
         def load(worker):
             if hasattr(worker, "reload_weights"):  # vLLM >= 0.2x: in-place reload, redoes post-load processing
-                worker.reload_weights(weights_iterator=iter(list(state.items())))
+                worker.reload_weights(weights_iterator=iter(weights))
             else:
-                worker.model_runner.model.load_weights(weights=list(state.items()))
+                worker.model_runner.model.load_weights(weights=weights)
             return True
 
         self.llm.collective_rpc(load)
