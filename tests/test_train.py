@@ -129,3 +129,12 @@ def test_truncated_importance_sampling_option(tmp_path):
     assert m["train/tis_weight_mean"] == pytest.approx(1.0, abs=1e-4) and m["train/tis_clip_frac"] == 0.0
     with pytest.raises(DrZeroError, match="tis_cap"):
         check_train_config(TrainConfig(tis_cap=-1.0))
+
+
+@pytest.mark.parametrize("recipe", sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_recipe_is_a_valid_config(recipe):
+    from drzero.config import apply_overrides, load_yaml
+
+    cfg = apply_overrides(TrainConfig, TrainConfig(), load_yaml(str(recipe)), str(recipe))
+    check_train_config(cfg)

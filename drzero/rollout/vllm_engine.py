@@ -31,6 +31,10 @@ class VLLMEngine:
         # processed_logprobs: log-probs under the distribution that sampled (temperature, top-p),
         # the pi_rollout of the importance-sampling correction; vLLM's default is the raw logits'
         llm_kwargs.setdefault("logprobs_mode", "processed_logprobs")
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            # under torchrun: one engine per rank, on that rank's device, with its own prompts
+            # (vLLM reads RANK / LOCAL_RANK / WORLD_SIZE from the launcher's environment)
+            llm_kwargs.setdefault("distributed_executor_backend", "external_launcher")
         self.llm = LLM(model=model_path, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
                        max_model_len=max_model_len, enable_sleep_mode=enable_sleep_mode, seed=seed, **llm_kwargs)
         self.sleeping = False
