@@ -108,7 +108,8 @@ def _weights(run_dir, step):
 def test_fsdp_training_run_matches_data_parallel_and_resumes(tmp_path):
     """The whole loop under FSDP2 (sharded update, gathered weights synced into the
     generation replica, rank-0 eval, gathered checkpoints) equals the data-parallel loop
-    with the same rank split; an FSDP run killed after step 1 and resumed equals it too."""
+    with the same rank split; an FSDP run stopped after step 1 and resumed (with gradient
+    checkpointing) equals it too."""
     dp = _torchrun(tmp_path / "dp", "--sharding", "none", "--max-steps", "2")
     fs = _torchrun(tmp_path / "fsdp", "--sharding", "fsdp", "--max-steps", "2")
     for a, b in zip(dp[1:], fs[1:]):
@@ -121,8 +122,10 @@ def test_fsdp_training_run_matches_data_parallel_and_resumes(tmp_path):
         assert torch.allclose(w_dp[k], w_fs[k], atol=1e-5, rtol=0), k
     assert (w_fs["model.embed_tokens.weight"] != _weights(tmp_path / "fsdp", 1)["model.embed_tokens.weight"]).any()
 
-    _torchrun(tmp_path / "resumed", "--sharding", "fsdp", "--max-steps", "1")
-    _torchrun(tmp_path / "resumed", "--sharding", "fsdp", "--max-steps", "2", "--resume", str(tmp_path / "resumed"))
+    # (the stopped-and-resumed run also recomputes activations: gradient checkpointing changes nothing)
+    _torchrun(tmp_path / "resumed", "--sharding", "fsdp", "--max-steps", "1", "--gradient-checkpointing")
+    _torchrun(tmp_path / "resumed", "--sharding", "fsdp", "--max-steps", "2", "--gradient-checkpointing",
+              "--resume", str(tmp_path / "resumed"))
     w_re = _weights(tmp_path / "resumed", 2)
     for k in w_fs:
         assert torch.allclose(w_fs[k], w_re[k], atol=1e-6, rtol=0), k
