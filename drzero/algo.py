@@ -133,19 +133,23 @@ def policy_loss(
         loss = (token_sums / constant_normalizer).sum() / n_resp
 
     with torch.no_grad():
-        total = mask.sum().clamp(min=1.0)
-        low = ((ratio < 1.0 - clip_eps_low) & (adv < 0)).to(mask.dtype) * mask
-        high = ((ratio > 1.0 + clip_eps_high) & (adv > 0)).to(mask.dtype) * mask
+        low = ((ratio < 1.0 - clip_eps_low) & (adv < 0)).to(mask.dtype)
+        high = ((ratio > 1.0 + clip_eps_high) & (adv > 0)).to(mask.dtype)
         metrics = {
-            "clip_frac_low": (low.sum() / total).item(),
-            "clip_frac_high": (high.sum() / total).item(),
-            "ratio_mean": ((ratio * mask).sum() / total).item(),
+            "clip_frac_low": masked_mean(low, mask).item(),
+            "clip_frac_high": masked_mean(high, mask).item(),
+            "ratio_mean": masked_mean(ratio, mask).item(),
             "ratio_max": (ratio.masked_fill(mask == 0, 0).max().item() if mask.any() else 1.0),
             "num_tokens": mask.sum().item(),
         }
         if kl is not None:
-            metrics["kl"] = ((kl * mask).sum() / total).item()
+            metrics["kl"] = masked_mean(kl, mask).item()
     return loss, metrics
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` over the positions where ``mask`` is 1 (0 when there are none)."""
+    return (values * mask).sum() / mask.sum().clamp(min=1.0)
 
 
 def tis_weights(old_logprobs: torch.Tensor, rollout_logprobs: torch.Tensor, cap: float) -> torch.Tensor:

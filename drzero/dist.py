@@ -9,8 +9,8 @@ update equals the single-process one on the same global batch. Two ways to hold 
 - FSDP2 (``sharding=fsdp``, ``shard``): each decoder layer and the rest of the model are
   sharded over ranks (parameters, gradients, optimizer state); backward reduce-scatters
   the *sum* of the gradients (the default would average, which breaks the global
-  normaliser). ``full_state_dict`` gathers whole weights for the generation engine and
-  for checkpoints.
+  normaliser). ``iter_full_weights`` gathers whole weights one tensor at a time for the
+  generation engine; ``full_state_dict`` and ``optimizer_state`` gather checkpoints.
 """
 
 from __future__ import annotations

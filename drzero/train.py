@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from drzero import dist
-from drzero.algo import bias_weights, describe_objective, group_advantages, policy_loss, resolve_objective, tis_weights
+from drzero.algo import (bias_weights, describe_objective, group_advantages, masked_mean, policy_loss, resolve_objective,
+                         tis_weights)
 from drzero.analysis import reflection_keywords
 from drzero.config import TrainConfig, check_train_config, dump_config
 from drzero.data import load_questions
@@ -278,6 +279,8 @@ def train(cfg: TrainConfig) -> dict:
     # in `dtype`, peft keeps adapters in float32); forward and backward run in `dtype` (autocast).
     dtype = torch.bfloat16 if cfg.dtype == "bfloat16" else torch.float32
     sharded = cfg.sharding == "fsdp" and dist.world_size() > 1
+    if cfg.sharding == "fsdp" and not sharded:
+        dist.print0("sharding=fsdp: a single process holds the whole model; nothing to shard")
     lora_resume = resume_state is not None and (Path(model_source) / "adapter").exists()
     model, tokenizer = load_model_and_tokenizer(cfg.model if lora_resume else model_source, device=device)
     model.to(dtype if cfg.lora_rank else torch.float32)
@@ -551,14 +554,13 @@ def accumulate_gradients(model, ref_model, gens, chunk: list[int], advantages, k
         engine_lp, is_w = None, None
         if all(len(gens[i].logprobs) == len(gens[i].token_ids) for i in ids):  # the engine's own log-probs
             engine_lp = _pad_to([torch.tensor(gens[i].logprobs) for i in ids], logp.shape, device)
-            stats["logprob_gap"].append((((logp.detach() - engine_lp).abs() * resp_mask).sum() / resp_mask.sum().clamp(min=1)).item())
+            stats["logprob_gap"].append(masked_mean((logp.detach() - engine_lp).abs(), resp_mask).item())
         if tis_cap > 0:
             if engine_lp is None:
                 raise DrZeroError("tis_cap needs the generation engine's sampled-token log-probs, which it did not return")
             is_w = tis_weights(old, engine_lp, tis_cap)  # [M, T]
-            n_mask = resp_mask.sum().clamp(min=1)
-            stats["tis_weight_mean"].append(((is_w * resp_mask).sum() / n_mask).item())
-            stats["tis_clip_frac"].append((((old - engine_lp).exp() > tis_cap).float() * resp_mask).sum().item() / n_mask.item())
+            stats["tis_weight_mean"].append(masked_mean(is_w, resp_mask).item())
+            stats["tis_clip_frac"].append(masked_mean(((old - engine_lp).exp() > tis_cap).float(), resp_mask).item())
         loss, lm = policy_loss(
             logp, old, advantages[ids].to(device), resp_mask, aggregation=objective.aggregation,
             constant_normalizer=objective.constant_normalizer, clip_eps_low=objective.clip_eps_low,
@@ -570,7 +572,7 @@ def accumulate_gradients(model, ref_model, gens, chunk: list[int], advantages, k
         for k in ("clip_frac_low", "clip_frac_high", "ratio_mean"):
             stats[k].append(lm[k])
         stats["kl"].append(lm.get("kl", 0.0))
-        stats["entropy"].append(((ent * resp_mask).sum() / resp_mask.sum().clamp(min=1)).item())
+        stats["entropy"].append(masked_mean(ent, resp_mask).item())
     return {"loss": total, **{k: mean_or_nan(v) for k, v in stats.items()}}
 
 
