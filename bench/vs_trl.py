@@ -33,7 +33,7 @@ from drzero.grader import grade_batch
 from drzero.models import load_model_and_tokenizer
 from drzero.rollout.hf import HFEngine
 from drzero.templates import TEMPLATES
-from drzero.toy import load_split
+from drzero.data import load_toy_split as load_split
 
 TEMPLATE = TEMPLATES["r1"]  # the toy default: RL has to teach the format, accuracy moves fast
 

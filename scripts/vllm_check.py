@@ -28,7 +28,7 @@ def main() -> int:
     from drzero.rollout.hf import HFEngine
     from drzero.rollout.vllm_engine import VLLMEngine
     from drzero.templates import TEMPLATES
-    from drzero.toy import load_split
+    from drzero.data import load_toy_split as load_split
 
     ok = True
     for lora_rank, lr in ((0, 1e-3), (8, 1e-2)):  # a fresh process each: vLLM holds its memory until exit
@@ -76,7 +76,7 @@ def train_with_vllm(lora_rank: int, lr: float) -> bool:
     from drzero.models import load_model_and_tokenizer
     from drzero.rollout.hf import HFEngine
     from drzero.templates import TEMPLATES
-    from drzero.toy import load_split
+    from drzero.data import load_toy_split as load_split
     from drzero.train import latest_checkpoint, train
 
     run = Path(tempfile.mkdtemp()) / "run"

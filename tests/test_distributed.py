@@ -25,7 +25,7 @@ from drzero.models import load_model_and_tokenizer
 from drzero.rollout import SamplingParams
 from drzero.rollout.hf import HFEngine
 from drzero.templates import TEMPLATES
-from drzero.toy import load_split
+from drzero.data import load_toy_split as load_split
 from drzero.train import accumulate_gradients
 
 G = 4

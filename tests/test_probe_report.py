@@ -10,7 +10,7 @@ from drzero.analysis import is_answering, reflection_keywords
 from drzero.judge import Judge
 from drzero.probe import ProbeConfig, run_probe
 from drzero.report import make_report
-from drzero.toy import load_split
+from drzero.data import load_toy_split as load_split
 
 
 def test_reflection_keywords_and_answering_detector():

@@ -14,7 +14,7 @@ from drzero.models import load_model_and_tokenizer
 from drzero.rollout import SamplingParams
 from drzero.rollout.hf import HFEngine
 from drzero.templates import TEMPLATES
-from drzero.toy import load_split
+from drzero.data import load_toy_split as load_split
 from drzero.train import accumulate_gradients, step_prompts, train
 
 TINY = dict(template="qwen_math", max_steps=2, prompts_per_step=2, group_size=4, micro_batch_size=4, max_new_tokens=80,

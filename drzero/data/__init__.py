@@ -4,7 +4,7 @@ Every loader returns a list of ``{"problem": str, "answer": str | list[str]}`` r
 shape training, evaluation and probing all consume.
 
 Sources understood by ``load_questions``:
-- ``toy`` / ``toy:train`` / ``toy:test``: the bundled synthetic task (``drzero.toy``);
+- ``toy`` / ``toy:train`` / ``toy:test``: the bundled synthetic task's questions (made by ``drzero.toy``);
 - ``aime24``, ``amc``, ``math500``, ``minerva``, ``olympiadbench``: bundled benchmarks;
 - a local ``.jsonl``/``.json``/``.parquet``/``.csv`` file, or a folder written by
   ``datasets.save_to_disk``;
@@ -21,6 +21,7 @@ from drzero.errors import DrZeroError
 
 DATA_DIR = Path(__file__).parent
 BENCHMARK_DIR = DATA_DIR / "benchmarks"
+TOY_DIR = DATA_DIR / "toy"
 BENCHMARKS = {
     "aime24": "aime24.jsonl",
     "amc": "amc.jsonl",
@@ -43,6 +44,14 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
                 except json.JSONDecodeError as e:
                     raise DrZeroError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
     return rows
+
+
+def load_toy_split(split: str) -> list[dict]:
+    """The toy task's shipped questions (``train``: 6,000, ``test``: 500; ``drzero.toy`` makes them)."""
+    path = TOY_DIR / f"{split}.jsonl"
+    if split not in ("train", "test") or not path.exists():
+        raise DrZeroError(f"unknown toy split {split!r}; choose train or test")
+    return read_jsonl(path)
 
 
 def load_benchmark(name: str) -> list[dict]:
@@ -102,10 +111,8 @@ def load_questions(
 
 
 def _load(source, split, question_column, answer_column):
-    if source.startswith("toy"):
-        from drzero.toy import load_split
-
-        return load_split(source.partition(":")[2] or split or "train")
+    if source == "toy" or source.startswith("toy:"):
+        return load_toy_split(source.partition(":")[2] or split or "train")
     if source.lower() in BENCHMARKS or source.lower() in BENCHMARK_ALIASES:
         return load_benchmark(source)
     path = Path(source).expanduser()

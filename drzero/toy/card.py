@@ -13,7 +13,7 @@ from drzero.analysis import is_answering, reflection_keywords
 from drzero.evaluate import greedy_template_stats, sampled_pass_at_k
 from drzero.rollout.hf import HFEngine
 from drzero.templates import TEMPLATES
-from drzero.toy import load_split
+from drzero.data import load_toy_split as load_split
 
 MAX_NEW_TOKENS = 128
 
