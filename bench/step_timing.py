@@ -29,6 +29,7 @@ from drzero import dist
 from drzero.algo import group_advantages, resolve_objective
 from drzero.rollout import SamplingParams
 from drzero.rollout.hf import HFEngine
+from drzero.rollout import Rollouts
 from drzero.train import accumulate_gradients
 
 # Public config.json values of the Qwen2.5-Math models (architecture only).
@@ -106,8 +107,10 @@ def main() -> None:
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
         t = time.perf_counter()
-        accumulate_gradients(model, None, gens, list(range(n)), adv, keep, objective,
-                             micro_batch_size=args.micro_batch_size, temperature=1.0, pad_id=0, device=device, dtype=dtype)
+        batch = Rollouts(rows=[{}] * n, generations=gens, grades=[None] * n, rewards=rewards, group_size=args.group_size,
+                         advantages=adv, keep=keep)
+        accumulate_gradients(model, batch, objective, micro_batch_size=args.micro_batch_size, temperature=1.0, pad_id=0,
+                             device=device, dtype=dtype)
         dist.grad_norm(model, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

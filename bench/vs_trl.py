@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from drzero.evaluate import evaluate_rows
+from drzero.grader import Grader
 from drzero.grader import grade_batch
 from drzero.models import load_model_and_tokenizer
 from drzero.rollout.hf import HFEngine
@@ -40,7 +41,7 @@ TEMPLATE = TEMPLATES["r1"]  # the toy default: RL has to teach the format, accur
 
 def held_out_accuracy(model, tokenizer, rows, max_new_tokens) -> float:
     engine = HFEngine(model, tokenizer, batch_size=256)
-    res = evaluate_rows(engine, rows, TEMPLATE, n=1, temperature=0.0, max_new_tokens=max_new_tokens, grader_workers=2)
+    res = evaluate_rows(engine, rows, TEMPLATE, n=1, temperature=0.0, max_new_tokens=max_new_tokens, grader=Grader(workers=2))
     return res.metrics["accuracy"]
 
 

@@ -1,9 +1,12 @@
 """Pure response analyses shared by eval, probe, train logs and the toy model card:
-answering detection, self-reflection keywords (paper Sec. 2.3), the unbiased pass@k."""
+answering detection, self-reflection keywords (paper Sec. 2.3), the unbiased pass@k, and
+the bias monitor that watches a run's response lengths (paper Sec. 3.1)."""
 
 from __future__ import annotations
 
+import math
 import re
+import statistics
 from math import comb
 
 from drzero.grader.extract import extract_answer_tag, extract_boxed, extract_phrase
@@ -34,3 +37,44 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     if n - c < k:
         return 1.0
     return 1.0 - comb(n - c, k) / comb(n, k)
+
+
+def mean_or_nan(values) -> float:
+    """The mean of ``values``, NaN when there are none."""
+    values = list(values)
+    return statistics.fmean(values) if values else float("nan")
+
+
+class BiasMonitor:
+    """Warns when incorrect responses grow longer while correct ones do not (the length
+    bias of GRPO, paper Sec. 3.1): compares the mean of the first and last windows."""
+
+    def __init__(self, window: int = 5, growth: float = 1.25):
+        self.window, self.growth = window, growth
+        self.correct: list[float] = []
+        self.incorrect: list[float] = []
+        self.warned_at = -1
+
+    def state_dict(self) -> dict:
+        return {"correct": list(self.correct), "incorrect": list(self.incorrect), "warned_at": self.warned_at}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.correct, self.incorrect = list(state["correct"]), list(state["incorrect"])
+        self.warned_at = state["warned_at"]
+
+    def update(self, step: int, len_correct: float, len_incorrect: float) -> str | None:
+        if not math.isnan(len_correct):
+            self.correct.append(len_correct)
+        if not math.isnan(len_incorrect):
+            self.incorrect.append(len_incorrect)
+        w = self.window
+        if len(self.incorrect) < 2 * w or len(self.correct) < 2 * w or step - self.warned_at < 2 * w:
+            return None
+        inc0, inc1 = statistics.fmean(self.incorrect[:w]), statistics.fmean(self.incorrect[-w:])
+        cor0, cor1 = statistics.fmean(self.correct[:w]), statistics.fmean(self.correct[-w:])
+        if inc1 > self.growth * inc0 and cor1 < inc1 / inc0 * cor0 / self.growth ** 0.5:
+            self.warned_at = step
+            return (f"bias monitor: incorrect responses grew {inc0:.0f} -> {inc1:.0f} tokens while correct ones went "
+                    f"{cor0:.0f} -> {cor1:.0f}; this is the length bias of per-response normalisation "
+                    f"(GRPO, paper Sec. 3.1) -- consider --algo dr_grpo")
+        return None

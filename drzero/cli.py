@@ -6,7 +6,8 @@
     drzero report RUN_DIR [RUN_DIR ...] --output runs/report
     drzero toy build --output DIR
 
-``drzero <command> --help`` lists every option with its meaning.
+``drzero <command> --help`` lists every option with its meaning; every command accepts
+``--config FILE.yaml`` for its defaults. ``python -m drzero`` is the same program.
 """
 
 from __future__ import annotations
@@ -17,52 +18,40 @@ import sys
 USAGE = __doc__
 
 
-def _tyro_cli(cls, default, args, prog):
-    import tyro
-
-    return tyro.cli(cls, default=default, args=args, prog=prog, description=cls.__doc__)
-
-
-def _split_config_flag(argv: list[str]) -> tuple[str | None, list[str]]:
-    """Pull ``--config PATH`` / ``--resume DIR`` out first: they decide the defaults."""
-    config, rest, i = None, [], 0
-    while i < len(argv):
-        a = argv[i]
-        if a == "--config" and i + 1 < len(argv):
-            config = argv[i + 1]
-            i += 2
-            continue
-        if a.startswith("--config="):
-            config = a.split("=", 1)[1]
-            i += 1
-            continue
-        rest.append(a)
-        i += 1
-    return config, rest
-
-
-def cmd_train(argv: list[str]) -> int:
-    from drzero.config import TrainConfig, apply_overrides, load_yaml
-
-    config_path, rest = _split_config_flag(argv)
-    base = TrainConfig()
-    resume = next((rest[i + 1] for i, a in enumerate(rest[:-1]) if a == "--resume"), None)
-    if resume:  # start from the run's own resolved config, then the flags on top
-        from pathlib import Path
-
-        run_cfg = Path(resume) / "config.yaml"
-        if not run_cfg.exists():
-            from drzero.errors import DrZeroError
-
-            raise DrZeroError(f"--resume {resume}: not a run directory (no config.yaml)")
-        base = apply_overrides(TrainConfig, base, load_yaml(str(run_cfg)), str(run_cfg))
-    if config_path:
-        base = apply_overrides(TrainConfig, base, load_yaml(config_path), config_path)
-    cfg = _tyro_cli(TrainConfig, base, rest, "drzero train")
+def _run_train(cfg) -> None:
     from drzero.train import train
 
     train(cfg)
-    return 0
+
+
+def _run_eval(cfg) -> None:
+    from drzero.evaluate import run_eval
+
+    run_eval(cfg)
+
+
+def _run_probe(cfg) -> None:
+    from drzero.probe import run_probe
+
+    run_probe(cfg)
+
+
+def _run_report(cfg) -> None:
+    from drzero.report import run_report
+
+    run_report(cfg)
+
+
+def _commands() -> dict:
+    """command -> (config dataclass, what runs it)."""
+    from drzero import config
+
+    return {
+        "train": (config.TrainConfig, _run_train),
+        "eval": (config.EvalConfig, _run_eval),
+        "probe": (config.ProbeConfig, _run_probe),
+        "report": (config.ReportConfig, _run_report),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,26 +64,19 @@ def main(argv: list[str] | None = None) -> int:
     from drzero.errors import DrZeroError
 
     try:
-        if command == "train":
-            return cmd_train(rest)
-        if command == "eval":
-            from drzero.eval_cli import main as eval_main
-
-            return eval_main(rest)
-        if command == "probe":
-            from drzero.probe import main as probe_main
-
-            return probe_main(rest)
-        if command == "report":
-            from drzero.report import main as report_main
-
-            return report_main(rest)
         if command == "toy":
             from drzero.toy.cli import main as toy_main
 
             return toy_main(rest)
-        print(f"error: unknown command {command!r}\n{USAGE}", file=sys.stderr)
-        return 2
+        commands = _commands()
+        if command not in commands:
+            print(f"error: unknown command {command!r}\n{USAGE}", file=sys.stderr)
+            return 2
+        from drzero.config import parse_config
+
+        cls, run = commands[command]
+        run(parse_config(cls, rest, prog=f"drzero {command}"))
+        return 0
     except DrZeroError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

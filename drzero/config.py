@@ -1,19 +1,28 @@
 """One dataclass per entry point. Field docstrings become ``--help`` (via tyro).
 
-Precedence: dataclass defaults < ``--config recipe.yaml`` < command-line flags. The
-resolved config is written to the run directory as ``config.yaml``.
+Precedence: dataclass defaults < ``--config recipe.yaml`` < command-line flags (and for
+``train --resume RUN``: the run's own config.yaml first). YAML values are converted to the
+field's type or refused in one line naming the key. A training run's resolved config is
+written to its run directory as ``config.yaml``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Union
 
+import tyro
 import yaml
 
+from drzero.algo import AGGREGATIONS, BASELINES, PRESETS, SCALES
 from drzero.errors import DrZeroError
+
+ALGOS = tuple(PRESETS)
+PAPER_BENCHMARKS = "aime24,amc,math500,minerva,olympiadbench"
 
 
 @dataclass
@@ -23,9 +32,11 @@ class TrainConfig:
     --config RECIPE.yaml sets defaults from a YAML recipe (see recipes/); flags override it.
     """
 
+    config: str | None = None
+    """YAML recipe whose values become the defaults (see recipes/); flags override them."""
     model: str = "toy"
     """Policy to train: `toy`, a local Hugging Face checkpoint folder, or a hub name."""
-    algo: Literal["grpo", "dr_grpo", "dapo", "rloo"] = "dr_grpo"
+    algo: Literal[ALGOS] = "dr_grpo"
     """Algorithm preset: sets advantage scaling and loss aggregation together (see drzero.algo.PRESETS)."""
     output_dir: str = "runs/toy-dr_grpo"
     """Run directory: config, metrics.jsonl, samples.jsonl, weights.jsonl, checkpoints/."""
@@ -71,11 +82,11 @@ class TrainConfig:
     """Gradient clipping by global norm (0 = off)."""
     beta: float = 0.0
     """KL coefficient to the initial policy (k3 estimator); the reference model is loaded only when > 0."""
-    advantage_scale: Literal["group", "batch", "none"] | None = None
+    advantage_scale: Literal[SCALES] | None = None
     """Override the preset: divide advantages by the group std (GRPO), batch std, or nothing (Dr. GRPO)."""
-    baseline: Literal["mean", "loo"] | None = None
+    baseline: Literal[BASELINES] | None = None
     """Override the preset: group-mean or leave-one-out baseline."""
-    aggregation: Literal["seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm"] | None = None
+    aggregation: Literal[AGGREGATIONS] | None = None
     """Override the preset: loss aggregation (GRPO per-response mean / DAPO token mean / Dr. GRPO constant)."""
     constant_normalizer: float | None = None
     """Dr. GRPO's constant C (default: max_new_tokens)."""
@@ -137,13 +148,162 @@ class TrainConfig:
     """Show a progress bar."""
 
 
+@dataclass
+class EvalConfig:
+    """Evaluate a model on math benchmarks the way the paper reports them (greedy, 3000 tokens, mean over benchmarks)."""
+
+    config: str | None = None
+    """YAML file whose values become the defaults; flags override them."""
+    model: str = "toy"
+    """Model: `toy`, a local Hugging Face checkpoint, a hub name, or the served model's name with --endpoint."""
+    template: str = "qwen_math"
+    """Prompt template: r1, qwen_math, none, or a custom string containing {question}."""
+    benchmarks: str = PAPER_BENCHMARKS
+    """Comma-separated: aime24, amc, math500, minerva, olympiadbench, toy:test, or dataset paths / hub names."""
+    n: int = 1
+    """Samples per question (accuracy is avg@n; pass@k reported for k = 1..n)."""
+    temperature: float = 0.0
+    """Sampling temperature (0 = greedy, the paper's protocol)."""
+    top_p: float = 1.0
+    """Nucleus sampling."""
+    max_new_tokens: int = 3000
+    """Generation budget per response (the paper: 3000)."""
+    limit: int | None = None
+    """Questions per benchmark (None = all)."""
+    output: str = "runs/eval"
+    """Folder for results.json and samples.jsonl."""
+    question_column: str | None = None
+    """Question column for non-bundled datasets."""
+    answer_column: str | None = None
+    """Answer column for non-bundled datasets."""
+    endpoint: str | None = None
+    """OpenAI-compatible server URL (e.g. http://host:8000/v1) instead of loading the model here."""
+    api_key_env: str | None = None
+    """Name of the environment variable holding the endpoint's API key (the key is never written anywhere)."""
+    concurrency: int = 8
+    """Parallel requests to the endpoint."""
+    request_timeout_s: float = 300.0
+    """Per-request timeout for the endpoint."""
+    retries: int = 5
+    """Retries per request (exponential backoff)."""
+    device: str = "auto"
+    """cpu, cuda or auto (Hugging Face backend)."""
+    batch_size: int = 64
+    """Questions generated at a time (progress granularity)."""
+    grader_workers: int = 2
+    """Grading processes."""
+    grader_timeout_s: float = 5.0
+    """Per-response grading time limit (a timed-out response scores 0)."""
+    seed: int = 0
+    """Sampling seed."""
+
+
+@dataclass
+class ProbeConfig:
+    """Probe a base model before RL: answering rate per template, exploration (pass@k), self-reflection."""
+
+    config: str | None = None
+    """YAML file whose values become the defaults; flags override them."""
+    model: str = "toy"
+    """Model: `toy`, a local Hugging Face checkpoint, or a hub name."""
+    questions: str = "toy:test"
+    """Questions: toy:test, a bundled benchmark (math500, ...), a dataset path or hub name."""
+    n_questions: int = 500
+    """Questions used for greedy decoding."""
+    templates: str = "r1,qwen_math,none"
+    """Comma-separated template names to compare."""
+    custom_template: str | None = None
+    """An extra template string containing {question}."""
+    temperatures: str = "0.4,0.7,1.0"
+    """Temperatures for pass@k (exploration)."""
+    n: int = 8
+    """Samples per question at each temperature (pass@1..n)."""
+    sample_questions: int = 100
+    """Questions used for the sampled (pass@k, self-reflection) part."""
+    max_new_tokens: int = 128
+    """Generation budget per response."""
+    output: str = "runs/probe"
+    """Output folder."""
+    question_column: str | None = None
+    """Question column for non-bundled datasets."""
+    answer_column: str | None = None
+    """Answer column for non-bundled datasets."""
+    judge_endpoint: str | None = None
+    """OpenAI-compatible chat endpoint of an LLM judge (optional)."""
+    judge_model: str = "gpt-4o-mini"
+    """Model name to ask at the judge endpoint."""
+    judge_api_key_env: str | None = None
+    """Environment variable holding the judge's API key (never written anywhere)."""
+    judge_answering_prompt: str | None = None
+    """Custom answering prompt for the judge (file path or string with {question} and {response})."""
+    judge_reflection_prompt: str | None = None
+    """Custom self-reflection prompt for the judge (file path or string with {question} and {response})."""
+    device: str = "auto"
+    """cpu, cuda or auto."""
+    batch_size: int = 256
+    """Sequences generated at once."""
+    grader_workers: int = 2
+    """Grading processes."""
+    grader_timeout_s: float = 5.0
+    """Per-response grading time limit (a timed-out response scores 0)."""
+    seed: int = 0
+    """Sampling seed."""
+
+
+@dataclass
+class ReportConfig:
+    """Overlay training runs in one HTML page: reward, lengths of correct vs incorrect responses, accuracy, weights."""
+
+    runs: tyro.conf.Positional[tuple[str, ...]] = ()
+    """Training run directories (each with metrics.jsonl)."""
+    config: str | None = None
+    """YAML file whose values become the defaults; flags override them."""
+    output: str = "runs/report"
+    """Folder for index.html, the PNG plots and summary.md."""
+
+
+# ----------------------------------------------------------------------------- parsing
+def parse_config(cls, argv: list[str], prog: str):
+    """The one way in for every command: ``cls`` defaults, then ``--resume RUN``'s
+    config.yaml (train), then ``--config FILE``, then the flags (parsed by tyro)."""
+    early = _early_flags(argv, ("config", "resume"))
+    base = cls()
+    if early.get("resume") and "resume" in _field_names(cls):  # a run continues with its own settings
+        run_cfg = Path(early["resume"]) / "config.yaml"
+        if not run_cfg.is_file():
+            raise DrZeroError(f"--resume {early['resume']}: not a run directory (no config.yaml)")
+        base = apply_overrides(cls, base, load_yaml(str(run_cfg)), str(run_cfg))
+    if early.get("config"):
+        base = apply_overrides(cls, base, load_yaml(early["config"]), early["config"])
+    return tyro.cli(cls, default=base, args=argv, prog=prog, description=cls.__doc__)
+
+
+def _early_flags(argv: list[str], names: tuple[str, ...]) -> dict[str, str]:
+    """Values of ``--name VALUE`` / ``--name=VALUE`` that must be known before parsing
+    (they decide the defaults). They stay in argv: tyro parses them as fields too."""
+    found = {}
+    for i, arg in enumerate(argv):
+        for name in names:
+            if arg == f"--{name}" and i + 1 < len(argv):
+                found[name] = argv[i + 1]
+            elif arg.startswith(f"--{name}="):
+                found[name] = arg.split("=", 1)[1]
+    return found
+
+
+def _field_names(cls) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
 def load_yaml(path: str) -> dict:
     p = Path(path)
     if not p.exists():
         raise DrZeroError(f"config file {path!r} does not exist")
+    if not p.is_file():
+        raise DrZeroError(f"config file {path!r} is not a file")
     try:
         data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise DrZeroError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise DrZeroError(f"{path}: expected a mapping of config keys")
@@ -151,12 +311,70 @@ def load_yaml(path: str) -> dict:
 
 
 def apply_overrides(cls, base, overrides: dict, source: str):
-    """``base`` with ``overrides`` applied, refusing unknown keys with a clear message."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(overrides) - names)
+    """``base`` with ``overrides`` applied, each converted to its field's type; unknown keys
+    and values of the wrong type are refused with a one-line message naming the key."""
+    unknown = sorted(set(overrides) - _field_names(cls))
     if unknown:
         raise DrZeroError(f"{source}: unknown config key(s) {', '.join(unknown)}; see --help for the valid ones")
-    return dataclasses.replace(base, **overrides)
+    hints = typing.get_type_hints(cls, include_extras=True)
+    return dataclasses.replace(base, **{k: coerce(v, hints[k], f"{source}: {k}") for k, v in overrides.items()})
+
+
+def coerce(value, hint, where: str):
+    """``value`` (from YAML) as type ``hint``: ``1e-6`` (a string to PyYAML) -> 1e-06 for a
+    float, ``3`` -> 3.0; strings that are not numbers, non-booleans for a flag, and values
+    outside a Literal's choices raise DrZeroError."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Annotated:
+        return coerce(value, args[0], where)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        errors = []
+        for option in options:
+            try:
+                return coerce(value, option, where)
+            except DrZeroError as e:
+                errors.append(str(e))
+        raise DrZeroError(errors[0] if len(errors) == 1 else f"{where}: {value!r} is none of the accepted types")
+    if origin is Literal:
+        if value not in args:
+            raise DrZeroError(f"{where}: {value!r} is not one of {', '.join(map(str, args))}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise DrZeroError(f"{where}: expected a list, got {value!r}")
+        return tuple(coerce(v, args[0], where) for v in value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise DrZeroError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise DrZeroError(f"{where}: expected an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
+        raise DrZeroError(f"{where}: expected a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, (dict, list)) or value is None:
+            raise DrZeroError(f"{where}: expected a string, got {value!r}")
+        return str(value)
+    return value
 
 
 def check_train_config(cfg: TrainConfig) -> None:

@@ -48,12 +48,22 @@ def print0(*args, **kwargs) -> None:
         print(*args, **kwargs, flush=True)
 
 
-def device_for_rank(name: str) -> str:
+def resolve_device(name: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; under a launcher with
+    several ranks, ``auto``/``cuda`` -> this rank's own GPU (``cuda:LOCAL_RANK``)."""
     if name in ("auto", "cuda") and torch.cuda.is_available():
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        return f"cuda:{local}"
+        if world_size() > 1:
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            torch.cuda.set_device(local)
+            return f"cuda:{local}"
+        return "cuda"
     return "cpu" if name == "auto" else name
+
+
+def autocast(device, dtype: torch.dtype | None):
+    """Mixed precision for half dtypes (weights stay float32); a no-op context otherwise."""
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype,
+                          enabled=dtype in (torch.bfloat16, torch.float16))
 
 
 def _comm_device() -> torch.device:

@@ -1,5 +1,7 @@
 """Evaluation: questions x policy -> accuracy (avg@n), pass@k, lengths, format and
-truncation rates. Shared by ``drzero eval`` and training's periodic evaluation.
+truncation rates; ``drzero eval`` prints a table per benchmark and writes results.json and
+samples.jsonl. Training's periodic evaluation, the probe and the toy model card use the
+same functions.
 
     drzero eval --model toy --benchmarks math500 --limit 50 --output runs/eval-toy
 
@@ -10,14 +12,15 @@ AIME24 / AMC / MATH500 / Minerva / OlympiadBench of per-benchmark accuracy.
 from __future__ import annotations
 
 import json
-import statistics
-import time
-from dataclasses import dataclass
+import math
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from drzero.analysis import pass_at_k
-from drzero.grader import grade_batch
-from drzero.rollout import SamplingParams
+from drzero.analysis import is_answering, mean_or_nan, pass_at_k
+from drzero.config import EvalConfig
+from drzero.errors import DrZeroError
+from drzero.grader import Grader
+from drzero.rollout import Engine, Rollouts, SamplingParams, generate_and_grade
 from drzero.templates import Template
 
 
@@ -25,10 +28,6 @@ from drzero.templates import Template
 class EvalResult:
     metrics: dict
     samples: list[dict]
-
-
-def _mean(xs):
-    return statistics.fmean(xs) if xs else float("nan")
 
 
 def evaluate_rows(
@@ -40,8 +39,7 @@ def evaluate_rows(
     temperature: float = 0.0,
     top_p: float = 1.0,
     max_new_tokens: int = 3000,
-    grader_workers: int = 2,
-    grader_timeout_s: float = 5.0,
+    grader: Grader = Grader(),
     seed: int = 0,
     chunk_size: int | None = None,
     on_progress=None,
@@ -54,18 +52,9 @@ def evaluate_rows(
                             stop=template.stop, seed=seed)
     chunk_size = chunk_size or len(rows) or 1
     samples: list[dict] = []
-    t_gen = t_grade = 0.0
     for start in range(0, len(rows), chunk_size):
-        chunk = rows[start : start + chunk_size]
-        t = time.perf_counter()
-        gens = engine.generate([template.render(r["problem"]) for r in chunk], params)
-        t_gen += time.perf_counter() - t
-        t = time.perf_counter()
-        grades = grade_batch([g.text for g in gens], [chunk[g.prompt_index]["answer"] for g in gens],
-                             answer_format=template.answer_format, workers=grader_workers, timeout_s=grader_timeout_s)
-        t_grade += time.perf_counter() - t
-        for g, gr in zip(gens, grades):
-            row = chunk[g.prompt_index]
+        batch = generate_and_grade(engine, rows[start : start + chunk_size], template, params, grader)
+        for g, gr, row in zip(batch.generations, batch.grades, batch.rows):
             samples.append({
                 "index": start + g.prompt_index, "question": row["problem"], "reference": row["answer"],
                 "response": g.text, "extracted": gr.extracted, "correct": gr.correct, "formatted": gr.formatted,
@@ -86,17 +75,105 @@ def aggregate(samples: list[dict], n: int) -> dict:
     metrics = {
         "n_questions": len(by_q),
         "n_samples": n,
-        "accuracy": _mean([s["correct"] for s in samples]),
-        "format_rate": _mean([s["formatted"] for s in samples]),
-        "truncation_rate": _mean([s["finish_reason"] == "length" for s in samples]),
-        "length_mean": _mean([s["length"] for s in samples]),
-        "length_correct": _mean([s["length"] for s in correct]),
-        "length_incorrect": _mean([s["length"] for s in wrong]),
+        "accuracy": mean_or_nan(s["correct"] for s in samples),
+        "format_rate": mean_or_nan(s["formatted"] for s in samples),
+        "truncation_rate": mean_or_nan(s["finish_reason"] == "length" for s in samples),
+        "length_mean": mean_or_nan(s["length"] for s in samples),
+        "length_correct": mean_or_nan(s["length"] for s in correct),
+        "length_incorrect": mean_or_nan(s["length"] for s in wrong),
         "grader_timeouts": sum(s.get("timed_out", False) for s in samples),
     }
     for k in range(1, n + 1):
-        metrics[f"pass@{k}"] = _mean([pass_at_k(len(v), sum(x["correct"] for x in v), k) for v in by_q.values()])
+        metrics[f"pass@{k}"] = mean_or_nan(pass_at_k(len(v), sum(x["correct"] for x in v), k) for v in by_q.values())
     return metrics
+
+
+def greedy_template_stats(engine, rows: list[dict], template: Template, *, max_new_tokens: int,
+                          grader: Grader = Grader()) -> tuple[dict, Rollouts]:
+    """Greedy responses to ``rows`` under ``template`` and what the probe and the toy model
+    card report of them: (stats, the graded responses)."""
+    batch = generate_and_grade(engine, rows, template,
+                               SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens, stop=template.stop),
+                               grader)
+    stats = {
+        "greedy_accuracy": mean_or_nan(g.correct for g in batch.grades),
+        "answering_rate": mean_or_nan(is_answering(g.text) for g in batch.generations),
+        "format_rate": mean_or_nan(g.formatted for g in batch.grades),
+        "length_mean": batch.lengths.mean().item(),
+        "truncation_rate": batch.truncated.float().mean().item(),
+    }
+    return stats, batch
+
+
+def sampled_pass_at_k(engine, rows: list[dict], template: Template, *, n: int, temperature: float, max_new_tokens: int,
+                      seed: int, grader: Grader = Grader()) -> tuple[dict, Rollouts]:
+    """``n`` samples per row at ``temperature``: ({"pass@k": ...} for k = 1..n, the graded responses)."""
+    batch = generate_and_grade(engine, rows, template,
+                               SamplingParams(n=n, temperature=temperature, max_new_tokens=max_new_tokens,
+                                              stop=template.stop, seed=seed), grader)
+    per_q = [sum(g.correct for g in batch.grades[i * n : (i + 1) * n]) for i in range(len(rows))]
+    return {f"pass@{k}": mean_or_nan(pass_at_k(n, c, k) for c in per_q) for k in range(1, n + 1)}, batch
+
+
+# ----------------------------------------------------------------------------- drzero eval
+def load_engine(model: str, *, endpoint: str | None = None, api_key: str | None = None, device: str = "cpu",
+                batch_size: int = 256, cache_path: str | None = None, concurrency: int = 8,
+                timeout_s: float = 300.0, retries: int = 5) -> Engine:
+    """An engine for evaluation and probing: ``model`` served at ``endpoint`` (an
+    OpenAI-compatible server), else loaded here with transformers."""
+    if endpoint:
+        from drzero.rollout.openai_endpoint import EndpointEngine
+
+        return EndpointEngine(endpoint, model, api_key=api_key, concurrency=concurrency, timeout_s=timeout_s,
+                              retries=retries, cache_path=cache_path)
+    from drzero.models import load_model_and_tokenizer
+    from drzero.rollout.hf import HFEngine
+
+    policy, tokenizer = load_model_and_tokenizer(model, device=device)
+    return HFEngine(policy, tokenizer, batch_size=batch_size)
+
+
+def run_eval(cfg: EvalConfig, console=None) -> dict:
+    """``drzero eval``: every benchmark, a table, results.json and samples.jsonl."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from drzero import dist
+    from drzero.data import load_questions
+    from drzero.rollout.openai_endpoint import api_key_from_env
+    from drzero.templates import get_template
+
+    console = console or Console()
+    if cfg.n < 1:
+        raise DrZeroError("--n must be >= 1")
+    template = get_template(cfg.template)
+    names = [b.strip() for b in cfg.benchmarks.split(",") if b.strip()]
+    if not names:
+        raise DrZeroError("--benchmarks is empty")
+    datasets = {name: load_questions(name, question_column=cfg.question_column, answer_column=cfg.answer_column,
+                                     limit=cfg.limit) for name in names}  # fail on a bad name before loading a model
+    engine = load_engine(cfg.model, endpoint=cfg.endpoint, api_key=api_key_from_env(cfg.api_key_env, "--api-key-env"),
+                         device=dist.resolve_device(cfg.device), batch_size=max(cfg.batch_size * cfg.n, 1),
+                         cache_path=str(Path(cfg.output) / "endpoint_cache.jsonl"), concurrency=cfg.concurrency,
+                         timeout_s=cfg.request_timeout_s, retries=cfg.retries)
+    grader = Grader(workers=cfg.grader_workers, timeout_s=cfg.grader_timeout_s)
+    results: dict = {"config": asdict(cfg), "benchmarks": {}}
+    samples: dict[str, list[dict]] = {}
+    with Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console) as progress:
+        for name, rows in datasets.items():
+            task = progress.add_task(name, total=len(rows))
+            res = evaluate_rows(engine, rows, template, n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p,
+                                max_new_tokens=cfg.max_new_tokens, grader=grader, seed=cfg.seed,
+                                chunk_size=cfg.batch_size, on_progress=lambda done, t=task: progress.update(t, completed=done))
+            results["benchmarks"][name] = res.metrics
+            samples[name] = res.samples
+    accs = [m["accuracy"] for m in results["benchmarks"].values() if not math.isnan(m.get("accuracy", float("nan")))]
+    results["average_accuracy"] = mean_or_nan(accs)
+    write_results(Path(cfg.output), results, samples)
+    print_table(results, cfg.n, console)
+    console.print(f"wrote {Path(cfg.output) / 'results.json'} and {Path(cfg.output) / 'samples.jsonl'}")
+    return results
 
 
 def write_results(output: Path, results: dict, samples: dict[str, list[dict]]) -> None:
@@ -108,32 +185,25 @@ def write_results(output: Path, results: dict, samples: dict[str, list[dict]]) -
                 f.write(json.dumps({"benchmark": bench, **s}) + "\n")
 
 
-def greedy_template_stats(engine, rows: list[dict], template: Template, *, max_new_tokens: int, grader_workers: int = 2):
-    """Greedy responses to ``rows`` under ``template`` and what the probe and the toy model
-    card report of them: (stats, generations, grades)."""
-    from drzero.analysis import is_answering
+def print_table(results: dict, n: int, console) -> None:
+    from rich.table import Table
 
-    gens = engine.generate([template.render(r["problem"]) for r in rows],
-                           SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens, stop=template.stop))
-    grades = grade_batch([g.text for g in gens], [r["answer"] for r in rows], answer_format=template.answer_format,
-                         workers=grader_workers)
-    stats = {
-        "greedy_accuracy": _mean([g.correct for g in grades]),
-        "answering_rate": _mean([is_answering(g.text) for g in gens]),
-        "format_rate": _mean([g.formatted for g in grades]),
-        "length_mean": _mean([len(g.token_ids) for g in gens]),
-        "truncation_rate": _mean([g.truncated for g in gens]),
-    }
-    return stats, gens, grades
+    table = Table(title="drzero eval")
+    cols = ["benchmark", "questions", "accuracy"] + [f"pass@{k}" for k in range(2, n + 1)] + [
+        "len correct", "len incorrect", "format", "truncated"]
+    for c in cols:
+        table.add_column(c, justify="right" if c != "benchmark" else "left")
 
+    def pct(x):
+        return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
 
-def sampled_pass_at_k(engine, rows: list[dict], template: Template, *, n: int, temperature: float, max_new_tokens: int,
-                      seed: int, grader_workers: int = 2):
-    """``n`` samples per row at ``temperature``: ({"pass@k": ...} for k = 1..n, generations, grades)."""
-    gens = engine.generate([template.render(r["problem"]) for r in rows],
-                           SamplingParams(n=n, temperature=temperature, max_new_tokens=max_new_tokens,
-                                          stop=template.stop, seed=seed))
-    grades = grade_batch([g.text for g in gens], [rows[g.prompt_index]["answer"] for g in gens],
-                         answer_format=template.answer_format, workers=grader_workers)
-    per_q = [sum(grades[i * n + j].correct for j in range(n)) for i in range(len(rows))]
-    return {f"pass@{k}": _mean([pass_at_k(n, c, k) for c in per_q]) for k in range(1, n + 1)}, gens, grades
+    def num(x):
+        return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.0f}"
+
+    for name, m in results["benchmarks"].items():
+        table.add_row(name, str(m.get("n_questions", 0)), pct(m.get("accuracy")),
+                      *[pct(m.get(f"pass@{k}")) for k in range(2, n + 1)],
+                      num(m.get("length_correct")), num(m.get("length_incorrect")), pct(m.get("format_rate")),
+                      pct(m.get("truncation_rate")))
+    table.add_row("average", "", pct(results["average_accuracy"]), *[""] * (len(cols) - 3), style="bold")
+    console.print(table)

@@ -8,12 +8,11 @@ The API key is read from the environment variable you name and is never written.
 
 from __future__ import annotations
 
-import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 
 from drzero.errors import DrZeroError
-from drzero.rollout.openai_endpoint import post_json
+from drzero.rollout.openai_endpoint import api_key_from_env, post_json
 
 ANSWERING_PROMPT = (
     "Below is a math question and a model's response. Does the response attempt to answer the question "
@@ -35,11 +34,7 @@ class Judge:
         url = url.rstrip("/")
         self.url = url if url.endswith("/chat/completions") else (url + "/chat/completions" if url.endswith("/v1") else url + "/v1/chat/completions")
         self.model = model
-        self.api_key = None
-        if api_key_env:
-            self.api_key = os.environ.get(api_key_env)
-            if self.api_key is None:
-                raise DrZeroError(f"environment variable {api_key_env} (the judge's API key) is not set")
+        self.api_key = api_key_from_env(api_key_env, "--judge-api-key-env")
         for name, prompt in (("answering", answering_prompt), ("reflection", reflection_prompt)):
             if "{question}" not in prompt or "{response}" not in prompt:
                 raise DrZeroError(f"the judge's {name} prompt must contain {{question}} and {{response}}")

@@ -19,57 +19,12 @@ import base64
 import html
 import json
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from drzero.analysis import is_answering, reflection_keywords
+from drzero.config import ProbeConfig
 from drzero.errors import DrZeroError
-
-
-@dataclass
-class ProbeConfig:
-    """Probe a base model before RL: answering rate per template, exploration (pass@k), self-reflection."""
-
-    model: str = "toy"
-    """Model: `toy`, a local Hugging Face checkpoint, or a hub name."""
-    questions: str = "toy:test"
-    """Questions: toy:test, a bundled benchmark (math500, ...), a dataset path or hub name."""
-    n_questions: int = 500
-    """Questions used for greedy decoding."""
-    templates: str = "r1,qwen_math,none"
-    """Comma-separated template names to compare."""
-    custom_template: str | None = None
-    """An extra template string containing {question}."""
-    temperatures: str = "0.4,0.7,1.0"
-    """Temperatures for pass@k (exploration)."""
-    n: int = 8
-    """Samples per question at each temperature (pass@1..n)."""
-    sample_questions: int = 100
-    """Questions used for the sampled (pass@k, self-reflection) part."""
-    max_new_tokens: int = 128
-    """Generation budget per response."""
-    output: str = "runs/probe"
-    """Output folder."""
-    question_column: str | None = None
-    """Question column for non-bundled datasets."""
-    answer_column: str | None = None
-    """Answer column for non-bundled datasets."""
-    judge_endpoint: str | None = None
-    """OpenAI-compatible chat endpoint of an LLM judge (optional)."""
-    judge_model: str = "gpt-4o-mini"
-    """Model name to ask at the judge endpoint."""
-    judge_api_key_env: str | None = None
-    """Environment variable holding the judge's API key (never written anywhere)."""
-    judge_answering_prompt: str | None = None
-    """Custom answering prompt for the judge (file path or string with {question} and {response})."""
-    judge_reflection_prompt: str | None = None
-    """Custom self-reflection prompt for the judge (file path or string with {question} and {response})."""
-    device: str = "auto"
-    """cpu, cuda or auto."""
-    batch_size: int = 256
-    """Sequences generated at once."""
-    seed: int = 0
-    """Sampling seed."""
 
 
 def _prompt_arg(value: str | None):
@@ -80,12 +35,11 @@ def _prompt_arg(value: str | None):
 
 
 def run_probe(cfg: ProbeConfig, log=print) -> dict:
+    from drzero import dist
     from drzero.data import load_questions
-    from drzero.evaluate import greedy_template_stats, sampled_pass_at_k
-    from drzero.models import load_model_and_tokenizer
-    from drzero.rollout.hf import HFEngine
+    from drzero.evaluate import greedy_template_stats, load_engine, sampled_pass_at_k
+    from drzero.grader import Grader
     from drzero.templates import get_template
-    from drzero.train import pick_device
 
     names = [t.strip() for t in cfg.templates.split(",") if t.strip()]
     templates = [get_template(t) for t in names]
@@ -106,8 +60,8 @@ def run_probe(cfg: ProbeConfig, log=print) -> dict:
         judge = Judge(cfg.judge_endpoint, cfg.judge_model, api_key_env=cfg.judge_api_key_env,
                       answering_prompt=_prompt_arg(cfg.judge_answering_prompt) or ANSWERING_PROMPT,
                       reflection_prompt=_prompt_arg(cfg.judge_reflection_prompt) or REFLECTION_PROMPT)
-    model, tokenizer = load_model_and_tokenizer(cfg.model, device=pick_device(cfg.device))
-    engine = HFEngine(model, tokenizer, batch_size=cfg.batch_size)
+    engine = load_engine(cfg.model, device=dist.resolve_device(cfg.device), batch_size=cfg.batch_size)
+    grader = Grader(workers=cfg.grader_workers, timeout_s=cfg.grader_timeout_s)
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
     card: dict = {"config": asdict(cfg), "templates": {}}
@@ -116,7 +70,8 @@ def run_probe(cfg: ProbeConfig, log=print) -> dict:
     for tpl in templates:
         label = tpl.name if tpl.name != "custom" else "custom"
         log(f"probe: template {label}: greedy on {len(rows)} questions")
-        entry, gens, grades = greedy_template_stats(engine, rows, tpl, max_new_tokens=cfg.max_new_tokens)
+        entry, greedy = greedy_template_stats(engine, rows, tpl, max_new_tokens=cfg.max_new_tokens, grader=grader)
+        gens, grades = greedy.generations, greedy.grades
         entry["pass_at_k"] = {}
         answering = [is_answering(g.text) for g in gens]
         if judge:
@@ -129,8 +84,9 @@ def run_probe(cfg: ProbeConfig, log=print) -> dict:
         reflective_texts = []
         for temp in temps:
             log(f"probe: template {label}: {cfg.n} samples at T={temp} on {len(sample_rows)} questions")
-            passes, sgens, sgrades = sampled_pass_at_k(engine, sample_rows, tpl, n=cfg.n, temperature=temp,
-                                                       max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+            passes, sampled = sampled_pass_at_k(engine, sample_rows, tpl, n=cfg.n, temperature=temp,
+                                                max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, grader=grader)
+            sgens, sgrades = sampled.generations, sampled.grades
             entry["pass_at_k"][str(temp)] = passes
             if temp == max(temps):
                 reflective_texts = sgens
@@ -239,11 +195,3 @@ def _md_table_to_html(rows: list[str]) -> str:
     head, body = cells[0], cells[1:]
     return ("<table><tr>" + "".join(f"<th>{c}</th>" for c in head) + "</tr>"
             + "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in body) + "</table>")
-
-
-def main(argv: list[str]) -> int:
-    import tyro
-
-    cfg = tyro.cli(ProbeConfig, args=argv, prog="drzero probe", description=ProbeConfig.__doc__)
-    run_probe(cfg)
-    return 0

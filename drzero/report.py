@@ -9,7 +9,6 @@ of each run's numbers. Comparing a GRPO and a Dr. GRPO run is the headline use.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import json
@@ -19,20 +18,12 @@ from pathlib import Path
 
 import yaml
 
+from drzero.data import read_jsonl
 from drzero.errors import DrZeroError
 
 
 def _read_jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    out = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise DrZeroError(f"{path}:{i}: not valid JSON") from None
-    return out
+    return read_jsonl(path) if path.exists() else []
 
 
 def load_run(run_dir: str) -> dict:
@@ -182,12 +173,9 @@ def summary_text(summaries: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="drzero report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("runs", nargs="+", help="training run directories (with metrics.jsonl)")
-    ap.add_argument("--output", default="runs/report", help="folder for index.html, PNG plots and summary.md")
-    args = ap.parse_args(argv)
-    page = make_report(args.runs, args.output)
+def run_report(cfg) -> Path:
+    """``drzero report``: the page, and the summary printed."""
+    page = make_report(list(cfg.runs), cfg.output)
     print(summary_text(json.loads((page.parent / "summary.json").read_text())), end="")
     print(f"wrote {page}")
-    return 0
+    return page

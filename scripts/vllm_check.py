@@ -60,7 +60,7 @@ def main() -> int:
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.02)
-    vl.update_weights(model)
+    vl.sync(model)
     ok = compare("after update") and ok
     print("vllm check:", "PASS" if ok else "FAIL")
     return 0 if ok else 1
@@ -77,7 +77,9 @@ def train_with_vllm(lora_rank: int, lr: float) -> bool:
     from drzero.rollout.hf import HFEngine
     from drzero.templates import TEMPLATES
     from drzero.data import load_toy_split as load_split
-    from drzero.train import latest_checkpoint, train
+    from drzero.checkpoint import latest as latest_checkpoint
+    from drzero.grader import Grader
+    from drzero.train import train
 
     run = Path(tempfile.mkdtemp()) / "run"
     cfg = TrainConfig(engine="vllm", output_dir=str(run), template="qwen_math", max_steps=2, prompts_per_step=4,
@@ -90,7 +92,7 @@ def train_with_vllm(lora_rank: int, lr: float) -> bool:
     vllm_acc = metrics[-1]["eval/toy:test/accuracy"]
     model, tok = load_model_and_tokenizer(str(latest_checkpoint(run)))
     res = evaluate_rows(HFEngine(model, tok), load_split("test")[:16], TEMPLATES["qwen_math"], n=1, temperature=0.0,
-                        max_new_tokens=64, grader_workers=1)
+                        max_new_tokens=64, grader=Grader(workers=1))
     hf_acc = res.metrics["accuracy"]
     label = f"train --engine vllm{' --lora-rank ' + str(lora_rank) if lora_rank else ''}"
     print(f"{label}: logprob gap per step {['%.1e' % g for g in gaps]}; TIS weight mean {['%.5f' % w for w in tis]}; "

@@ -22,7 +22,8 @@ from transformers import AutoModelForCausalLM
 from drzero import dist
 from drzero.algo import group_advantages, resolve_objective
 from drzero.models import load_model_and_tokenizer
-from drzero.rollout import SamplingParams
+from drzero.grader import Grader
+from drzero.rollout import SamplingParams, generate_and_grade
 from drzero.rollout.hf import HFEngine
 from drzero.templates import TEMPLATES
 from drzero.data import load_toy_split as load_split
@@ -31,23 +32,24 @@ from drzero.train import accumulate_gradients
 G = 4
 
 
-def _one_step(model, gens, indices, preset, pad_id):
+def _one_step(model, batch, indices, preset, pad_id):
     """What the training loop does for one optimizer step on this rank's responses.
     Returns the global gradient norm and the whole parameters after the step."""
     obj = resolve_objective(preset, max_new_tokens=24)
-    rewards = torch.tensor([float(i % 3 == 0) for i in range(len(gens))])
-    adv = group_advantages(rewards, G, scale=obj.advantage_scale, baseline=obj.baseline)  # groups stay on one rank
-    keep = torch.ones(len(gens), dtype=torch.bool)
+    batch.rewards = torch.tensor([float(i % 3 == 0) for i in range(len(batch))])
+    batch.advantages = group_advantages(batch.rewards, G, scale=obj.advantage_scale,
+                                        baseline=obj.baseline)  # groups stay on one rank
+    batch.keep = torch.ones(len(batch), dtype=torch.bool)
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
-    accumulate_gradients(model, None, gens, indices, adv, keep, obj, micro_batch_size=2, temperature=1.0,
-                         pad_id=pad_id, device="cpu", dtype=torch.float64)
+    accumulate_gradients(model, batch.select(indices), obj, micro_batch_size=2, temperature=1.0, pad_id=pad_id,
+                         device="cpu", dtype=torch.float64)
     dist.sum_gradients(model)
     norm = dist.grad_norm(model, 0.0)  # no clipping: the step is lr * gradient
     opt.step()
     return norm, {k: v.clone() for k, v in dist.full_state_dict(model).items()}
 
 
-def _worker(rank, world, store_path, gens_path, out_path, preset, sharding):
+def _worker(rank, world, store_path, batch_path, out_path, preset, sharding):
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
     td.init_process_group("gloo", store=td.FileStore(store_path, world), rank=rank, world_size=world)
@@ -55,11 +57,11 @@ def _worker(rank, world, store_path, gens_path, out_path, preset, sharding):
     model.to(torch.float64)
     if sharding == "fsdp":
         dist.shard(model)
-    gens = pickle.loads(open(gens_path, "rb").read())
-    n_prompts = len(gens) // G
+    batch = pickle.loads(open(batch_path, "rb").read())
+    n_prompts = len(batch) // G
     my_prompts = list(range(n_prompts))[rank::world]  # the loop's sharding: whole groups per rank
     indices = [p * G + j for p in my_prompts for j in range(G)]
-    result = _one_step(model, gens, indices, preset, tok.pad_token_id)
+    result = _one_step(model, batch, indices, preset, tok.pad_token_id)
     if rank == 0:
         torch.save(result, out_path)
     td.destroy_process_group()
@@ -72,15 +74,15 @@ def test_two_processes_match_one(tmp_path, preset, sharding):
     model, tok = load_model_and_tokenizer("toy")
     tpl = TEMPLATES["qwen_math"]
     rows = load_split("train")[:4]
-    gens = HFEngine(model, tok).generate([tpl.render(r["problem"]) for r in rows],
-                                         SamplingParams(n=G, temperature=1.0, max_new_tokens=24, seed=5))
-    gens_path = tmp_path / "gens.pkl"
-    gens_path.write_bytes(pickle.dumps(gens))
+    batch = generate_and_grade(HFEngine(model, tok), rows, tpl, SamplingParams(n=G, temperature=1.0, max_new_tokens=24, seed=5),
+                              Grader(workers=1))
+    batch_path = tmp_path / "batch.pkl"
+    batch_path.write_bytes(pickle.dumps(batch))
     model.to(torch.float64)
-    norm1, single = _one_step(model, gens, list(range(len(gens))), preset, tok.pad_token_id)
+    norm1, single = _one_step(model, batch, list(range(len(batch))), preset, tok.pad_token_id)
     assert norm1 > 1e-3  # a real gradient, not an empty step
     out = tmp_path / "rank0.pt"
-    mp.start_processes(_worker, args=(2, str(tmp_path / "store"), str(gens_path), str(out), preset, sharding), nprocs=2,
+    mp.start_processes(_worker, args=(2, str(tmp_path / "store"), str(batch_path), str(out), preset, sharding), nprocs=2,
                        join=True, start_method="spawn")
     norm2, double = torch.load(out)
     assert abs(norm2 - norm1) <= 1e-6 * norm1, (norm1, norm2)  # summed over ranks, not averaged

@@ -13,8 +13,8 @@ from drzero.analysis import pass_at_k
 from drzero.cli import main as cli_main
 from drzero.data import load_benchmark, load_questions
 from drzero.errors import DrZeroError
-from drzero.eval_cli import EvalConfig, run_eval
-from drzero.evaluate import aggregate
+from drzero.config import EvalConfig
+from drzero.evaluate import aggregate, run_eval
 from drzero.grader import grade
 
 
@@ -154,7 +154,8 @@ def test_unreachable_endpoint_is_one_line_error(tmp_path, capsys):
 def test_unknown_benchmark_is_one_line_error(capsys, tmp_path):
     code = cli_main(["eval", "--benchmarks", "aime25", "--output", str(tmp_path / "e")])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and "unknown benchmark" in err or "cannot load dataset" in err
+    assert code == 2 and "\n" not in err
+    assert "unknown benchmark" in err or "cannot load dataset" in err
 
 
 @pytest.mark.slow

@@ -8,7 +8,8 @@ import pytest
 
 from drzero.analysis import is_answering, reflection_keywords
 from drzero.judge import Judge
-from drzero.probe import ProbeConfig, run_probe
+from drzero.config import ProbeConfig
+from drzero.probe import run_probe
 from drzero.report import make_report
 from drzero.data import load_toy_split as load_split
 

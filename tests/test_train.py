@@ -11,7 +11,8 @@ from drzero.algo import PRESETS, group_advantages, resolve_objective
 from drzero.config import TrainConfig, check_train_config
 from drzero.errors import DrZeroError
 from drzero.models import load_model_and_tokenizer
-from drzero.rollout import SamplingParams
+from drzero.grader import Grader
+from drzero.rollout import SamplingParams, generate_and_grade
 from drzero.rollout.hf import HFEngine
 from drzero.templates import TEMPLATES
 from drzero.data import load_toy_split as load_split
@@ -55,17 +56,17 @@ def test_gradient_same_for_micro_batch_1_and_4(preset):
     model.to(torch.float64)
     tpl = TEMPLATES["qwen_math"]
     rows = load_split("train")[:2]
-    gens = HFEngine(model, tok).generate([tpl.render(r["problem"]) for r in rows],
-                                         SamplingParams(n=4, temperature=1.0, max_new_tokens=20, seed=3))
-    rewards = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0])
+    batch = generate_and_grade(HFEngine(model, tok), rows, tpl, SamplingParams(n=4, temperature=1.0, max_new_tokens=20, seed=3),
+                               Grader(workers=1))
+    batch.rewards = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0])
     obj = resolve_objective(preset, max_new_tokens=20)
-    adv = group_advantages(rewards, 4, scale=obj.advantage_scale, baseline=obj.baseline)
-    keep = torch.ones(8, dtype=torch.bool)
+    batch.advantages = group_advantages(batch.rewards, 4, scale=obj.advantage_scale, baseline=obj.baseline)
+    batch.keep = torch.ones(8, dtype=torch.bool)
     grads = []
     for micro in (1, 4, 8):
         model.zero_grad(set_to_none=True)
-        accumulate_gradients(model, None, gens, list(range(8)), adv, keep, obj, micro_batch_size=micro,
-                             temperature=1.0, pad_id=tok.pad_token_id, device="cpu", dtype=torch.float64)
+        accumulate_gradients(model, batch, obj, micro_batch_size=micro, temperature=1.0, pad_id=tok.pad_token_id,
+                             device="cpu", dtype=torch.float64)
         grads.append(torch.cat([p.grad.reshape(-1) for p in model.parameters() if p.grad is not None]))
     assert grads[0].abs().sum() > 0
     assert torch.allclose(grads[0], grads[1], atol=1e-10, rtol=1e-8)

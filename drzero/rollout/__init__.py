@@ -1,16 +1,33 @@
-"""Generation engines behind one small interface.
+"""Generation engines behind one small interface, and the one generate-and-grade path.
 
-    engine.generate(prompts: list[str], params: SamplingParams) -> list[Generation]
+An engine (``Engine``) has ``pad_id`` and four methods:
 
-returns ``len(prompts) * params.n`` generations, prompt-major (all samples of prompt 0,
-then prompt 1, ...). Engines: ``HFEngine`` (transformers, CPU or GPU, batched with a KV
-cache; ``drzero.rollout.hf``) and ``VLLMEngine`` (``drzero.rollout.vllm_engine``, needs
-the ``vllm`` extra).
+    generate(prompts: list[str], params: SamplingParams) -> list[Generation]
+        ``len(prompts) * params.n`` generations, prompt-major (all samples of prompt 0,
+        then prompt 1, ...);
+    sync(model)      make the learner's current weights the ones that generate next;
+    sleep(), wake_up()   free and retake accelerator memory around the learner's update
+                         (no-ops where that means nothing).
+
+Engines: ``HFEngine`` (transformers, CPU or GPU; ``drzero.rollout.hf``), ``VLLMEngine``
+(``drzero.rollout.vllm_engine``, the ``vllm`` extra), ``EndpointEngine`` (an
+OpenAI-compatible server; ``drzero.rollout.openai_endpoint``; fixed weights).
+
+``generate_and_grade`` is what training, evaluation and probing all call: prompts from
+question rows through a template, responses from an engine, verdicts from the grader,
+returned as one typed batch, ``Rollouts``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+import torch
+
+from drzero.grader import Grade, Grader
+from drzero.templates import Template
 
 
 @dataclass(frozen=True)
@@ -37,3 +54,74 @@ class Generation:
     @property
     def truncated(self) -> bool:
         return self.finish_reason == "length"
+
+
+class Engine(Protocol):
+    pad_id: int
+
+    def generate(self, prompts: list[str], params: SamplingParams) -> list[Generation]: ...
+
+    def sync(self, model) -> None: ...
+
+    def sleep(self) -> None: ...
+
+    def wake_up(self) -> None: ...
+
+
+@dataclass
+class Rollouts:
+    """A graded batch of N responses, prompt-major: the ``group_size`` (G) samples of the
+    first question, then of the second, ... Per-response fields have length N; ``T_i`` is
+    the token count of response i. The trainer fills ``advantages``, ``keep`` and (when the
+    policy moves within an iteration) ``old_logprobs``."""
+
+    rows: list[dict]  # [N] the question row each response answers: {"problem", "answer", ...}
+    generations: list[Generation]  # [N] prompt and response token ids, text, finish reason, engine log-probs
+    grades: list[Grade]  # [N] the grader's verdicts
+    rewards: torch.Tensor  # [N] float: 1 if correct and not truncated, else 0
+    group_size: int = 1  # G: consecutive responses answering the same question
+    advantages: torch.Tensor | None = None  # [N] float, from drzero.algo.group_advantages
+    keep: torch.Tensor | None = None  # [N] bool: trained on (False: truncated, under mask_truncated)
+    old_logprobs: list[torch.Tensor] | None = None  # [N][T_i] pi_old, frozen before the iteration's first update
+    timing: dict[str, float] = field(default_factory=dict)  # time/generate, time/grade (seconds)
+
+    def __len__(self) -> int:
+        return len(self.generations)
+
+    @property
+    def lengths(self) -> torch.Tensor:  # [N] float: response tokens
+        return torch.tensor([len(g.token_ids) for g in self.generations], dtype=torch.float32)
+
+    @property
+    def truncated(self) -> torch.Tensor:  # [N] bool: hit max_new_tokens
+        return torch.tensor([g.truncated for g in self.generations], dtype=torch.bool)
+
+    @property
+    def correct(self) -> torch.Tensor:  # [N] bool: the grader's verdict
+        return torch.tensor([g.correct for g in self.grades], dtype=torch.bool)
+
+    def select(self, idx: list[int]) -> Rollouts:
+        """The responses ``idx``, in that order (``group_size`` is kept; it describes the
+        batch only when ``idx`` selects whole groups)."""
+        pick = lambda xs: None if xs is None else [xs[i] for i in idx]  # noqa: E731
+        tensor = lambda t: None if t is None else t[torch.as_tensor(idx, dtype=torch.long)]  # noqa: E731
+        return replace(self, rows=pick(self.rows), generations=pick(self.generations), grades=pick(self.grades),
+                       rewards=tensor(self.rewards), advantages=tensor(self.advantages), keep=tensor(self.keep),
+                       old_logprobs=pick(self.old_logprobs), timing={})
+
+
+def generate_and_grade(engine: Engine, rows: list[dict], template: Template, params: SamplingParams,
+                       grader: Grader) -> Rollouts:
+    """``params.n`` responses to each question row under ``template``, graded against the
+    row's answer. Reward: 1 if correct and not truncated (a response cut by the budget
+    scores 0, as the paper), else 0."""
+    t = time.perf_counter()
+    gens = engine.generate([template.render(r["problem"]) for r in rows], params)
+    t_generate = time.perf_counter() - t
+    t = time.perf_counter()
+    answered = [rows[g.prompt_index] for g in gens]
+    grades = grader([g.text for g in gens], [r["answer"] for r in answered], template.answer_format)
+    t_grade = time.perf_counter() - t
+    rewards = torch.tensor([float(gr.correct and not g.truncated) for g, gr in zip(gens, grades)])
+    return Rollouts(answered, gens, grades, rewards, group_size=params.n,
+                    timing={"time/generate": t_generate, "time/grade": t_grade})

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from transformers import DynamicCache
 
+from drzero import dist
 from drzero.rollout import Generation, SamplingParams
 
 
@@ -33,21 +34,26 @@ class HFEngine:
     def device(self):
         return next(self.model.parameters()).device
 
-    def update_weights(self, model) -> None:
-        """The engine shares the learner's module: nothing to copy in-process."""
-        self.model = model
-
-    def load_weights(self, weights) -> None:
-        """Copy ``(name, tensor)`` pairs of whole weights into the engine's own module
-        (used when the learner is sharded and this engine keeps a replica)."""
+    def sync(self, model) -> None:
+        """The new policy generates next. When the engine generates with the learner's own
+        module there is nothing to copy; when it holds a replica (the learner is sharded),
+        the whole weights are gathered into it one tensor at a time (a collective)."""
+        if model is self.model:
+            return
         own = self.model.state_dict()
         seen = set()
         with torch.no_grad():
-            for name, value in weights:
+            for name, value in dist.iter_full_weights(model, self.dtype):
                 own[name].copy_(value)
                 seen.add(name)
         if missing := set(own) - seen:
-            raise RuntimeError(f"load_weights: no value for {sorted(missing)[:3]}")
+            raise RuntimeError(f"sync: no value for {sorted(missing)[:3]}")
+
+    def sleep(self) -> None:
+        """Nothing to free: the engine shares the learner's memory."""
+
+    def wake_up(self) -> None:
+        """Nothing to retake."""
 
     @torch.no_grad()
     def generate(self, prompts: list[str], params: SamplingParams) -> list[Generation]:
@@ -61,11 +67,10 @@ class HFEngine:
         out: list[Generation] = []
         was_training = self.model.training
         self.model.eval()
-        low_precision = self.dtype in (torch.bfloat16, torch.float16)
         try:
             for start in range(0, len(encoded), per_chunk):
                 chunk = encoded[start : start + per_chunk]
-                with torch.autocast(self.device.type, dtype=self.dtype, enabled=low_precision):
+                with dist.autocast(self.device, self.dtype):
                     out.extend(self._generate_chunk(chunk, start, params, gen))
         finally:
             self.model.train(was_training)

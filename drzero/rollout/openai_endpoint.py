@@ -23,6 +23,16 @@ from drzero.errors import DrZeroError
 from drzero.rollout import Generation, SamplingParams
 
 
+def api_key_from_env(variable: str | None, flag: str) -> str | None:
+    """The API key held in environment ``variable`` (named by ``flag``); never written anywhere."""
+    if not variable:
+        return None
+    key = os.environ.get(variable)
+    if key is None:
+        raise DrZeroError(f"environment variable {variable} (from {flag}) is not set")
+    return key
+
+
 def post_json(url: str, payload: dict, *, api_key: str | None = None, timeout_s: float = 300.0, retries: int = 5,
               backoff_s: float = 1.0) -> dict:
     """POST JSON with retries and exponential backoff on connection errors, timeouts,
@@ -104,8 +114,16 @@ class EndpointEngine:
                     os.fsync(f.fileno())
         return response
 
-    def update_weights(self, model) -> None:
-        raise NotImplementedError("an endpoint engine serves fixed weights")
+    pad_id = 0  # no token ids come back from a server
+
+    def sync(self, model) -> None:
+        raise DrZeroError("an endpoint serves fixed weights; it cannot generate for a policy being trained")
+
+    def sleep(self) -> None:
+        """Nothing to free here: the server owns its memory."""
+
+    def wake_up(self) -> None:
+        """Nothing to retake."""
 
     def generate(self, prompts: list[str], params: SamplingParams) -> list[Generation]:
         with ThreadPoolExecutor(self.concurrency) as pool:

@@ -1,7 +1,7 @@
 """vLLM generation engine, same interface as ``HFEngine`` (extra ``drzero[vllm]``).
 
 Colocated with the learner in the same process: the engine is created in-process
-(``VLLM_ENABLE_V1_MULTIPROCESSING=0``), so ``update_weights`` hands the learner's
+(``VLLM_ENABLE_V1_MULTIPROCESSING=0``), so ``sync`` hands the learner's
 tensors straight to vLLM's model (``load_weights``) after every optimizer step, and
 ``sleep``/``wake_up`` release and retake vLLM's GPU memory around the learner's update.
 Sampled-token log-probabilities come back with every generation; the learner
@@ -13,8 +13,12 @@ vLLM spawns worker processes: create the engine from a program guarded by
 
 from __future__ import annotations
 
+import copy
 import os
 
+import torch
+
+from drzero import dist
 from drzero.rollout import Generation, SamplingParams
 
 
@@ -37,7 +41,10 @@ class VLLMEngine:
             llm_kwargs.setdefault("distributed_executor_backend", "external_launcher")
         self.llm = LLM(model=model_path, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
                        max_model_len=max_model_len, enable_sleep_mode=enable_sleep_mode, seed=seed, **llm_kwargs)
-        self.sleeping = False
+        self.sleep_mode, self.sleeping = enable_sleep_mode, False
+        self.dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(dtype)  # weights sent in this dtype
+        tokenizer = self.llm.get_tokenizer()
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     def generate(self, prompts: list[str], params: SamplingParams) -> list[Generation]:
         from vllm import SamplingParams as VLLMSamplingParams
@@ -55,16 +62,12 @@ class VLLMEngine:
                                       "length" if c.finish_reason == "length" else "stop", logprobs))
         return out
 
-    def update_weights(self, model) -> None:
-        """Copy the learner's weights into vLLM (LoRA adapters merged first)."""
+    def sync(self, model) -> None:
+        """Copy the learner's weights into vLLM (LoRA adapters merged first). A sharded
+        learner's weights are gathered one tensor at a time (every rank must call this)."""
         if hasattr(model, "peft_config"):
-            model = _merged_copy(model)
-        self.load_weights((k.removeprefix("module."), v.detach()) for k, v in model.state_dict().items())
-
-    def load_weights(self, weights) -> None:
-        """Load ``(name, tensor)`` pairs of whole weights (Hugging Face names) into vLLM's
-        model in place. ``weights`` may be a generator: the engine runs in this process, so it
-        is consumed here, one tensor at a time."""
+            model = copy.deepcopy(model).merge_and_unload()
+        weights = ((name.removeprefix("module."), value) for name, value in dist.iter_full_weights(model, self.dtype))
 
         def load(worker):
             if hasattr(worker, "reload_weights"):  # vLLM >= 0.2x: in-place reload, redoes post-load processing
@@ -73,12 +76,12 @@ class VLLMEngine:
                 worker.model_runner.model.load_weights(weights=weights)
             return True
 
-        self.llm.collective_rpc(load)
+        self.llm.collective_rpc(load)  # the engine runs in this process: the generator is consumed here
         self.llm.reset_prefix_cache()
 
     def sleep(self) -> None:
         """Release vLLM's GPU memory (weights and KV cache) while the learner trains."""
-        if not self.sleeping:
+        if self.sleep_mode and not self.sleeping:
             self.llm.sleep(level=1)
             self.sleeping = True
 
@@ -86,9 +89,3 @@ class VLLMEngine:
         if self.sleeping:
             self.llm.wake_up()
             self.sleeping = False
-
-
-def _merged_copy(peft_model):
-    import copy
-
-    return copy.deepcopy(peft_model).merge_and_unload()

@@ -23,7 +23,7 @@ def measure(model, tokenizer, *, n_questions: int = 500, n_samples: int = 8, log
     engine = HFEngine(model, tokenizer, batch_size=256)
     results: dict = {"n_questions": len(rows), "max_new_tokens": MAX_NEW_TOKENS, "templates": {}}
     for name, tpl in TEMPLATES.items():
-        stats, _, _ = greedy_template_stats(engine, rows, tpl, max_new_tokens=MAX_NEW_TOKENS)
+        stats, _ = greedy_template_stats(engine, rows, tpl, max_new_tokens=MAX_NEW_TOKENS)
         results["templates"][name] = {
             "greedy_accuracy": stats["greedy_accuracy"],
             "answering_rate": stats["answering_rate"],
@@ -33,7 +33,8 @@ def measure(model, tokenizer, *, n_questions: int = 500, n_samples: int = 8, log
         log(f"  {name:<10} {results['templates'][name]}")
     best = max(results["templates"], key=lambda k: results["templates"][k]["greedy_accuracy"])
     tpl = TEMPLATES[best]
-    passes, gens, _ = sampled_pass_at_k(engine, rows, tpl, n=n_samples, temperature=1.0, max_new_tokens=MAX_NEW_TOKENS, seed=0)
+    passes, sampled = sampled_pass_at_k(engine, rows, tpl, n=n_samples, temperature=1.0, max_new_tokens=MAX_NEW_TOKENS, seed=0)
+    gens = sampled.generations
     results["sampled"] = {
         "template": best,
         "temperature": 1.0,

@@ -1,0 +1,7 @@
+"""``python -m drzero ...`` is the ``drzero`` command."""
+
+import sys
+
+from drzero.cli import main
+
+sys.exit(main())
