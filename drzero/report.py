@@ -1,10 +1,13 @@
 """``drzero report RUN_DIR [RUN_DIR ...] --output DIR``: training runs overlaid in one page.
 
-Plots (PNG, matplotlib): reward; response length overall and split into correct and
-incorrect (the paper's Fig. on GRPO's length bias); benchmark accuracy over steps;
-truncation rate; the per-question weight distribution and per-token weight vs length
-(from ``drzero.algo.bias_weights``, logged in weights.jsonl). Ends with a text summary
-of each run's numbers. Comparing a GRPO and a Dr. GRPO run is the headline use.
+Plots (PNG, matplotlib): reward; response length overall and split into rewarded and
+unrewarded responses (the paper's Fig. 6 on GRPO's length bias) and the within-question
+gap between them; benchmark accuracy and the eval set's correct/incorrect lengths over
+steps; truncation rate; the per-question weight distribution and per-token weight vs
+length (from ``drzero.algo.bias_weights``, logged in weights.jsonl). Runs that differ only
+in their seed are drawn as one line (the mean) with a band (+-1 std over seeds). Ends
+with a text summary of each run's and each seed group's numbers. Comparing GRPO and
+Dr. GRPO runs is the headline use.
 """
 
 from __future__ import annotations
@@ -34,6 +37,35 @@ def load_run(run_dir: str) -> dict:
     metrics = _read_jsonl(d / "metrics.jsonl")
     label = f"{d.name} ({cfg.get('algo', '?')})"
     return {"dir": d, "label": label, "config": cfg, "metrics": metrics, "weights": _read_jsonl(d / "weights.jsonl")}
+
+
+# config keys that do not change what a run computes, besides the seed: runs equal in every
+# other key are seeds of one experiment
+_NOT_THE_EXPERIMENT = {"seed", "output_dir", "resume", "config", "progress", "wandb_project", "tensorboard", "trackio",
+                       "overwrite", "device", "grader_workers"}
+
+
+def seed_groups(runs: list[dict]) -> list[dict]:
+    """Runs grouped by their config minus the seed: ``{"label", "runs"}`` in input order."""
+    groups: dict[str, dict] = {}
+    for run in runs:
+        key = json.dumps({k: v for k, v in run["config"].items() if k not in _NOT_THE_EXPERIMENT}, sort_keys=True,
+                         default=str) if run["config"] else str(run["dir"])
+        groups.setdefault(key, {"runs": []})["runs"].append(run)
+    for g in groups.values():
+        first = g["runs"][0]
+        g["label"] = first["label"] if len(g["runs"]) == 1 else \
+            f"{first['config'].get('algo', '?')} ({len(g['runs'])} seeds)"
+    return list(groups.values())
+
+
+def group_series(runs: list[dict], key: str) -> tuple[list[int], list[float], list[float]]:
+    """Steps every run logged ``key`` at, the mean over runs and the (population) std."""
+    per_run = [dict(zip(*series(r["metrics"], key))) for r in runs]
+    steps = sorted(set.intersection(*(set(p) for p in per_run))) if per_run else []
+    means = [statistics.fmean(p[t] for p in per_run) for t in steps]
+    stds = [statistics.pstdev([p[t] for p in per_run]) for t in steps]
+    return steps, means, stds
 
 
 def series(metrics: list[dict], key: str) -> tuple[list[int], list[float]]:
@@ -67,20 +99,32 @@ def summarize(run: dict) -> dict:
     }
 
 
-def _plot(runs, keys, ylabel, title, path, styles=("-",)):
+def _key_label(key: str) -> str:
+    """Legend text of a metric: ``rollout/response_length_correct`` -> ``correct``,
+    ``eval/toy:test/length_incorrect`` -> ``toy:test incorrect``, ``eval/amc/accuracy`` -> ``amc``."""
+    parts = key.split("/")
+    last = parts[-1].split("_")[-1]
+    if parts[0] == "eval":
+        return parts[1] if last == "accuracy" else f"{parts[1]} {last}"
+    return last
+
+
+def _plot(groups, keys, ylabel, title, path, styles=("-",)):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    for i, run in enumerate(runs):
+    for i, group in enumerate(groups):
         color = f"C{i}"
         for key, style in zip(keys, styles * len(keys)):
-            x, y = series(run["metrics"], key)
+            x, y, sd = group_series(group["runs"], key)
             if x:
-                suffix = "" if len(keys) == 1 else f" {key.split('_')[-1]}"
-                ax.plot(x, y, style, color=color, label=run["label"] + suffix, marker="." if len(x) < 30 else None)
+                suffix = "" if len(keys) == 1 else " " + _key_label(key)
+                ax.plot(x, y, style, color=color, label=group["label"] + suffix, marker="." if len(x) < 30 else None)
+                if len(group["runs"]) > 1:
+                    ax.fill_between(x, [a - b for a, b in zip(y, sd)], [a + b for a, b in zip(y, sd)], color=color, alpha=0.15)
     ax.set_xlabel("policy iteration")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -125,27 +169,39 @@ def make_report(run_dirs: list[str], output: str) -> Path:
     runs = [load_run(d) for d in run_dirs]
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
+    groups = seed_groups(runs)
     plots = [
         ("reward.png", ["rollout/reward_mean"], "mean reward", "Training reward"),
         ("length.png", ["rollout/response_length_mean"], "tokens", "Response length"),
         ("length_split.png", ["rollout/response_length_correct", "rollout/response_length_incorrect"], "tokens",
-         "Response length: correct (solid) vs incorrect (dashed)"),
+         "Response length: rewarded (solid) vs unrewarded (dashed)"),
+        ("length_gap.png", ["rollout/length_gap_within_group"], "tokens",
+         "Within-question gap: unrewarded - rewarded length"),
         ("truncation.png", ["rollout/truncation_rate"], "share of responses", "Truncation rate"),
     ]
     images = []
+    metric_keys = {k for r in runs for row in r["metrics"] for k in row}
     for name, keys, ylabel, title in plots:
-        _plot(runs, keys, ylabel, title, out / name, styles=("-", "--"))
-        images.append((name, title))
-    eval_keys = sorted({k for r in runs for row in r["metrics"] for k in row if k.startswith("eval/") and k.endswith("/accuracy")})
+        if any(k in metric_keys for k in keys):
+            _plot(groups, keys, ylabel, title, out / name, styles=("-", "--"))
+            images.append((name, title))
+    eval_keys = sorted(k for k in metric_keys if k.startswith("eval/") and k.endswith("/accuracy"))
     if eval_keys:
-        _plot(runs, eval_keys, "accuracy", "Benchmark accuracy (greedy)", out / "eval_accuracy.png", styles=("-", "--", ":", "-."))
+        _plot(groups, eval_keys, "accuracy", "Benchmark accuracy (greedy)", out / "eval_accuracy.png",
+              styles=("-", "--", ":", "-."))
         images.append(("eval_accuracy.png", "Benchmark accuracy"))
+    eval_len_keys = sorted(k for k in metric_keys if k.startswith("eval/") and k.endswith(("/length_correct", "/length_incorrect")))
+    if eval_len_keys:
+        _plot(groups, eval_len_keys, "tokens", "Eval response length: correct (solid) vs incorrect (dashed)",
+              out / "eval_length.png", styles=("-", "--"))
+        images.append(("eval_length.png", "Eval response length, correct vs incorrect"))
     if any(r["weights"] for r in runs):
         _plot_weights(runs, out / "weights.png")
         images.append(("weights.png", "Per-question and per-token weights"))
     summaries = [summarize(r) for r in runs]
-    (out / "summary.json").write_text(json.dumps(summaries, indent=2))
-    text = summary_text(summaries)
+    group_summaries = [summarize_group(g) for g in groups if len(g["runs"]) > 1]
+    (out / "summary.json").write_text(json.dumps(summaries + group_summaries, indent=2))
+    text = summary_text(summaries + group_summaries)
     (out / "summary.md").write_text(text)
     body = "".join(
         f"<figure><img alt='{html.escape(t)}' src='{n}'><figcaption>{html.escape(t)}</figcaption></figure>" for n, t in images)
@@ -161,15 +217,38 @@ def make_report(run_dirs: list[str], output: str) -> Path:
     return out / "index.html"
 
 
+def summarize_group(group: dict) -> dict:
+    """Mean and std over a seed group of every number ``summarize`` reports."""
+    per_run = [summarize(r) for r in group["runs"]]
+    out = {"label": group["label"], "steps": min(s["steps"] for s in per_run), "seeds": len(per_run)}
+    for k in ("reward_last5", "length_incorrect_first5", "length_incorrect_last5", "length_correct_first5",
+              "length_correct_last5"):
+        values = [s[k] for s in per_run if not math.isnan(s[k])]
+        out[k] = statistics.fmean(values) if values else float("nan")
+        out[k + "_std"] = statistics.pstdev(values) if values else float("nan")
+    out["eval"] = {}
+    for name in per_run[0]["eval"]:
+        entries = [s["eval"].get(name) for s in per_run]
+        if all(entries):
+            out["eval"][name] = {"first": statistics.fmean(e["first"] for e in entries),
+                                 "last": statistics.fmean(e["last"] for e in entries),
+                                 "last_std": statistics.pstdev([e["last"] for e in entries]),
+                                 "step": min(e["step"] for e in entries)}
+    return out
+
+
 def summary_text(summaries: list[dict]) -> str:
     lines = []
     for s in summaries:
+        pm = lambda k: f" +- {s[k + '_std']:.1f}" if k + "_std" in s else ""  # noqa: E731
         lines.append(f"{s['label']}: {s['steps']} steps; reward (last 5) {s['reward_last5']:.3f}; "
-                     f"incorrect-response length {s['length_incorrect_first5']:.1f} -> {s['length_incorrect_last5']:.1f} tokens; "
-                     f"correct-response length {s['length_correct_first5']:.1f} -> {s['length_correct_last5']:.1f} tokens")
+                     f"incorrect-response length {s['length_incorrect_first5']:.1f} -> {s['length_incorrect_last5']:.1f}"
+                     f"{pm('length_incorrect_last5')} tokens; correct-response length {s['length_correct_first5']:.1f} -> "
+                     f"{s['length_correct_last5']:.1f}{pm('length_correct_last5')} tokens")
         for name, e in s["eval"].items():
             if e:
-                lines.append(f"  eval {name}: accuracy {e['first']:.3f} -> {e['last']:.3f} (step {e['step']})")
+                spread = f" +- {e['last_std']:.3f}" if "last_std" in e else ""
+                lines.append(f"  eval {name}: accuracy {e['first']:.3f} -> {e['last']:.3f}{spread} (step {e['step']})")
     return "\n".join(lines) + "\n"
 
 

@@ -383,34 +383,48 @@ def _pad_rows(rows: list[torch.Tensor], shape, device) -> torch.Tensor:
 # ----------------------------------------------------------------------------- metrics, eval, checkpoints
 def rollout_metrics(batch: Rollouts, objective: Objective) -> tuple[dict, dict]:
     """The iteration's ``rollout/*`` and ``bias/*`` metrics, and its weights.jsonl record:
-    every response's length, correctness, advantage and per-token gradient weight
-    (``drzero.algo.bias_weights``), and each informative question's scale."""
-    correct, lengths = batch.correct.tolist(), batch.lengths  # [N]
-    group_std = batch.rewards.view(-1, batch.group_size).std(dim=1)  # [B]
+    every response's length, reward, correctness, advantage and per-token gradient weight
+    (``drzero.algo.bias_weights``), and each informative question's scale.
+
+    Lengths are split by *reward* (a truncated response the grader would accept still has
+    reward 0 and is trained on as a failure), and ``rollout/length_gap_within_group`` is the
+    mean over groups with both outcomes of (mean unrewarded length - mean rewarded length):
+    a within-question comparison, so question difficulty cannot confound it (paper Sec. 3.1:
+    under GRPO this gap grows)."""
+    lengths, G = batch.lengths, batch.group_size  # [N]
+    rewarded = (batch.rewards > 0).tolist()  # [N]
+    group_std = batch.rewards.view(-1, G).std(dim=1)  # [B]
     informative = group_std > 0  # zero-variance groups get zero advantage whatever their scale
     q_scale = 1.0 / (group_std + 1e-6) if objective.advantage_scale == "group" else torch.ones(len(group_std))  # [B]
     token_w = bias_weights(batch.advantages, lengths, aggregation=objective.aggregation,
                            constant_normalizer=objective.constant_normalizer).tolist()  # [N]
-    len_c = [x for x, c in zip(lengths.tolist(), correct) if c]
-    len_i = [x for x, c in zip(lengths.tolist(), correct) if not c]
+    lens = lengths.tolist()
+    gaps = []
+    for start in range(0, len(batch), G):
+        group = list(zip(lens[start : start + G], rewarded[start : start + G]))
+        right, wrong = [x for x, r in group if r], [x for x, r in group if not r]
+        if right and wrong:
+            gaps.append(mean_or_nan(wrong) - mean_or_nan(right))
     metrics = {
         "rollout/reward_mean": dist.all_mean(batch.rewards.mean().item()),
-        "rollout/accuracy": dist.all_mean(mean_or_nan(correct)),
+        "rollout/accuracy": dist.all_mean(mean_or_nan(batch.correct.tolist())),
         "rollout/format_rate": mean_or_nan(g.formatted for g in batch.grades),
         "rollout/response_length_mean": lengths.mean().item(),
-        "rollout/response_length_correct": mean_or_nan(len_c),
-        "rollout/response_length_incorrect": mean_or_nan(len_i),
+        "rollout/response_length_correct": mean_or_nan(x for x, r in zip(lens, rewarded) if r),
+        "rollout/response_length_incorrect": mean_or_nan(x for x, r in zip(lens, rewarded) if not r),
+        "rollout/length_gap_within_group": mean_or_nan(gaps),
         "rollout/truncation_rate": batch.truncated.float().mean().item(),
         "rollout/zero_variance_group_frac": (group_std == 0).float().mean().item(),
         "rollout/reflection_rate": mean_or_nan(bool(reflection_keywords(g.text)) for g in batch.generations),
         "rollout/grader_timeouts": sum(g.timed_out for g in batch.grades),
-        "bias/token_weight_abs_correct": mean_or_nan(abs(w) for w, c in zip(token_w, correct) if c),
-        "bias/token_weight_abs_incorrect": mean_or_nan(abs(w) for w, c in zip(token_w, correct) if not c),
+        "bias/token_weight_abs_correct": mean_or_nan(abs(w) for w, r in zip(token_w, rewarded) if r),
+        "bias/token_weight_abs_incorrect": mean_or_nan(abs(w) for w, r in zip(token_w, rewarded) if not r),
         "bias/question_weight_max_over_min": (q_scale[informative].max() / q_scale[informative].min()).item()
         if informative.any() else float("nan"),
     }
-    record = {"length": lengths.tolist(), "correct": correct, "advantage": batch.advantages.tolist(),
-              "token_weight": token_w, "question_scale": q_scale[informative].tolist()}
+    record = {"length": lens, "reward": batch.rewards.tolist(), "correct": batch.correct.tolist(),
+              "advantage": batch.advantages.tolist(), "token_weight": token_w,
+              "question_scale": q_scale[informative].tolist()}
     return metrics, record
 
 
@@ -426,13 +440,16 @@ def sample_records(batch: Rollouts, step: int, n: int) -> list[dict]:
 
 
 def evaluate_policy(s: Setup) -> dict:
-    """Greedy accuracy (and lengths, format and truncation rates) on every eval set."""
+    """Greedy accuracy (and lengths of correct and incorrect responses, format and truncation
+    rates) on every eval set, and their mean when there are several."""
     out = {}
     for name, rows in s.eval_sets.items():
         res = evaluate_rows(s.engine, rows, s.template, n=1, temperature=0.0,
                             max_new_tokens=s.cfg.eval_max_new_tokens or s.cfg.max_new_tokens, grader=s.grader)
         for k in ("accuracy", "format_rate", "length_mean", "length_correct", "length_incorrect", "truncation_rate"):
             out[f"eval/{name}/{k}"] = res.metrics[k]
+    if len(s.eval_sets) > 1:  # the paper's headline number: the mean over benchmarks
+        out["eval/average/accuracy"] = mean_or_nan(out[f"eval/{name}/accuracy"] for name in s.eval_sets)
     return out
 
 

@@ -71,9 +71,9 @@ def test_probe_toy_with_judge(tmp_path, judge_url):
     assert "keywords+judge" in (out / "scorecard.json").read_text()
 
 
-def _fake_run(path, algo, inc_growth):
+def _fake_run(path, algo, inc_growth, seed=0):
     path.mkdir()
-    (path / "config.yaml").write_text(f"algo: {algo}\n")
+    (path / "config.yaml").write_text(f"algo: {algo}\nseed: {seed}\noutput_dir: {path}\n")
     with open(path / "metrics.jsonl", "w") as f, open(path / "weights.jsonl", "w") as w:
         f.write(json.dumps({"step": 0, "eval/toy:test/accuracy": 0.1}) + "\n")
         for s in range(1, 11):
@@ -95,6 +95,19 @@ def test_report_two_runs(tmp_path):
     summary = (tmp_path / "rep" / "summary.md").read_text()
     assert "grpo (grpo): 10 steps" in summary and "incorrect-response length 55.0 -> 80.0" in summary
     assert "drgrpo (dr_grpo)" in summary and "incorrect-response length 40.0 -> 40.0" in summary
+
+
+def test_report_draws_seeds_of_one_experiment_as_one_line_with_a_band(tmp_path):
+    _fake_run(tmp_path / "g0", "grpo", 4.0, seed=0)
+    _fake_run(tmp_path / "g1", "grpo", 6.0, seed=1)
+    _fake_run(tmp_path / "d0", "dr_grpo", 0.0, seed=0)
+    make_report([str(tmp_path / d) for d in ("g0", "g1", "d0")], str(tmp_path / "rep"))
+    groups = {s["label"]: s for s in json.loads((tmp_path / "rep" / "summary.json").read_text())}
+    g = groups["grpo (2 seeds)"]  # 40 + 4*s and 40 + 6*s: the mean grows 5 per step, the std 1 per step
+    assert g["seeds"] == 2 and g["length_incorrect_last5"] == pytest.approx(80.0)
+    assert g["length_incorrect_last5_std"] == pytest.approx(8.0)
+    assert "grpo (2 seeds)" in (tmp_path / "rep" / "summary.md").read_text()
+    assert "dr_grpo (2 seeds)" not in groups and "d0 (dr_grpo)" in groups  # a different experiment, one seed
 
 
 def test_report_on_a_non_run_is_a_clear_error(tmp_path, capsys):

@@ -38,7 +38,8 @@ def test_two_step_smoke_changes_parameters_and_logs_finite_metrics(tmp_path):
         for k, v in m.items():
             if k.startswith(("train/", "rollout/reward", "rollout/truncation", "time/")):
                 assert math.isfinite(v), (k, v)
-    for key in ("rollout/response_length_correct", "rollout/response_length_incorrect", "rollout/zero_variance_group_frac",
+    for key in ("rollout/response_length_correct", "rollout/response_length_incorrect", "rollout/length_gap_within_group",
+                "rollout/zero_variance_group_frac",
                 "train/clip_frac_low", "train/clip_frac_high", "train/entropy", "train/grad_norm", "train/lr",
                 "time/generate", "time/tokens_per_s"):
         assert key in steps[-1]
@@ -139,3 +140,27 @@ def test_every_recipe_is_a_valid_config(recipe):
 
     cfg = apply_overrides(TrainConfig, TrainConfig(), load_yaml(str(recipe)), str(recipe))
     check_train_config(cfg)
+
+
+def test_rollout_metrics_split_lengths_by_reward_and_measure_the_gap_within_groups():
+    """A truncated response the grader accepts has reward 0: it counts as unrewarded.
+    Group 1: rewarded 10, unrewarded 30 and 50 (gap 40 - 10 = 30); group 2: rewarded 20,
+    unrewarded a truncated 'correct' 60 and 20 (gap 40 - 20 = 20). Mean gap 25."""
+    from drzero.grader import Grade
+    from drzero.rollout import Generation, Rollouts
+    from drzero.train import rollout_metrics
+
+    spec = [(10, True, "stop"), (30, False, "stop"), (50, False, "stop"),
+            (20, True, "stop"), (60, True, "length"), (20, False, "stop")]
+    gens = [Generation(i // 3, [1], [5] * n, "x", finish) for i, (n, _, finish) in enumerate(spec)]
+    grades = [Grade(ok, True, "1") for _, ok, _ in spec]
+    rewards = torch.tensor([float(ok and finish == "stop") for _, ok, finish in spec])
+    batch = Rollouts([{"problem": "q", "answer": "1"}] * 6, gens, grades, rewards, group_size=3)
+    obj = resolve_objective("grpo")
+    batch.advantages = group_advantages(rewards, 3, scale=obj.advantage_scale)
+    m, record = rollout_metrics(batch, obj)
+    assert m["rollout/response_length_correct"] == 15.0  # 10 and 20, not the truncated 60
+    assert m["rollout/response_length_incorrect"] == 40.0  # 30, 50, 60, 20
+    assert m["rollout/length_gap_within_group"] == 25.0
+    assert m["rollout/accuracy"] == 0.5 and m["rollout/reward_mean"] == pytest.approx(1 / 3)
+    assert record["reward"] == rewards.tolist() and record["correct"] == [ok for _, ok, _ in spec]
