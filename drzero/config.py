@@ -20,6 +20,7 @@ import yaml
 
 from drzero.algo import AGGREGATIONS, BASELINES, PRESETS, SCALES
 from drzero.errors import DrZeroError
+from drzero.reward import REWARD_MODES
 
 ALGOS = tuple(PRESETS)
 PAPER_BENCHMARKS = "aime24,amc,math500,minerva,olympiadbench"
@@ -96,6 +97,10 @@ class TrainConfig:
     """Override the preset: upper clip range epsilon (DAPO's clip-higher)."""
     tis_cap: float = 0.0
     """Truncated importance sampling: weight each token's loss by min(pi_old/pi_rollout, tis_cap), pi_rollout being the generation engine's log-prob (0 = off; 2 is usual). For vLLM, whose kernels differ from the learner's."""
+    reward: str | None = None
+    """Your own reward function, `module:function` or `path/file.py:function`, called as fn(responses, references, rows) -> list of floats (see drzero/reward.py)."""
+    reward_mode: Literal[REWARD_MODES] = "add"
+    """add: the grader's 0/1 verdict plus your reward; replace: your reward alone."""
     mask_truncated: bool = False
     """Leave responses that hit max_new_tokens out of the loss (default: reward 0 and trained on, as the paper)."""
     eval_every: int = 10
@@ -194,6 +199,10 @@ class EvalConfig:
     """Grading processes."""
     grader_timeout_s: float = 5.0
     """Per-response grading time limit (a timed-out response scores 0)."""
+    reward: str | None = None
+    """Also report the mean of your reward function, `module:function` or `path/file.py:function` (see drzero/reward.py)."""
+    reward_mode: Literal[REWARD_MODES] = "add"
+    """add: the grader's 0/1 verdict plus your reward; replace: your reward alone."""
     seed: int = 0
     """Sampling seed."""
 

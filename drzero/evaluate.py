@@ -43,22 +43,27 @@ def evaluate_rows(
     seed: int = 0,
     chunk_size: int | None = None,
     on_progress=None,
+    reward_fn=None,
+    reward_mode: str = "add",
 ) -> EvalResult:
     """Generate ``n`` responses per row, grade them, and aggregate.
 
     ``chunk_size`` questions are generated at a time (progress is reported after each
-    chunk through ``on_progress(done_questions)``)."""
+    chunk through ``on_progress(done_questions)``). With a ``reward_fn`` (``drzero.reward``)
+    every sample also records its reward and the metrics its mean, ``reward_mean``."""
     params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
                             stop=template.stop, seed=seed)
     chunk_size = chunk_size or len(rows) or 1
     samples: list[dict] = []
     for start in range(0, len(rows), chunk_size):
-        batch = generate_and_grade(engine, rows[start : start + chunk_size], template, params, grader)
-        for g, gr, row in zip(batch.generations, batch.grades, batch.rows):
+        batch = generate_and_grade(engine, rows[start : start + chunk_size], template, params, grader, reward_fn,
+                                   reward_mode)
+        for g, gr, row, reward in zip(batch.generations, batch.grades, batch.rows, batch.rewards.tolist()):
             samples.append({
                 "index": start + g.prompt_index, "question": row["problem"], "reference": row["answer"],
                 "response": g.text, "extracted": gr.extracted, "correct": gr.correct, "formatted": gr.formatted,
                 "length": len(g.token_ids), "finish_reason": g.finish_reason, "timed_out": gr.timed_out,
+                **({"reward": reward} if reward_fn is not None else {}),
             })
         if on_progress:
             on_progress(min(start + chunk_size, len(rows)))
@@ -83,6 +88,8 @@ def aggregate(samples: list[dict], n: int) -> dict:
         "length_incorrect": mean_or_nan(s["length"] for s in wrong),
         "grader_timeouts": sum(s.get("timed_out", False) for s in samples),
     }
+    if any("reward" in s for s in samples):
+        metrics["reward_mean"] = mean_or_nan(s["reward"] for s in samples)
     for k in range(1, n + 1):
         metrics[f"pass@{k}"] = mean_or_nan(pass_at_k(len(v), sum(x["correct"] for x in v), k) for v in by_q.values())
     return metrics
@@ -140,6 +147,7 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
 
     from drzero import dist
     from drzero.data import load_questions
+    from drzero.reward import load_reward_function
     from drzero.rollout.openai_endpoint import api_key_from_env
     from drzero.templates import get_template
 
@@ -152,6 +160,7 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
         raise DrZeroError("--benchmarks is empty")
     datasets = {name: load_questions(name, question_column=cfg.question_column, answer_column=cfg.answer_column,
                                      limit=cfg.limit) for name in names}  # fail on a bad name before loading a model
+    reward_fn = load_reward_function(cfg.reward) if cfg.reward else None
     engine = load_engine(cfg.model, endpoint=cfg.endpoint, api_key=api_key_from_env(cfg.api_key_env, "--api-key-env"),
                          device=dist.resolve_device(cfg.device), batch_size=max(cfg.batch_size * cfg.n, 1),
                          cache_path=str(Path(cfg.output) / "endpoint_cache.jsonl"), concurrency=cfg.concurrency,
@@ -165,7 +174,8 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
             task = progress.add_task(name, total=len(rows))
             res = evaluate_rows(engine, rows, template, n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p,
                                 max_new_tokens=cfg.max_new_tokens, grader=grader, seed=cfg.seed,
-                                chunk_size=cfg.batch_size, on_progress=lambda done, t=task: progress.update(t, completed=done))
+                                chunk_size=cfg.batch_size, on_progress=lambda done, t=task: progress.update(t, completed=done),
+                                reward_fn=reward_fn, reward_mode=cfg.reward_mode)
             results["benchmarks"][name] = res.metrics
             samples[name] = res.samples
     accs = [m["accuracy"] for m in results["benchmarks"].values() if not math.isnan(m.get("accuracy", float("nan")))]

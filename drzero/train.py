@@ -34,6 +34,7 @@ from drzero.errors import DrZeroError
 from drzero.evaluate import evaluate_rows
 from drzero.grader import Grader
 from drzero.models import add_lora, load_model_and_tokenizer, policy_logprobs, resolve_model_path
+from drzero.reward import RewardFunction, load_reward_function
 from drzero.rollout import Engine, Rollouts, SamplingParams, generate_and_grade
 from drzero.templates import Template, get_template
 from drzero.tracking import RunLog
@@ -53,6 +54,7 @@ class Setup:
     template: Template
     objective: Objective
     grader: Grader
+    reward_fn: RewardFunction | None  # the user's --reward function
     model: torch.nn.Module  # the learner: float32 master weights, maybe LoRA-wrapped, maybe FSDP-sharded
     ref_model: torch.nn.Module | None  # the initial policy, only when beta > 0
     tokenizer: object
@@ -88,7 +90,8 @@ def train(cfg: TrainConfig) -> dict:
             # ---- 2-3. G responses per question, graded in parallel with timeouts: reward 1 if correct, else 0
             params = SamplingParams(n=G, temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
                                     stop=s.template.stop, seed=cfg.seed * 1_000_003 + step * 101 + dist.rank())
-            batch = generate_and_grade(s.engine, rows, s.template, params, s.grader)  # N = B*G, prompt-major
+            batch = generate_and_grade(s.engine, rows, s.template, params, s.grader, s.reward_fn,
+                                       cfg.reward_mode)  # N = B*G, prompt-major
 
             # ---- 4. advantages per group (Dr. GRPO: R - mean(R); GRPO also divides by std(R), paper Sec. 3)
             batch.advantages = group_advantages(batch.rewards, G, scale=s.objective.advantage_scale,
@@ -165,8 +168,9 @@ def setup(cfg: TrainConfig) -> Setup:
     torch.manual_seed(cfg.seed)
     device = dist.resolve_device(cfg.device)
 
-    # ---- data, template, objective
+    # ---- data, template, reward, objective
     template = get_template(cfg.template)
+    reward_fn = load_reward_function(cfg.reward) if cfg.reward else None
     rows = load_questions(cfg.dataset, split=cfg.dataset_split, question_column=cfg.question_column,
                           answer_column=cfg.answer_column)
     eval_sets = {name: load_questions(name, limit=cfg.eval_limit)
@@ -237,8 +241,8 @@ def setup(cfg: TrainConfig) -> Setup:
                 checkpoint.truncate_jsonl(run_dir / f"{name}.jsonl", start_step)
         dist.print0(f"resumed from {model_source} at step {start_step}")
     grader = Grader(workers=cfg.grader_workers, timeout_s=cfg.grader_timeout_s)
-    return Setup(cfg, run_dir, start_step, rows, eval_sets, template, objective, grader, model, ref_model, tokenizer,
-                 engine, optimizer, scheduler, monitor, device, dtype, sharded, train_batch, updates_per_iter)
+    return Setup(cfg, run_dir, start_step, rows, eval_sets, template, objective, grader, reward_fn, model, ref_model,
+                 tokenizer, engine, optimizer, scheduler, monitor, device, dtype, sharded, train_batch, updates_per_iter)
 
 
 def step_prompts(n_rows: int, batch: int, seed: int, step: int) -> list[int]:
@@ -392,7 +396,7 @@ def rollout_metrics(batch: Rollouts, objective: Objective) -> tuple[dict, dict]:
     a within-question comparison, so question difficulty cannot confound it (paper Sec. 3.1:
     under GRPO this gap grows)."""
     lengths, G = batch.lengths, batch.group_size  # [N]
-    rewarded = (batch.rewards > 0).tolist()  # [N]
+    rewarded = batch.solved.tolist()  # [N]: the verdict part of the reward (a --reward function's part aside)
     group_std = batch.rewards.view(-1, G).std(dim=1)  # [B]
     informative = group_std > 0  # zero-variance groups get zero advantage whatever their scale
     q_scale = 1.0 / (group_std + 1e-6) if objective.advantage_scale == "group" else torch.ones(len(group_std))  # [B]

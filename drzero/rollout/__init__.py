@@ -27,6 +27,7 @@ from typing import Protocol
 import torch
 
 from drzero.grader import Grade, Grader
+from drzero.reward import RewardFunction, custom_rewards
 from drzero.templates import Template
 
 
@@ -78,7 +79,7 @@ class Rollouts:
     rows: list[dict]  # [N] the question row each response answers: {"problem", "answer", ...}
     generations: list[Generation]  # [N] prompt and response token ids, text, finish reason, engine log-probs
     grades: list[Grade]  # [N] the grader's verdicts
-    rewards: torch.Tensor  # [N] float: 1 if correct and not truncated, else 0
+    rewards: torch.Tensor  # [N] float: 1 if correct and not truncated, else 0 (+ or replaced by a --reward function)
     group_size: int = 1  # G: consecutive responses answering the same question
     advantages: torch.Tensor | None = None  # [N] float, from drzero.algo.group_advantages
     keep: torch.Tensor | None = None  # [N] bool: trained on (False: truncated, under mask_truncated)
@@ -100,6 +101,10 @@ class Rollouts:
     def correct(self) -> torch.Tensor:  # [N] bool: the grader's verdict
         return torch.tensor([g.correct for g in self.grades], dtype=torch.bool)
 
+    @property
+    def solved(self) -> torch.Tensor:  # [N] bool: correct and not truncated (what earns the verdict reward of 1)
+        return self.correct & ~self.truncated
+
     def select(self, idx: list[int]) -> Rollouts:
         """The responses ``idx``, in that order (``group_size`` is kept; it describes the
         batch only when ``idx`` selects whole groups)."""
@@ -111,17 +116,22 @@ class Rollouts:
 
 
 def generate_and_grade(engine: Engine, rows: list[dict], template: Template, params: SamplingParams,
-                       grader: Grader) -> Rollouts:
+                       grader: Grader, reward_fn: RewardFunction | None = None, reward_mode: str = "add") -> Rollouts:
     """``params.n`` responses to each question row under ``template``, graded against the
     row's answer. Reward: 1 if correct and not truncated (a response cut by the budget
-    scores 0, as the paper), else 0."""
+    scores 0, as the paper), else 0; plus, or replaced by (``reward_mode``), the user's
+    ``reward_fn(responses, references, rows)`` (``drzero.reward``)."""
     t = time.perf_counter()
     gens = engine.generate([template.render(r["problem"]) for r in rows], params)
     t_generate = time.perf_counter() - t
     t = time.perf_counter()
     answered = [rows[g.prompt_index] for g in gens]
-    grades = grader([g.text for g in gens], [r["answer"] for r in answered], template.answer_format)
-    t_grade = time.perf_counter() - t
+    texts, references = [g.text for g in gens], [r["answer"] for r in answered]
+    grades = grader(texts, references, template.answer_format)
     rewards = torch.tensor([float(gr.correct and not g.truncated) for g, gr in zip(gens, grades)])
+    if reward_fn is not None:
+        custom = torch.tensor(custom_rewards(reward_fn, texts, references, answered), dtype=torch.float32)
+        rewards = custom if reward_mode == "replace" else rewards + custom
+    t_grade = time.perf_counter() - t
     return Rollouts(answered, gens, grades, rewards, group_size=params.n,
                     timing={"time/generate": t_generate, "time/grade": t_grade})
