@@ -31,7 +31,7 @@ for the longest one (more loops, or repetition); on a clean path A > 0 and the s
 continuation is rewarded most per token. Dr. GRPO's constant C gives every continuation
 the same weight, so the expected push on the loop choice is zero.
 
-    python -m drzero.simulate --output runs/simulate          # ~35 s of one core
+    python -m drzero.simulate --output runs/simulate          # ~40 s of one core
     python -m drzero.simulate --help
 
 writes ``summary.json`` (start/end length of wrong and right responses per objective,
@@ -92,11 +92,11 @@ class SimulateConfig:
     repeat_init: float = 0.01
     """Initial probability that a response, once it stops re-checking, falls into repetition instead of answering."""
     train_skill: bool = False
-    """Also learn the shared slip logit (accuracy rises); off: reward stays level while GRPO's length grows, as in the paper (Sec. 3)."""
+    """Also learn the shared slip logit (accuracy rises); off: reward stays level, as in the paper's runs (Sec. 3)."""
     curve_every: int = 1
     """Compute the exact curves every this many iterations (and after the last)."""
     control: bool = True
-    """Also run the control (slip_visibility=0: loops blind to the slip); with --output it is written to OUTPUT/control/."""
+    """Also run the control (slip_visibility=0: loops blind to the slip); written to OUTPUT/control/."""
     output: str | None = None
     """Directory for summary.json, curves.json and the PNG plots (nothing is written without it)."""
 
@@ -146,7 +146,8 @@ class ShapePolicy(torch.nn.Module):
     def __init__(self, loop_init: float, repeat_init: float):
         super().__init__()
         stay = loop_init / (1.0 + loop_init)  # geometric: E[loops] = stay / (1 - stay)
-        start = torch.tensor([math.log(stay / (1 - stay)) if stay > 0 else -20.0, math.log(repeat_init / (1 - repeat_init))])
+        recheck_logit = math.log(stay / (1 - stay)) if stay > 0 else -20.0
+        start = torch.tensor([recheck_logit, math.log(repeat_init / (1 - repeat_init))])
         self.path_logits = torch.nn.Parameter(torch.zeros(2))
         self.loop_logits = torch.nn.Parameter(start.repeat(2, 1))  # [2, 2]: same start after a slip or not
         self.skill = torch.nn.Parameter(torch.zeros(()))
@@ -369,6 +370,13 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return t.mean().item(), (t.std().item() if len(values) > 1 else 0.0)
 
 
+def _start_end(per_seed: list[list[float]]) -> dict:
+    """{"start", "end", "end_std"} of a curve given per seed: means over seeds, and the std of the end."""
+    start, _ = _mean_std([c[0] for c in per_seed])
+    end, end_std = _mean_std([c[-1] for c in per_seed])
+    return {"start": start, "end": end, "end_std": end_std}
+
+
 def _train_all(cfg: SimulateConfig) -> dict:
     """Every objective over every seed: {"summary", "curves", "config"}."""
     names = [o.strip() for o in cfg.objectives.split(",") if o.strip()]
@@ -378,12 +386,8 @@ def _train_all(cfg: SimulateConfig) -> dict:
         curves[name] = {k: [r[k] for r in runs] for k in runs[0] if k not in ("question_weights", "iteration")}
         curves[name]["iteration"] = runs[0]["iteration"]
         curves[name]["question_weights"] = [pt for r in runs for pt in r["question_weights"]]
-    summary = {
-        name: {key: dict(zip(("start", "end", "end_std"),
-                             (_mean_std([c[0] for c in curves[name][key]])[0], *_mean_std([c[-1] for c in curves[name][key]]))))
-               for key in ("incorrect_length", "correct_length")}
-        for name in names
-    }
+    summary = {name: {key: _start_end(curves[name][key]) for key in ("incorrect_length", "correct_length")}
+               for name in names}
     return {"summary": summary, "curves": curves, "config": asdict(cfg)}
 
 
@@ -489,8 +493,9 @@ def plot_question_weights(result: dict, path: Path) -> None:
     colors = {"group": "tab:red", "batch": "tab:green", "none": "tab:blue"}
     ps = [i / 100 for i in range(2, 99)]
     for scale in ("group", "none"):
-        exact = [question_weights(torch.tensor([1.0] * k + [0.0] * (G - k)), G, scale=scale).item() for k in range(1, G)]
-        ax.plot([k / G for k in range(1, G)], exact, "o", color=colors[scale], ms=4, label=f"scale={scale}: k of {G} right")
+        ks = range(1, G)
+        exact = [question_weights(torch.tensor([1.0] * k + [0.0] * (G - k)), G, scale=scale).item() for k in ks]
+        ax.plot([k / G for k in ks], exact, "o", color=colors[scale], ms=4, label=f"scale={scale}: k of {G} right")
         ax.plot(ps, [expected_question_weight(p, G, scale) for p in ps], "-", color=colors[scale], lw=1,
                 label=f"scale={scale}: expected at pass rate")
     shown = set()
