@@ -60,12 +60,47 @@ def group_advantages(
             raise ValueError("the leave-one-out baseline needs group_size >= 2")
         base = (grouped.sum(dim=1, keepdim=True) - grouped) / (group_size - 1)
     adv = grouped - base  # [B, G]
-    if scale == "group":
-        std = grouped.std(dim=1, keepdim=True) if group_size > 1 else torch.zeros_like(base)
-        adv = adv / (std + eps)
-    elif scale == "batch":
-        adv = adv / (rewards.std() + eps)
+    divisor = _advantage_divisor(rewards, grouped, scale, eps)  # [B, 1], [] or None
+    if divisor is not None:
+        adv = adv / divisor
     return adv.reshape(-1)
+
+
+def _advantage_divisor(rewards: torch.Tensor, grouped: torch.Tensor, scale: str, eps: float) -> torch.Tensor | None:
+    """What ``group_advantages`` divides ``R - b`` by: std_group + eps ``[B, 1]``, std_batch + eps
+    (a scalar), or None for ``scale="none"``. One place, so the advantages and
+    ``question_weights`` cannot disagree."""
+    if scale == "group":
+        std = grouped.std(dim=1, keepdim=True) if grouped.shape[1] > 1 else torch.zeros_like(grouped[:, :1])
+        return std + eps
+    if scale == "batch":
+        return rewards.std() + eps
+    return None
+
+
+def question_weights(rewards: torch.Tensor, group_size: int, *, scale: str, eps: float = 1e-6) -> torch.Tensor:
+    """Per-question weight ``[B]``: the factor each group's advantages carry relative to Dr. GRPO's
+    unscaled ``R_i - b_i`` (the question-level difficulty bias, paper Sec. 3).
+
+    rewards ``[N]`` ordered as B groups of ``group_size``, as for ``group_advantages``.
+    scale="group": w_q = 1 / (std_group(R_q) + eps)  (GRPO, DAPO; unbiased std): the questions
+                   whose rewards barely vary (nearly all right or all wrong) weigh most;
+    scale="batch": w_q = 1 / (std_batch(R) + eps)   the same for every question of the batch;
+    scale="none":  w_q = 1                           (Dr. GRPO, RLOO).
+    For every baseline, group_advantages(scale=s) == w[q] * group_advantages(scale="none")
+    for the responses of group q. A group whose rewards are all equal gets 1/eps under
+    "group", but its advantages are zero whatever the weight: leave such groups out when
+    summarising the weights (they carry no gradient).
+    """
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
+    if rewards.ndim != 1 or rewards.numel() % group_size:
+        raise ValueError(f"rewards must be 1-D with a multiple of group_size={group_size} entries, got {tuple(rewards.shape)}")
+    grouped = rewards.view(-1, group_size)  # [B, G]
+    divisor = _advantage_divisor(rewards, grouped, scale, eps)
+    if divisor is None:
+        return torch.ones(grouped.shape[0], dtype=rewards.dtype, device=rewards.device)
+    return (1.0 / divisor).expand(grouped.shape[0], 1).reshape(-1)  # [B]
 
 
 def policy_loss(
