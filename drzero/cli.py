@@ -1,9 +1,10 @@
-"""The ``drzero`` command: train, eval, probe, report, toy build.
+"""The ``drzero`` command: train, eval, probe, report, simulate, toy build.
 
     drzero train [--config RECIPE.yaml] [--algo dr_grpo] [--max-steps 40] ...
     drzero eval --model toy --benchmarks math500 --limit 50 --output runs/eval
     drzero probe --model toy --output runs/probe
     drzero report RUN_DIR [RUN_DIR ...] --output runs/report
+    drzero simulate --output runs/simulate
     drzero toy build --output DIR
 
 ``drzero <command> --help`` lists every option with its meaning; every command accepts
@@ -42,6 +43,12 @@ def _run_report(cfg) -> None:
     run_report(cfg)
 
 
+def _run_simulate(cfg) -> None:
+    from drzero.simulate import simulate_command
+
+    simulate_command(cfg)
+
+
 def _commands() -> dict:
     """command -> (config dataclass, what runs it)."""
     from drzero import config
@@ -51,6 +58,7 @@ def _commands() -> dict:
         "eval": (config.EvalConfig, _run_eval),
         "probe": (config.ProbeConfig, _run_probe),
         "report": (config.ReportConfig, _run_report),
+        "simulate": (config.SimulateConfig, _run_simulate),
     }
 
 

@@ -271,6 +271,53 @@ class ReportConfig:
     """Folder for index.html, the PNG plots and summary.md."""
 
 
+@dataclass
+class SimulateConfig:
+    """Simulate GRPO's length and difficulty biases on a tiny policy over response shapes (exact, CPU, seconds)."""
+
+    config: str | None = None
+    """YAML file whose values become the defaults; flags override them."""
+
+    objectives: str = "grpo,dr_grpo,dapo"
+    """Comma-separated presets from drzero.algo.PRESETS to train and compare."""
+    seeds: int = 3
+    """Independent training runs per objective (seeds 0..seeds-1)."""
+    iterations: int = 400
+    """Policy iterations, each one on-policy optimizer step on questions*group_size responses."""
+    questions: int = 16
+    """Questions (prompts) per iteration, B; all of them every iteration."""
+    group_size: int = 8
+    """Samples per question, G."""
+    lr: float = 0.003
+    """Adam learning rate on the policy's logits (betas 0.9, 0.999, as the trainer's AdamW)."""
+    max_new_tokens: int = 300
+    """Token budget: a response that reaches it is truncated (reward 0); Dr. GRPO's constant C."""
+    path_tokens: tuple[int, int] = (30, 60)
+    """Tokens of the short and the long solution path (including the path and slip decisions)."""
+    loop_tokens: int = 20
+    """Tokens per re-check loop (including its decision token)."""
+    slip_rate: float = 0.5
+    """Mean probability of a slip over the questions (the base rate; 1 - slip_rate ~ reward)."""
+    slip_spread: float = 0.3
+    """Question slip probabilities are evenly spaced in slip_rate +- slip_spread (clipped to 0.02..0.98)."""
+    slip_visibility: float = 1.0
+    """Probability that a slip is visible to the loop decisions (0 = the control: loops blind to the slip)."""
+    fix_prob: float = 0.0
+    """Probability that a re-check loop fixes a slip (0: re-checks re-affirm the wrong value)."""
+    loop_init: float = 1.0
+    """Initial mean number of re-check loops (geometric, before truncation), the same after a slip or not."""
+    repeat_init: float = 0.01
+    """Initial probability that a response, once it stops re-checking, falls into repetition instead of answering."""
+    train_skill: bool = False
+    """Also learn the shared slip logit (accuracy rises); off: reward stays level, as in the paper's runs (Sec. 3)."""
+    curve_every: int = 1
+    """Compute the exact curves every this many iterations (and after the last)."""
+    control: bool = True
+    """Also run the control (slip_visibility=0: loops blind to the slip); written to OUTPUT/control/."""
+    output: str | None = None
+    """Directory for summary.json, curves.json and the PNG plots (nothing is written without it)."""
+
+
 # ----------------------------------------------------------------------------- parsing
 def parse_config(cls, argv: list[str], prog: str):
     """The one way in for every command: ``cls`` defaults, then ``--resume RUN``'s

@@ -51,54 +51,11 @@ from pathlib import Path
 import torch
 
 from drzero.algo import PRESETS, group_advantages, policy_loss, question_weights, resolve_objective
+from drzero.config import SimulateConfig
 from drzero.errors import DrZeroError
 
 RECHECK, STOP, REPEAT = 0, 1, 2  # loop actions (columns of the loop table)
 CLEAN, SLIPPED = 0, 1  # rows of the loop table: what the loop decision can see
-
-
-@dataclass
-class SimulateConfig:
-    """Simulate GRPO's length and difficulty biases on a tiny policy over response shapes (exact, CPU, seconds)."""
-
-    objectives: str = "grpo,dr_grpo,dapo"
-    """Comma-separated presets from drzero.algo.PRESETS to train and compare."""
-    seeds: int = 3
-    """Independent training runs per objective (seeds 0..seeds-1)."""
-    iterations: int = 400
-    """Policy iterations, each one on-policy optimizer step on questions*group_size responses."""
-    questions: int = 16
-    """Questions (prompts) per iteration, B; all of them every iteration."""
-    group_size: int = 8
-    """Samples per question, G."""
-    lr: float = 0.003
-    """Adam learning rate on the policy's logits (betas 0.9, 0.999, as the trainer's AdamW)."""
-    max_new_tokens: int = 300
-    """Token budget: a response that reaches it is truncated (reward 0); Dr. GRPO's constant C."""
-    path_tokens: tuple[int, int] = (30, 60)
-    """Tokens of the short and the long solution path (including the path and slip decisions)."""
-    loop_tokens: int = 20
-    """Tokens per re-check loop (including its decision token)."""
-    slip_rate: float = 0.5
-    """Mean probability of a slip over the questions (the base rate; 1 - slip_rate ~ reward)."""
-    slip_spread: float = 0.3
-    """Question slip probabilities are evenly spaced in slip_rate +- slip_spread (clipped to 0.02..0.98)."""
-    slip_visibility: float = 1.0
-    """Probability that a slip is visible to the loop decisions (0 = the control: loops blind to the slip)."""
-    fix_prob: float = 0.0
-    """Probability that a re-check loop fixes a slip (0: re-checks re-affirm the wrong value)."""
-    loop_init: float = 1.0
-    """Initial mean number of re-check loops (geometric, before truncation), the same after a slip or not."""
-    repeat_init: float = 0.01
-    """Initial probability that a response, once it stops re-checking, falls into repetition instead of answering."""
-    train_skill: bool = False
-    """Also learn the shared slip logit (accuracy rises); off: reward stays level, as in the paper's runs (Sec. 3)."""
-    curve_every: int = 1
-    """Compute the exact curves every this many iterations (and after the last)."""
-    control: bool = True
-    """Also run the control (slip_visibility=0: loops blind to the slip); written to OUTPUT/control/."""
-    output: str | None = None
-    """Directory for summary.json, curves.json and the PNG plots (nothing is written without it)."""
 
 
 @dataclass(frozen=True)
@@ -520,21 +477,15 @@ def plot_question_weights(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
-    import tyro
-
-    cfg = tyro.cli(SimulateConfig, args=argv, prog="drzero simulate", description=SimulateConfig.__doc__)
+def simulate_command(cfg: SimulateConfig) -> dict:
+    """``drzero simulate``: run, print the summary tables, write the files."""
     torch.set_num_threads(1)  # tiny tensors: threads only add overhead
-    try:
-        result = run_simulate(cfg)
-    except DrZeroError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    result = run_simulate(cfg)
     print(format_summary(result["summary"], f"slip_visibility={cfg.slip_visibility:g}"))
     if "control" in result:
         print(format_summary(result["control"]["summary"], "control, slip_visibility=0"))
     print(f"{result['seconds']:.1f}s" + (f"; wrote {cfg.output}" if cfg.output else ""))
-    return 0
+    return result
 
 
 def format_summary(summary: dict, title: str) -> str:
@@ -547,5 +498,7 @@ def format_summary(summary: dict, title: str) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # python -m drzero.simulate ... == drzero simulate ...
+    from drzero.cli import main
+
+    raise SystemExit(main(["simulate", *sys.argv[1:]]))

@@ -26,7 +26,7 @@ import torch
 
 from drzero import checkpoint, dist
 from drzero.algo import (Objective, bias_weights, describe_objective, group_advantages, masked_mean, policy_loss,
-                         resolve_objective, tis_weights)
+                         question_weights, resolve_objective, tis_weights)
 from drzero.analysis import BiasMonitor, mean_or_nan, reflection_keywords
 from drzero.config import TrainConfig, check_train_config, dump_config
 from drzero.data import load_questions
@@ -399,7 +399,7 @@ def rollout_metrics(batch: Rollouts, objective: Objective) -> tuple[dict, dict]:
     rewarded = batch.solved.tolist()  # [N]: the verdict part of the reward (a --reward function's part aside)
     group_std = batch.rewards.view(-1, G).std(dim=1)  # [B]
     informative = group_std > 0  # zero-variance groups get zero advantage whatever their scale
-    q_scale = 1.0 / (group_std + 1e-6) if objective.advantage_scale == "group" else torch.ones(len(group_std))  # [B]
+    q_scale = question_weights(batch.rewards, G, scale=objective.advantage_scale)  # [B]
     token_w = bias_weights(batch.advantages, lengths, aggregation=objective.aggregation,
                            constant_normalizer=objective.constant_normalizer).tolist()  # [N]
     lens = lengths.tolist()

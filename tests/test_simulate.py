@@ -12,12 +12,12 @@ from dataclasses import replace
 import pytest
 import torch
 
+from drzero.cli import main
 from drzero.errors import DrZeroError
 from drzero.simulate import (
     ShapePolicy,
     SimulateConfig,
     exact_stats,
-    main,
     question_slip_logits,
     run_simulate,
     sample_shapes,
@@ -91,7 +91,8 @@ def test_sampler_agrees_with_exact_enumeration():
 
 def test_command_writes_summary_curves_and_plots(tmp_path):
     out = tmp_path / "sim"
-    assert main(["--output", str(out), "--iterations", "3", "--seeds", "2", "--questions", "4", "--no-control"]) == 0
+    assert main(["simulate", "--output", str(out), "--iterations", "3", "--seeds", "2", "--questions", "4",
+                 "--no-control"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert list(summary) == ["grpo", "dr_grpo", "dapo"]
     for entry in summary.values():

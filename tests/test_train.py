@@ -164,3 +164,24 @@ def test_rollout_metrics_split_lengths_by_reward_and_measure_the_gap_within_grou
     assert m["rollout/length_gap_within_group"] == 25.0
     assert m["rollout/accuracy"] == 0.5 and m["rollout/reward_mean"] == pytest.approx(1 / 3)
     assert record["reward"] == rewards.tolist() and record["correct"] == [ok for _, ok, _ in spec]
+
+
+def test_question_scale_logged_is_the_one_the_advantages_carry():
+    """weights.jsonl's question_scale is algo.question_weights: 1/std_batch under scale=batch
+    (the same for every question), 1/std_group under GRPO."""
+    from drzero.algo import question_weights
+    from drzero.grader import Grade
+    from drzero.rollout import Generation, Rollouts
+    from drzero.train import rollout_metrics
+
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 1.0])
+    gens = [Generation(i // 4, [1], [5] * (3 + i), "x", "stop") for i in range(8)]
+    batch = Rollouts([{"problem": "q", "answer": "1"}] * 8, gens, [Grade(bool(r), True, "1") for r in rewards], rewards,
+                     group_size=4)
+    for scale, expected in (("batch", [1 / (rewards.std().item() + 1e-6)] * 2),
+                            ("group", [1 / (rewards[:4].std().item() + 1e-6), 1 / (rewards[4:].std().item() + 1e-6)])):
+        obj = resolve_objective("grpo", advantage_scale=scale)
+        batch.advantages = group_advantages(rewards, 4, scale=scale)
+        _, record = rollout_metrics(batch, obj)
+        assert record["question_scale"] == pytest.approx(expected)
+        assert record["question_scale"] == pytest.approx(question_weights(rewards, 4, scale=scale).tolist())
