@@ -1,0 +1,250 @@
+"""math-verify, as its documentation calls it, minus the one ``eval`` on model output.
+
+math-verify's ``parse(text)`` tries two extraction targets: ``LatexExtractionConfig``
+(LaTeX, converted by latex2sympy) and ``ExprExtractionConfig`` (plain numbers and
+expressions such as ``1/2`` or ``3*4+5``). The second hands what it matched to
+``sympy.parsing.parse_expr`` (and plain numbers to ``sympy.Number(str)``), which calls
+Python ``eval``. We never run that on model output, not even in the sandbox.
+
+``parse`` below is math-verify's ``parse`` with the same defaults, the same regexes
+(taken from math-verify itself), the same priorities and the same first/any-match
+logic, except that a plain-expression match is read by our own ``read_plain_expr``:
+a small recursive-descent parser for exactly what math-verify's expression regex admits
+(digits, ``.``, ``+ - * / ^ ( )``) with Python's precedence, building the same sympy
+numbers math-verify would (``Integer``, ``Float(str)``, percentages via
+latex2sympy's ``convert_to_pct``). Expressions Python would reject (``2(3)``, ``3×4``)
+give nothing, as they do in math-verify; power towers give nothing instead of hanging.
+
+Import this module only in sandbox workers: it imports sympy and math-verify, and
+math-verify's own timeouts use ``signal.alarm``, which needs a process's main thread.
+"""
+
+from __future__ import annotations
+
+import re
+from itertools import groupby
+
+import sympy
+from latex2sympy2_extended.latex2sympy2 import convert_to_pct
+from math_verify import ExprExtractionConfig, LatexExtractionConfig, verify
+from math_verify.errors import TimeoutException
+from math_verify.parser import extract_latex, get_extraction_regexes
+from math_verify.utils import timeout
+
+from drzero.grader.compare import reference_strings
+
+DEFAULT_CONFIG = (LatexExtractionConfig(), ExprExtractionConfig())
+MAX_POWER_DIGITS = 2000
+
+_PLAIN_TOKEN_RE = re.compile(r"\s*(?:(\d+\.?\d*|\.\d+)|(\*\*|[-+*/()]))")
+
+
+class _Reject(Exception):
+    """Python would not evaluate this expression (syntax), or it is too big."""
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    out, pos = [], 0
+    text = text.strip()
+    while pos < len(text):
+        m = _PLAIN_TOKEN_RE.match(text, pos)
+        if m is None or m.end() == pos:
+            raise _Reject(text[pos])
+        out.append(("num", m.group(1)) if m.group(1) is not None else ("op", m.group(2)))
+        pos = m.end()
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+    return out
+
+
+class _PlainParser:
+    """expr := term (('+'|'-') term)* ; term := unary (('*'|'/') unary)* ;
+    unary := ('+'|'-') unary | power ; power := atom ('**' unary)? ; atom := NUMBER | '(' expr ')'
+    (Python's grammar for these operators: ``**`` binds tighter than unary minus on its
+    left and is right-associative)."""
+
+    def __init__(self, tokens):
+        self.toks, self.i, self.depth = tokens, 0, 0
+
+    def peek(self):
+        return self.toks[self.i] if self.i < len(self.toks) else (None, None)
+
+    def take(self):
+        tok = self.peek()
+        self.i += 1
+        return tok
+
+    def parse(self):
+        node = self.expr()
+        if self.i != len(self.toks):
+            raise _Reject("trailing")
+        return node
+
+    def expr(self):
+        self.depth += 1
+        if self.depth > 100:
+            raise _Reject("deep")
+        node = self.term()
+        while self.peek()[1] in ("+", "-"):
+            op = self.take()[1]
+            rhs = self.term()
+            node = node + rhs if op == "+" else node - rhs
+        self.depth -= 1
+        return node
+
+    def term(self):
+        node = self.unary()
+        while self.peek()[1] in ("*", "/"):
+            op = self.take()[1]
+            if self.peek()[1] == "/":
+                raise _Reject("//")
+            rhs = self.unary()
+            if op == "/" and rhs == 0:
+                node = sympy.zoo if node != 0 else sympy.nan
+            else:
+                node = node * rhs if op == "*" else node / rhs
+        return node
+
+    def unary(self):
+        self.depth += 1
+        if self.depth > 100:
+            raise _Reject("deep")
+        if self.peek()[1] in ("+", "-"):
+            op = self.take()[1]
+            node = self.unary()
+            node = -node if op == "-" else node
+        else:
+            node = self.power()
+        self.depth -= 1
+        return node
+
+    def power(self):
+        base = self.atom()
+        if self.peek()[1] == "**":
+            self.take()
+            exponent = self.unary()
+            if exponent.is_Integer and base.is_Rational:
+                size = abs(int(exponent)) * max(len(str(base.p)), len(str(base.q)))
+                if size > MAX_POWER_DIGITS:
+                    raise _Reject("power too large")
+            elif abs(exponent) > 10_000:
+                raise _Reject("power too large")
+            return base**exponent
+        return base
+
+    def atom(self):
+        kind, val = self.take()
+        if kind == "num":
+            return sympy.Float(val) if "." in val else sympy.Integer(int(val))
+        if val == "(":
+            node = self.expr()
+            if self.take()[1] != ")":
+                raise _Reject(")")
+            return node
+        raise _Reject(str(val))
+
+
+def read_plain_expr(text: str):
+    """What math-verify's ``parse_expr(text.replace('^', '**'))`` would give for a string
+    its expression regex matched, computed without ``eval``; None where Python would fail."""
+    text = text.replace("\n", " ").replace("^", "**")
+    try:
+        tokens = _tokens(text)
+        if not tokens:
+            return None
+        return _PlainParser(tokens).parse()
+    except (_Reject, ZeroDivisionError, OverflowError, ValueError, TypeError, RecursionError):
+        return None
+
+
+def _extract_expr(match: re.Match):
+    """math-verify's ``extract_expr``, with ``read_plain_expr`` for its ``parse_expr`` and
+    sympy's number constructors for its ``Number(str)``."""
+    groups = match.groupdict()
+    expr = groups.get("expr", "") or ""
+    integer = next((v for k, v in groups.items() if k.startswith("integer") and v), "")
+    decimal = next((v for k, v in groups.items() if k.startswith("decimal") and v), "")
+    if integer or decimal:
+        negative = integer.startswith("-")
+        digits = integer.translate(str.maketrans("", "", ", ")).lstrip("-").lstrip("0") or "0"
+        text = f"{'-' if negative else ''}{digits}{decimal.replace(',', '.')}"
+        number = sympy.Float(text) if "." in text else sympy.Integer(int(text))
+        if groups.get("percent"):
+            number = convert_to_pct(number)
+        return number, text
+    if expr:
+        return read_plain_expr(expr), expr
+    return None, expr
+
+
+def _extract(match: re.Match, target):
+    if isinstance(target, LatexExtractionConfig):
+        return extract_latex(match, target)
+    if isinstance(target, ExprExtractionConfig):
+        return _extract_expr(match)
+    raise ValueError(f"unsupported extraction target {target!r}")
+
+
+def _extract_targets(text: str, targets, fallback_mode: str, extraction_mode: str) -> list:
+    """math-verify's search order: patterns grouped by priority; within a group, matches
+    from the rightmost end; the first that converts wins."""
+    patterns = sorted(
+        ((pattern, target, priority) for regexes, target in get_extraction_regexes(targets) for pattern, priority in regexes),
+        key=lambda x: x[2],
+    )
+    found, fallbacks, matched = [], [], False
+    for _, group in groupby(patterns, key=lambda x: x[2]):
+        matches = [(m, m.start(), m.end(), target) for pattern, target, _ in group for m in pattern.finditer(text)]
+        matches.sort(key=lambda x: (x[2], -x[1]), reverse=True)
+        for m, _, _, target in matches:
+            value, as_text = _extract(m, target)
+            matched = True
+            if as_text:
+                fallbacks.append(as_text)
+            if value is not None:
+                found.append(value)
+                break
+            if extraction_mode == "first_match":
+                break
+        if found or (matched and extraction_mode == "first_match"):
+            break
+    if fallback_mode == "first_match" and fallbacks:
+        found.append(fallbacks[0])
+    return found
+
+
+def parse(
+    text: str,
+    extraction_config=DEFAULT_CONFIG,
+    fallback_mode: str = "first_match",
+    extraction_mode: str = "any_match",
+    parsing_timeout: int = 5,
+) -> list:
+    """``math_verify.parse`` with the safe plain-expression reader (module docstring)."""
+    try:
+        return timeout(timeout_seconds=parsing_timeout)(_extract_targets)(
+            text, tuple(extraction_config), fallback_mode, extraction_mode
+        )
+    except (Exception, TimeoutException):  # noqa: BLE001 - math-verify returns [] on any failure
+        return []
+
+
+def gold_text(reference: str) -> str:
+    """A reference as the math-verify README passes it: inside ``$...$`` unless it already
+    holds math delimiters or a box."""
+    if any(d in reference for d in ("$", "\\boxed", "\\(", "\\[")):
+        return reference
+    return f"${reference}$"
+
+
+def math_verify_equal(response: str, reference, parsing_timeout: int = 5) -> tuple[bool, list]:
+    """The ``math_verify`` grader mode: ``verify(parse(gold), parse(response))`` for each
+    reference (any may match). Returns (verdict, the parsed response)."""
+    answer = parse(response, parsing_timeout=parsing_timeout)
+    if not answer:
+        return False, answer
+    for ref in reference_strings(reference):
+        gold = parse(gold_text(ref), parsing_timeout=parsing_timeout)
+        if gold and verify(gold, answer, timeout_seconds=parsing_timeout):
+            return True, answer
+    return False, answer
