@@ -12,13 +12,15 @@ is a whole solution is reduced to its boxed answer(s) or its closing phrase.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from drzero.grader.extract import extract_box_group, extract_boxed, extract_closing, extract_phrase, find_boxes, prose_words
-from drzero.grader.normalize import normalize_answer
+from drzero.grader.normalize import Normalized, normalize_answer
 from drzero.grader.parse import TooComplex, is_exact, parse_value, values_equal
 
 MAX_PARSE_CHARS = 1000  # longer answers are only compared as normalised strings
+_CALL_RE = re.compile(r"(?<![\\a-zA-Z])[a-zA-Z](?:_\{?\w+\}?)?\s*\(")
 
 
 @dataclass(frozen=True)
@@ -38,8 +40,8 @@ def compare_fast(pred: str, ref: str) -> Verdict:
     if npred.unit and nref.unit and npred.unit != nref.unit:
         return Verdict(False, True, "unit")  # 15 m is not 15 cm; no conversions
     certain = True
-    for p in npred.readings:
-        for r in nref.readings:
+    for p in _readings_against(npred, nref):
+        for r in _readings_against(nref, npred):
             if p and p == r:
                 return Verdict(True, True, "string")
             if not p or not r or len(p) > MAX_PARSE_CHARS or len(r) > MAX_PARSE_CHARS:
@@ -48,7 +50,13 @@ def compare_fast(pred: str, ref: str) -> Verdict:
             try:
                 vp, vr = parse_value(p), parse_value(r)
                 if values_equal(vp, vr):
-                    return Verdict(True, True)
+                    # f(x), I(0): equal only if also equal with those read as function calls
+                    if not (_CALL_RE.search(p) or _CALL_RE.search(r)) or values_equal(
+                        parse_value(p, calls=True), parse_value(r, calls=True)
+                    ):
+                        return Verdict(True, True)
+                    certain = False
+                    continue
             except TooComplex:
                 continue  # a power tower or 10,000 nested brackets: not equal, and final
             except (RecursionError, ValueError, ZeroDivisionError, OverflowError, KeyError):
@@ -57,6 +65,17 @@ def compare_fast(pred: str, ref: str) -> Verdict:
             if not (is_exact(vp) and is_exact(vr)):
                 certain = False
     return Verdict(False, certain)
+
+
+def _readings_against(a: Normalized, b: Normalized) -> tuple[str, ...]:
+    """The readings of ``a`` to compare with ``b``: a lone ``d,dd`` is read as a decimal
+    only against a side without commas (``1000,99`` vs ``1000.99``); against a list or
+    another ``d,dd`` it is a list (``1,30`` is not ``1,3``)."""
+    if not a.alternatives:
+        return (a.text,)
+    if b.alternatives or "," in b.text:
+        return a.alternatives
+    return a.readings
 
 
 def reference_strings(reference) -> list[str]:

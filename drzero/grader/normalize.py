@@ -99,7 +99,7 @@ _TRAILING_CURRENCY_RE = re.compile(r"(?<=[\d.])\s*([$€£¥￥₽₹])\s*$")
 _SPACE_THOUSANDS_RE = re.compile(r"(?<![\d.,])(\d{1,3})((?: \d{3})+)(?![\d])")
 _DOT_THOUSANDS_RE = re.compile(r"(?<![\d.,])\d{1,3}(?:\.\d{3}){2,}(?![\d.])|(?<![\d.,])\d{1,3}(?:\.\d{3})+(?=,\d)")
 _COMMA_THOUSANDS_RE = re.compile(r"^(-?(?:[a-zA-Z]\s*=\s*)?)([1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?)(\s*%?)$")
-_MARKED_THOUSANDS_RE = re.compile(r"(?<=\d)(?:,\\!|\{,\})(?=\d{3}(?!\d))")
+_MARKED_THOUSANDS_RE = re.compile(r"(?<=\d)(?:,\\!|\{,\})\s*(?=\d{3}(?!\d))")
 _DECIMAL_COMMA_RE = re.compile(r"^(-?\d+),(\d+)(.*)$")
 _FRENCH_INTERVAL_RE = re.compile(r"^([\[\]])\s*([^\[\];]+?)\s*;\s*([^\[\];]+?)\s*([\[\]])$")
 _MAX_NORMALIZE_CHARS = 5000

@@ -41,6 +41,7 @@ from drzero.grader.parse import ParseError, TooComplex, parse_expr_safe, scalars
 from drzero.grader.verdict import Grade
 
 _R1_MARKER = "</think> <answer>"
+_BRACE_RE = re.compile(r"[{}]")
 
 
 def paper_boxed(text: str) -> str | None:
@@ -49,15 +50,11 @@ def paper_boxed(text: str) -> str | None:
     if start < 0:
         return None
     depth = 0
-    for i in range(start, len(text)):
-        ch = text[i]
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                whole = text[start : i + 1]
-                return whole[len("\\boxed{") : -1] if whole.startswith("\\boxed{") else None
+    for m in _BRACE_RE.finditer(text, start):  # every brace counts, escaped or not
+        depth += 1 if m.group() == "{" else -1
+        if depth == 0:
+            whole = text[start : m.start() + 1]
+            return whole[len("\\boxed{") : -1] if whole.startswith("\\boxed{") else None
     return None
 
 

@@ -86,10 +86,11 @@ class _Parser:
     """expr := term (('+'|'-') term)* ; term := unary (('*'|'/'|implicit) unary)* ;
     unary := ('-'|'+') unary | power ; power := postfix ('^' unary)? ; postfix := atom '!'*"""
 
-    def __init__(self, tokens):
+    def __init__(self, tokens, calls: bool = False):
         self.toks = tokens
         self.i = 0
         self.depth = 0
+        self.calls = calls  # read f(x), I(0) as function calls, not products
 
     def peek(self, k=0):
         j = self.i + k
@@ -218,6 +219,10 @@ class _Parser:
                     self.expect("}")
                     sub = "".join(parts)
                 node = ("var", f"{val}_{sub}")
+            if self.calls and self.peek()[1] == "(" and node[0] == "var":
+                self.take()
+                node = ("call", node[1], self.expr())
+                self.expect(")")
         elif val in ("(", "{"):
             closing = ")" if val == "(" else "}"
             node = self.expr()
@@ -263,12 +268,13 @@ def _to_fraction(text: str) -> Fraction:
     return Fraction(text)
 
 
-def parse_expr_safe(text: str):
-    """Parse an expression into a tuple AST. Raises ParseError / TooComplex."""
+def parse_expr_safe(text: str, calls: bool = False):
+    """Parse an expression into a tuple AST. Raises ParseError / TooComplex. With
+    ``calls``, a letter before ``(`` is a function applied to the bracket (``f(x)``)."""
     tokens = tokenize(text)
     if not tokens:
         raise ParseError("empty")
-    return _Parser(tokens).parse()
+    return _Parser(tokens, calls).parse()
 
 
 # ---------------------------------------------------------------- evaluation
@@ -287,7 +293,7 @@ def eval_exact(node) -> Fraction | None:
     op = node[0]
     if op == "num":
         return node[1]
-    if op in ("var", "const", "fn"):
+    if op in ("var", "const", "fn", "call"):
         return None
     if op == "neg":
         v = eval_exact(node[1])
@@ -340,6 +346,9 @@ def eval_float(node, env: dict[str, complex]) -> complex:
         return -eval_float(node[1], env)
     if op == "fn":
         return _FUNCS[node[1]](eval_float(node[2], env))
+    if op == "call":  # an unknown function: a fixed smooth function per name
+        seed = sum(ord(c) * (k + 1) for k, c in enumerate(node[1])) % 97 / 13.0
+        return 2.0 + cmath.sin(1.3 * eval_float(node[2], env) + seed)
     if op == "fact":
         v = eval_float(node[1], env)
         if abs(v.imag) > 1e-12 or v.real > MAX_FACTORIAL or v.real < 0:
@@ -518,9 +527,9 @@ def _interval(text: str):
     return Seq("(" if lo_open else "[", ")" if hi_open else "]", (Scalar(lo), Scalar(hi)))
 
 
-def parse_value(text: str, depth: int = 0):
+def parse_value(text: str, depth: int = 0, calls: bool = False):
     """Parse a normalised answer into one of the value types above (never raises
-    except TooComplex)."""
+    except TooComplex). ``calls``: see ``parse_expr_safe``."""
     if depth > 8:
         raise TooComplex("nested structures")
     s = text.strip()
@@ -529,30 +538,30 @@ def parse_value(text: str, depth: int = 0):
     m = _MATRIX_RE.match(s)
     if m:
         rows = [r for r in (x.strip() for x in m.group(2).split("\\\\")) if r]
-        return Matrix(tuple(tuple(parse_value(c, depth + 1) for c in row.split("&")) for row in rows))
+        return Matrix(tuple(tuple(parse_value(c, depth + 1, calls) for c in row.split("&")) for row in rows))
     for sign in ("\\pm", "\\mp"):  # 1 \pm \sqrt{2}: the two values
         if s.count(sign) == 1 and "," not in s:
             plus, minus = s.replace(sign, "+"), s.replace(sign, "-")
-            return Bag((parse_value(plus, depth + 1), parse_value(minus, depth + 1)))
+            return Bag((parse_value(plus, depth + 1, calls), parse_value(minus, depth + 1, calls)))
     union = split_top(s, ("\\cup",))
     if len(union) > 1:
-        return Union(tuple(parse_value(u, depth + 1) for u in union))
+        return Union(tuple(parse_value(u, depth + 1, calls) for u in union))
     if s.startswith("\\{") and s.endswith("\\}") and _balanced(s[2:-2].replace("\\{", "{").replace("\\}", "}")):
-        return Bag(tuple(parse_value(x, depth + 1) for x in split_top(s[2:-2], (",", ";")) if x), explicit=True)
+        return Bag(tuple(parse_value(x, depth + 1, calls) for x in split_top(s[2:-2], (",", ";")) if x), explicit=True)
     if len(s) >= 2 and s[0] in "([" and s[-1] in ")]" and _balanced(s[1:-1]):
         items = split_top(s[1:-1], (",",))
         if len(items) > 1:
-            return Seq(s[0], s[-1], tuple(parse_value(x, depth + 1) for x in items))
+            return Seq(s[0], s[-1], tuple(parse_value(x, depth + 1, calls) for x in items))
     items = split_top(s, (",", ";"))
     if len(items) > 1:
-        return Bag(tuple(parse_value(x, depth + 1) for x in items if x))
+        return Bag(tuple(parse_value(x, depth + 1, calls) for x in items if x))
     if _REL_RE.search(s):
         interval = _interval(s)
         return interval if interval is not None else Text(re.sub(r"\s+", "", s))
     sides = split_top(s, ("=",))
     if len(sides) >= 2 and all(sides):
         # a chain "a = b = c" states its value last: keep the first side as the label
-        return Equation(parse_value(sides[0], depth + 1), parse_value(sides[-1], depth + 1))
+        return Equation(parse_value(sides[0], depth + 1, calls), parse_value(sides[-1], depth + 1, calls))
     m = _MIXED_RE.match(s)
     if m:
         g = [x for x in m.groups() if x is not None]
@@ -568,7 +577,7 @@ def parse_value(text: str, depth: int = 0):
     percent = s.endswith("%")
     body = s.rstrip("%").strip()
     try:
-        return Scalar(parse_expr_safe(body), percent)
+        return Scalar(parse_expr_safe(body, calls), percent)
     except ParseError:
         return Text(re.sub(r"\s+", "", s).lower().replace("\\", ""))
 
@@ -620,6 +629,8 @@ def _label_name(value) -> str | None:
     def clean(node) -> bool:
         if node[0] == "var":
             return True
+        if node[0] == "call":
+            return clean(node[2])
         if node[0] in ("mul", "add", "sub"):
             return clean(node[1]) and clean(node[2])
         return False
@@ -631,7 +642,10 @@ def _label_name(value) -> str | None:
 
 def _is_call(value) -> bool:
     """``f(x)``, ``g_{inv}(t)``: a name applied to a variable."""
-    return isinstance(value, Scalar) and value.ast[0] == "mul" and value.ast[1][0] == "var" and value.ast[2][0] == "var"
+    if not isinstance(value, Scalar):
+        return False
+    ast = value.ast
+    return ast[0] == "call" or (ast[0] == "mul" and ast[1][0] == "var" and ast[2][0] == "var")
 
 
 def _function_labels(x, y) -> bool:
@@ -728,7 +742,15 @@ def values_equal(a, b) -> bool:
     if isinstance(a, Text):
         return a.text == b.text
     if isinstance(a, Seq):
-        return (a.open, a.close) == (b.open, b.close) and _ordered_equal(a.items, b.items)
+        if len(a.items) != len(b.items):
+            return False
+        if len(a.items) == 2 and _may_be_interval(a) and _may_be_interval(b):
+            # an interval: bracket kinds matter, except at an infinite end
+            if a.open != b.open and not _is_infinite(a.items[0]):
+                return False
+            if a.close != b.close and not _is_infinite(a.items[1]):
+                return False
+        return _ordered_equal(a.items, b.items)  # longer: a tuple or vector, ( ) or [ ]
     if isinstance(a, Union):
         return _unordered_equal(a.items, b.items)
     if isinstance(a, Matrix):
@@ -736,6 +758,28 @@ def values_equal(a, b) -> bool:
     if isinstance(a, Bag):
         return _unordered_equal(a.items, b.items)
     return False
+
+
+def _may_be_interval(seq: Seq) -> bool:
+    """False for a pair that cannot be an interval (``(6, 5)``: its ends are in the wrong
+    order), which is then a point whatever its brackets."""
+    lo, hi = seq.items
+    if not (isinstance(lo, Scalar) and isinstance(hi, Scalar)):
+        return True
+    try:
+        a, b = eval_exact(lo.ast), eval_exact(hi.ast)
+    except (TooComplex, ParseError):
+        return True
+    return a is None or b is None or a < b
+
+
+def _is_infinite(value) -> bool:
+    if not isinstance(value, Scalar):
+        return False
+    ast = value.ast
+    while ast[0] == "neg":
+        ast = ast[1]
+    return ast == _INF
 
 
 def _equations_equal(a: Equation, b: Equation) -> bool:
