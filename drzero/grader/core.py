@@ -23,7 +23,7 @@ from drzero.grader.verdict import Grade
 
 GRADER_MODES = ("drzero", "math_verify", "paper")
 DEFAULT_TIMEOUT_S = 5.0
-MIN_TIMEOUT_S = 1.0  # the floor on a per-item limit: below it, math-verify's own 1 s limits would not fit
+MIN_TIMEOUT_S = 1.0  # the floor on a per-item limit: math-verify's own limits are whole seconds
 
 
 def _check(answer_format: str, mode: str, timeout_s: float) -> float:
@@ -34,12 +34,6 @@ def _check(answer_format: str, mode: str, timeout_s: float) -> float:
     if not timeout_s > 0:
         raise ValueError(f"timeout_s must be positive, got {timeout_s!r}")
     return max(float(timeout_s), MIN_TIMEOUT_S)
-
-
-def _parsing_timeout(timeout_s: float) -> int:
-    """math-verify's own (whole-second, ``signal.alarm``) limit per parse/verify call,
-    small enough that several calls fit in one item's limit."""
-    return max(1, int(timeout_s // 4))
 
 
 def grade_batch(
@@ -57,9 +51,8 @@ def grade_batch(
     if len(responses) != len(references):
         raise ValueError(f"{len(responses)} responses but {len(references)} references")
     limit = _check(answer_format, mode, timeout_s)
-    parsing_timeout = _parsing_timeout(limit)
     args = [
-        (r if isinstance(r, str) else ("" if r is None else str(r)), ref, answer_format, parsing_timeout)
+        (r if isinstance(r, str) else ("" if r is None else str(r)), ref, answer_format, limit)
         for r, ref in zip(responses, references)
     ]
     results = get_pool(workers).map(mode, args, limit) if args else []

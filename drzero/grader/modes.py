@@ -16,6 +16,8 @@ entry points a worker accepts), under the caller's wall-clock limit.
 
 from __future__ import annotations
 
+import time
+
 from drzero.grader.compare import compare_fast, reference_answers, reference_strings
 from drzero.grader.extract import Answers, find_answers, is_unfinished
 from drzero.grader.paper import grade_paper
@@ -24,12 +26,15 @@ from drzero.grader.verdict import Grade
 TAIL_CHARS = 400  # how much of a response without answer markers math-verify reads
 
 
-def _math_verify_any(answers: Answers, refs: list[str], parsing_timeout: int) -> bool:
+def _math_verify_any(answers: Answers, refs: list[str], budget_s: float) -> bool:
     """math-verify on each candidate answer and on the whole response, against each
-    reference; True if any pair verifies."""
+    reference; True if any pair verifies. Each math-verify call has its own 1 s alarm, and
+    no new call starts once ``budget_s`` is spent, so a slow case ends as "not equal"
+    well inside the item's limit instead of getting its worker killed."""
     from drzero.grader import mv  # sympy + math-verify: only ever imported in workers
 
-    golds = [g for g in (mv.parse(mv.gold_text(r), parsing_timeout=parsing_timeout) for r in refs) if g]
+    deadline = time.monotonic() + budget_s
+    golds = [g for g in (mv.parse(mv.gold_text(r), parsing_timeout=1) for r in refs) if g]
     if not golds:
         return False
     # math-verify reads the whole response when we found an answer marker; otherwise only
@@ -38,8 +43,10 @@ def _math_verify_any(answers: Answers, refs: list[str], parsing_timeout: int) ->
     whole = scope if answers.reliable or len(scope) <= TAIL_CHARS else scope[-TAIL_CHARS:]
     texts = [mv.gold_text(c) for c in answers.candidates[:3]] + [whole]
     for text in texts:
-        pred = mv.parse(text, parsing_timeout=parsing_timeout)
-        if pred and any(mv.verify(g, pred, timeout_seconds=parsing_timeout) for g in golds):
+        if time.monotonic() > deadline:
+            return False
+        pred = mv.parse(text, parsing_timeout=1)
+        if pred and any(time.monotonic() < deadline and mv.verify(g, pred, timeout_seconds=1) for g in golds):
             return True
     return False
 
@@ -64,29 +71,37 @@ def fast_grade(response: str, reference, answer_format: str) -> tuple[Grade | No
     return None, answers, refs
 
 
-def grade_drzero(response: str, reference, answer_format: str, parsing_timeout: int = 1) -> Grade:
+def grade_drzero(response: str, reference, answer_format: str, limit_s: float = 5.0) -> Grade:
     grade, answers, refs = fast_grade(response, reference, answer_format)
     if grade is not None:
         return grade
     if not answers.candidates and is_unfinished(answers.text):
         return Grade(False, False, None, method="none")  # cut off before answering
     extracted = answers.candidates[0] if answers.candidates else None
-    correct = _math_verify_any(answers, refs, parsing_timeout)
+    correct = _math_verify_any(answers, refs, budget_s=0.6 * limit_s)
     return Grade(correct, answers.formatted, extracted, method="math_verify")
 
 
-def grade_math_verify(response: str, reference, answer_format: str, parsing_timeout: int = 1) -> Grade:
+def grade_math_verify(response: str, reference, answer_format: str, limit_s: float = 5.0) -> Grade:
     """math-verify alone; ``answer_format`` is not used (math-verify finds the answer
-    anywhere); ``formatted`` means it found something to parse."""
+    anywhere); ``formatted`` means it found something to parse. Its own timeouts are its
+    defaults (5 s per call), or the item's limit if that is shorter."""
     from drzero.grader import mv
 
+    parsing_timeout = max(1, min(5, int(limit_s)))
     correct, parsed = mv.math_verify_equal(response if isinstance(response, str) else str(response or ""), reference, parsing_timeout)
     extracted = str(parsed[-1]) if parsed else None
     return Grade(correct, bool(parsed), extracted, method="math_verify")
 
 
+def grade_paper_mode(response: str, reference, answer_format: str, limit_s: float = 5.0) -> Grade:
+    """The paper's rules; math-verify calls get the reference's 1 s limits."""
+    return grade_paper(response if isinstance(response, str) else str(response or ""), reference, answer_format, 1)
+
+
+# Every job takes (response, reference, answer_format, limit_s) and returns a Grade.
 JOBS = {
     "drzero": grade_drzero,
     "math_verify": grade_math_verify,
-    "paper": grade_paper,
+    "paper": grade_paper_mode,
 }

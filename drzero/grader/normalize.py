@@ -101,6 +101,7 @@ _DOT_THOUSANDS_RE = re.compile(r"(?<![\d.,])\d{1,3}(?:\.\d{3}){2,}(?![\d.])|(?<!
 _COMMA_THOUSANDS_RE = re.compile(r"^(-?(?:[a-zA-Z]\s*=\s*)?)([1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?)(\s*%?)$")
 _MARKED_THOUSANDS_RE = re.compile(r"(?<=\d)(?:,\\!|\{,\})\s*(?=\d{3}(?!\d))")
 _DECIMAL_COMMA_RE = re.compile(r"^(-?\d+),(\d+)(.*)$")
+_POINT_BAR_RE = re.compile(r"^[A-Z]?(?:_\{?\w+\}?)?\s*\(\s*([^()|,]+?)\s*\|\s*([^()|,]+?)\s*(?:\|\s*([^()|,]+?)\s*)?\)$")
 _FRENCH_INTERVAL_RE = re.compile(r"^([\[\]])\s*([^\[\];]+?)\s*;\s*([^\[\];]+?)\s*([\[\]])$")
 _MAX_NORMALIZE_CHARS = 5000
 
@@ -245,6 +246,9 @@ def normalize_answer(answer: str) -> Normalized:
     s = re.sub(r"^\s*(?:=|:)\s*", "", s)
     s = re.sub(r"\s+", " ", s).strip().rstrip(" .;,")
     s = _CONNECTOR_RE.sub(", ", s) if not re.search(r"[a-zA-Z]{3,}\s", re.sub(r"\\[a-zA-Z]+", "", s)) else s
+    m = _POINT_BAR_RE.match(s)  # German point notation: S(2 | 3) is the point (2, 3)
+    if m:
+        s = "(" + ", ".join(g.strip() for g in m.groups() if g is not None) + ")"
     m = _FRENCH_INTERVAL_RE.match(s)
     if m:
         left = "(" if m.group(1) == "]" else "["
