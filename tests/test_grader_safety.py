@@ -5,6 +5,7 @@ import re
 import time
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -64,6 +65,7 @@ def test_code_injection_is_not_executed(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_no_model_text_reaches_eval(monkeypatch):
     """sympy's ``eval_expr`` (what ``parse_expr`` and ``sympify`` run) only ever sees a bare
     number that latex2sympy's lexer already read (``Integer (12 )``): no model text, in
