@@ -97,3 +97,37 @@ def test_math_verify_mode_is_math_verify_called_directly(math_verify_verdicts):
     differ = [r["id"] for a, b, r in zip(direct, math_verify_verdicts, ROWS) if a != b]
     assert not differ, differ
     assert _agreement(direct)[0] < 0.95  # not vacuous: math-verify misses cases drzero gets
+
+
+PLAIN = ["1/3.", "1/2", "-1/2", "3*4+5", "2^10", "1-2-3", "2*(3-4)", "-(1+2)", "(1+2)*(3+4)", "2**-1", "-2**2",
+         "1.5*2", "10/4", "1+2*3/4-5", "((2))", "7//2", "-7//2", "2^-3", "-0.5", "3.14", "1/0", "0/0", "2(3)", "3 4"]
+
+
+def test_plain_expression_reader_builds_what_parse_expr_builds():
+    """Our eval-free reader against sympy's parse_expr(evaluate=False), on strings written
+    here (never model output): the same object, or nothing where Python fails."""
+    from sympy.parsing import parse_expr
+
+    from drzero.grader.mv import read_plain_expr
+
+    for text in PLAIN:
+        try:
+            expected = parse_expr(text.replace("^", "**"), evaluate=False)
+        except (SyntaxError, TypeError):
+            expected = None
+        got = read_plain_expr(text)
+        assert (got is None and expected is None) or str(got) == str(expected), (text, got, expected)
+    assert read_plain_expr("9^9^9^9") is None  # a tower: nothing, instead of a hang later
+
+
+@pytest.mark.slow
+def test_safe_parse_is_math_verify_parse_on_the_corpus():
+    """``mv.parse`` (math-verify's extraction with our plain-expression reader) returns what
+    ``math_verify.parse`` returns, for every response and wrapped reference of the corpus."""
+    import math_verify
+
+    from drzero.grader import mv
+
+    texts = [r["response"] for r in ROWS] + [mv.gold_text(str(r["reference"])) for r in ROWS]
+    differ = [t for t in texts if [str(x) for x in mv.parse(t)] != [str(x) for x in math_verify.parse(t)]]
+    assert not differ, differ[:3]

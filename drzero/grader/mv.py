@@ -14,6 +14,8 @@ a small recursive-descent parser for exactly what math-verify's expression regex
 numbers math-verify would (``Integer``, ``Float(str)``, percentages via
 latex2sympy's ``convert_to_pct``). Expressions Python would reject (``2(3)``, ``3×4``)
 give nothing, as they do in math-verify; power towers give nothing instead of hanging.
+Otherwise the result is the same sympy object, unevaluated as ``parse_expr(...,
+evaluate=False)`` leaves it (``1/3.`` -> ``1/3.0``, ``1-2-3`` -> ``-1*3 - 1*2 + 1``).
 
 Import this module only in sandbox workers: it imports sympy and math-verify, and
 math-verify's own timeouts use ``signal.alarm``, which needs a process's main thread.
@@ -21,6 +23,7 @@ math-verify's own timeouts use ``signal.alarm``, which needs a process's main th
 
 from __future__ import annotations
 
+import math
 import re
 from itertools import groupby
 
@@ -61,7 +64,8 @@ class _PlainParser:
     """expr := term (('+'|'-') term)* ; term := unary (('*'|'/') unary)* ;
     unary := ('+'|'-') unary | power ; power := atom ('**' unary)? ; atom := NUMBER | '(' expr ')'
     (Python's grammar for these operators: ``**`` binds tighter than unary minus on its
-    left and is right-associative)."""
+    left and is right-associative). Produces a small tree; ``_build`` turns it into what
+    ``parse_expr(..., evaluate=False)`` builds."""
 
     def __init__(self, tokens):
         self.toks, self.i, self.depth = tokens, 0, 0
@@ -88,7 +92,7 @@ class _PlainParser:
         while self.peek()[1] in ("+", "-"):
             op = self.take()[1]
             rhs = self.term()
-            node = node + rhs if op == "+" else node - rhs
+            node = ("add", node, rhs if op == "+" else ("mul_raw", ("num", sympy.Integer(-1)), rhs))
         self.depth -= 1
         return node
 
@@ -96,13 +100,12 @@ class _PlainParser:
         node = self.unary()
         while self.peek()[1] in ("*", "/"):
             op = self.take()[1]
-            if self.peek()[1] == "/":
-                raise _Reject("//")
+            if op == "/" and self.peek()[1] == "/":  # Python's floor division
+                self.take()
+                node = ("floordiv", node, self.unary())
+                continue
             rhs = self.unary()
-            if op == "/" and rhs == 0:
-                node = sympy.zoo if node != 0 else sympy.nan
-            else:
-                node = node * rhs if op == "*" else node / rhs
+            node = ("mul", node, rhs if op == "*" else ("pow", rhs, ("num", sympy.Integer(-1))))
         return node
 
     def unary(self):
@@ -112,7 +115,7 @@ class _PlainParser:
         if self.peek()[1] in ("+", "-"):
             op = self.take()[1]
             node = self.unary()
-            node = -node if op == "-" else node
+            node = ("neg", node) if op == "-" else node
         else:
             node = self.power()
         self.depth -= 1
@@ -122,20 +125,13 @@ class _PlainParser:
         base = self.atom()
         if self.peek()[1] == "**":
             self.take()
-            exponent = self.unary()
-            if exponent.is_Integer and base.is_Rational:
-                size = abs(int(exponent)) * max(len(str(base.p)), len(str(base.q)))
-                if size > MAX_POWER_DIGITS:
-                    raise _Reject("power too large")
-            elif abs(exponent) > 10_000:
-                raise _Reject("power too large")
-            return base**exponent
+            return ("pow", base, self.unary())
         return base
 
     def atom(self):
         kind, val = self.take()
         if kind == "num":
-            return sympy.Float(val) if "." in val else sympy.Integer(int(val))
+            return ("num", sympy.Float(val) if "." in val else sympy.Integer(int(val)))
         if val == "(":
             node = self.expr()
             if self.take()[1] != ")":
@@ -144,15 +140,63 @@ class _PlainParser:
         raise _Reject(str(val))
 
 
+def _size_check(node) -> float:
+    """A rough magnitude (log10) of the value, raising ``_Reject`` for power towers before
+    anything big is built or later evaluated by ``verify``."""
+    kind = node[0]
+    if kind == "num":
+        return math.log10(abs(float(node[1])) + 1.0)
+    if kind == "neg":
+        return _size_check(node[1])
+    if kind in ("add", "mul", "mul_raw", "floordiv"):
+        return _size_check(node[1]) + _size_check(node[2]) + 1
+    base, exponent = _size_check(node[1]), _size_check(node[2])
+    if exponent > math.log10(MAX_POWER_DIGITS) + 1 or (base + 1) * 10**exponent > MAX_POWER_DIGITS:
+        raise _Reject("power too large")
+    return (base + 1) * 10**exponent
+
+
+def _build(node, inside: str | None = None):
+    """sympy's ``EvaluateFalseTransformer``: ``Add``/``Mul``/``Pow`` with
+    ``evaluate=False``, nested sums and products flattened into one call, ``a - b`` as
+    ``Add(a, Mul(-1, b))``, ``a / b`` as ``Mul(a, Pow(b, -1))``; unary minus evaluates."""
+    kind = node[0]
+    if kind == "num":
+        return node[1]
+    if kind == "neg":
+        return -_build(node[1])
+    if kind == "pow":
+        return sympy.Pow(_build(node[1]), _build(node[2]), evaluate=False)
+    if kind == "floordiv":  # not rewritten by the transformer: evaluated, as Python does
+        return _build(node[1]) // _build(node[2])
+    if kind == "mul_raw":
+        return sympy.Mul(_build(node[1]), _build(node[2]), evaluate=False)
+    func = sympy.Add if kind == "add" else sympy.Mul
+    return func(*_flat_args(node, kind), evaluate=False)
+
+
+def _flat_args(node, kind: str) -> list:
+    out = []
+    for child in node[1:]:
+        if child[0] == kind:
+            out.extend(_flat_args(child, kind))
+        else:
+            out.append(_build(child))
+    return out
+
+
 def read_plain_expr(text: str):
-    """What math-verify's ``parse_expr(text.replace('^', '**'))`` would give for a string
-    its expression regex matched, computed without ``eval``; None where Python would fail."""
+    """What math-verify's ``parse_expr(text.replace('^', '**'), evaluate=False)`` gives for
+    a string its expression regex matched, built without ``eval``; None where Python would
+    fail to parse or evaluate it, or where it is a power tower."""
     text = text.replace("\n", " ").replace("^", "**")
     try:
         tokens = _tokens(text)
         if not tokens:
             return None
-        return _PlainParser(tokens).parse()
+        tree = _PlainParser(tokens).parse()
+        _size_check(tree)
+        return _build(tree)
     except (_Reject, ZeroDivisionError, OverflowError, ValueError, TypeError, RecursionError):
         return None
 
