@@ -226,9 +226,10 @@ def extract_phrase(text: str) -> str | None:
 
 def extract_closing(text: str) -> str | None:
     """The answer stated by the last sentence of a response with no answer marker:
-    bold text there, else what follows its last copula ("is", "是", "=", "est", ...),
-    else its last inline math, else its last number. None if the sentence has no math
-    or number (a response that never answers)."""
+    bold text there, else what follows its last copula in prose ("is", "是", "=", "est",
+    ...), else whichever comes last of its inline math and its numbers. Up to two earlier
+    sentences are tried when the last states nothing, unless the text stops mid-sentence
+    (truncated). None if nothing is stated (a response that never answers)."""
     body = text.rstrip()[-3000:]
     # the last sentence that holds something: split at sentence ends and newlines
     parts = [p for p in re.split(r"(?<=[.。！？!?])\s+|\n+", body) if p.strip()]

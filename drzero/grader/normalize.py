@@ -258,8 +258,3 @@ def normalize_answer(answer: str) -> Normalized:
     s = s.replace("\\emptyset", "\\{\\}").replace("\\{ \\}", "\\{\\}")
     s, alternatives = _locale_numbers(s)
     return Normalized(s, unit, alternatives)
-
-
-def normalize(answer: str) -> str:
-    """The main reading of ``normalize_answer`` (a string)."""
-    return normalize_answer(answer).text

@@ -45,6 +45,7 @@ MAX_DEPTH = 60
 MAX_TOKENS = 400
 MAX_EXACT_DIGITS = 2000
 MAX_FACTORIAL = 200
+MAX_MATCHED_ITEMS = 64  # longer sets/lists are compared as sorted exact numbers, not pairwise
 
 _TOKEN_RE = re.compile(
     r"\s*(?:(?P<num>\d+(?:\.\d*)?(?:[eE][+-]?\d+(?![a-zA-Z]))?|\.\d+)|(?P<cmd>\\[a-zA-Z]+)|(?P<word>[a-zA-Z])|(?P<op>\\\{|\\\}|[-+*/^(){}\[\],!_|']))"
@@ -820,6 +821,9 @@ def _ordered_equal(xs, ys) -> bool:
 def _unordered_equal(xs, ys) -> bool:
     if len(xs) != len(ys):
         return False
+    if len(xs) > MAX_MATCHED_ITEMS:  # long lists: exact numbers only, compared sorted
+        exact = [[eval_exact(v.ast) if isinstance(v, Scalar) and not v.percent else None for v in zs] for zs in (xs, ys)]
+        return all(v is not None for vs in exact for v in vs) and sorted(exact[0]) == sorted(exact[1])
     remaining = list(ys)
     for x in xs:
         for j, y in enumerate(remaining):
@@ -841,13 +845,6 @@ def children(value) -> tuple:
     if isinstance(value, Equation):
         return (value.lhs, value.rhs)
     return ()
-
-
-def contains_text(value) -> bool:
-    """Whether any part of ``value`` was left as unparsed ``Text``."""
-    if isinstance(value, Text):
-        return True
-    return any(contains_text(x) for x in children(value))
 
 
 def _has_function(node) -> bool:
