@@ -38,6 +38,10 @@ _PHRASE_RE = re.compile(
     r"|la\s+respuesta\s+(?:final\s+)?es|respuesta\s+final\s*[:：]|\brespuesta\s*(?=[:：])"
     r"|ответ\s*(?=[:：])|ответ\s+(?:равен|—|-)"
     r"|最终答案(?:是|为)?|答案(?:是|为)|答案\s*(?=[:：])|答\s*(?=[:：])|故选|所以选|答えは|答え\s*(?=[:：])"
+    r"|la\s+risposta\s+(?:finale\s+)?è|\brisposta\s*(?=[:：])|a\s+resposta\s+(?:final\s+)?é|\bresposta\s*(?=[:：])"
+    r"|jibu\s+(?:ni|ya\s+mwisho\s+ni)|\bjibu\s*(?=[:：])|উত্তর(?:\s+হল|\s+হলো)?|సమాధానం|คำตอบ(?:คือ)?"
+    r"|정답은|답은|정답\s*(?=[:：])|\b답\s*(?=[:：])|đáp\s+án(?:\s+là)?|\bjawaban(?:nya)?(?:\s+adalah)?"
+    r"|उत्तर(?:\s+है)?"
     r"|^[ \t]*####)"
     r"\s*[:：]?\s*",
     re.IGNORECASE | re.MULTILINE,
@@ -189,7 +193,7 @@ def _first_math_in(segment: str) -> str | None:
 
 def _sentence_head(line: str) -> str:
     """``line`` up to its first sentence end (not the decimal point of ``3.5``)."""
-    head = re.split(r"(?<!\d)\.(?:\s|$)|\.\s|。|！|？|!\s|\?\s|I hope", line, maxsplit=1)[0]
+    head = re.split(r"(?<!\d)\.(?:\s|$)|\.\s|。|！|？|।|!\s|\?\s|I hope", line, maxsplit=1)[0]
     return head.strip().rstrip(".").strip()
 
 
@@ -232,7 +236,7 @@ def extract_closing(text: str) -> str | None:
     (truncated). None if nothing is stated (a response that never answers)."""
     body = text.rstrip()[-3000:]
     # the last sentence that holds something: split at sentence ends and newlines
-    parts = [p for p in re.split(r"(?<=[.。！？!?])\s+|\n+", body) if p.strip()]
+    parts = [p for p in re.split(r"(?<=[.!?])\s+|(?<=[。！？।])\s*|\n+", body) if p.strip()]
     # a response cut off mid-sentence ("Wait, let") only answers in that last fragment
     lookback = 3 if not is_unfinished(body) else 1
     for part in reversed(parts[-lookback:]):

@@ -16,6 +16,7 @@ never convert units.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 # Unit spellings -> one canonical name (so "km" = "километров" = "千米"). Only used to tell
@@ -81,7 +82,10 @@ _TRAILING_UNIT_RE = re.compile(
     rf"(?<=[\d}})a-zA-Z.])\s*(?:\\,|~)?\s*(?:{_UNIT_ALT})(?:\^\{{?[23]\}}?|[²³])?\.?\s*$"
 )
 _TRAILING_COUNT_RE = re.compile(rf"(?<=[\d}})])\s*(?:{_COUNT_WORDS})\.?\s*$")
-_CJK_TAIL_RE = re.compile(r"(?<=[\d}])\s*[\u4e00-\u9fff]+(?:\s*/\s*[\u4e00-\u9fff]+)?\s*$")
+# Words after a number in scripts where they cannot be a variable: CJK, kana, Hangul,
+# Cyrillic, Arabic, Devanagari, Bengali, Telugu, Thai ("18个", "8입니다", "8 яблок").
+_SCRIPTS = "\u4e00-\u9fff\u3040-\u30ff\uac00-\ud7af\u0400-\u04ff\u0600-\u06ff\u0900-\u09ff\u0c00-\u0c7f\u0e00-\u0e7f"
+_CJK_TAIL_RE = re.compile(rf"(?<=[\d}}])\s*[{_SCRIPTS}][{_SCRIPTS}\s]*(?:/\s*[{_SCRIPTS}]+)?\.?\s*$")
 _TEXT_CMD_RE = re.compile(
     r"\\(?:text|textbf|textit|textrm|textsf|texttt|mathrm|mathbf|mathit|mathsf|mathnormal|boldsymbol|mbox|"
     r"operatorname|textnormal|rm|bf|overline|boxed|fbox|displaystyle)\s*\{"
@@ -151,8 +155,18 @@ class Normalized:
         return (self.text,) + self.alternatives
 
 
+def ascii_digits(text: str) -> str:
+    """Full-width and other scripts' digits as ASCII (``１８``, ``১৮``, ``٤٢`` -> ``18``, ``18``,
+    ``42``), and other compatibility forms (NFKC), keeping ``²``/``³`` as powers."""
+    text = text.replace("²", "^2").replace("³", "^3")
+    text = unicodedata.normalize("NFKC", text).replace("⁄", "/")
+    if text.isascii():
+        return text
+    return "".join(str(unicodedata.decimal(ch)) if ch.isdecimal() and not ch.isascii() else ch for ch in text)
+
+
 def _clean(answer: str) -> str:
-    s = answer[:_MAX_NORMALIZE_CHARS].strip()
+    s = ascii_digits(answer[:_MAX_NORMALIZE_CHARS]).strip()
     for ch in ("\u00a0", "\u202f", "\u2009", "\u2007", "\u3000", "\n", "\t"):
         s = s.replace(ch, " ")
     for a, b in (("，", ","), ("；", ";"), ("：", ":"), ("（", "("), ("）", ")"), ("−", "-"), ("–", "-"),
