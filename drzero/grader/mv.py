@@ -131,6 +131,8 @@ class _PlainParser:
     def atom(self):
         kind, val = self.take()
         if kind == "num":
+            if not val.isascii():
+                raise _Reject(val)
             return ("num", sympy.Float(val) if "." in val else sympy.Integer(int(val)))
         if val == "(":
             node = self.expr()
@@ -212,6 +214,8 @@ def _extract_expr(match: re.Match):
         negative = integer.startswith("-")
         digits = integer.translate(str.maketrans("", "", ", ")).lstrip("-").lstrip("0") or "0"
         text = f"{'-' if negative else ''}{digits}{decimal.replace(',', '.')}"
+        if not text.isascii():  # sympify fails on other scripts' digits, and parse gives []
+            raise ValueError(f"not a Python number: {text!r}")
         number = sympy.Float(text) if "." in text else sympy.Integer(int(text))
         if groups.get("percent"):
             number = convert_to_pct(number)
