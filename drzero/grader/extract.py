@@ -145,13 +145,9 @@ def extract_box_group(text: str, boxes: list[Box] | None = None) -> list[str] | 
 
 def extract_answer_tag(text: str) -> str | None:
     """Content of the last ``<answer>`` tag (closed or running to the end of text)."""
-    start = text.rfind(_OPEN_TAG)
-    if start < 0:
+    body = _tag_body(text)
+    if body is None:
         return None
-    body = text[start + len(_OPEN_TAG) :]
-    end = body.find(_CLOSE_TAG)
-    if end >= 0:
-        body = body[:end]
     boxed = extract_boxed(body)
     if boxed is not None:
         return boxed
@@ -337,6 +333,7 @@ class Answers:
 
 
 def _tag_body(text: str) -> str | None:
+    """What the last ``<answer>`` tag holds, up to ``</answer>`` or the end of text."""
     start = text.rfind(_OPEN_TAG)
     if start < 0:
         return None
