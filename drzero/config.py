@@ -20,6 +20,7 @@ import yaml
 
 from drzero.algo import AGGREGATIONS, BASELINES, PRESETS, SCALES
 from drzero.errors import DrZeroError
+from drzero.grader import GRADER_MODES
 from drzero.reward import REWARD_MODES
 
 ALGOS = tuple(PRESETS)
@@ -135,6 +136,8 @@ class TrainConfig:
     """LoRA scaling alpha."""
     lora_target_modules: str = "all-linear"
     """Modules that get LoRA adapters (peft syntax, comma-separated names or all-linear)."""
+    grader: Literal[GRADER_MODES] = "drzero"
+    """Grading rules: drzero (our parser, then math-verify; the answer counts wherever the response puts it), math_verify (math-verify alone, as TRL/lighteval), paper (the reference's rules: R1 answers only from a closed <answer> after exactly `</think> <answer>`)."""
     grader_workers: int = 2
     """Processes for grading."""
     grader_timeout_s: float = 5.0
@@ -195,6 +198,8 @@ class EvalConfig:
     """cpu, cuda or auto (Hugging Face backend)."""
     batch_size: int = 64
     """Questions generated at a time (progress granularity)."""
+    grader: Literal[GRADER_MODES] = "drzero"
+    """Grading rules: drzero (our parser, then math-verify; the answer counts wherever the response puts it), math_verify (math-verify alone, as TRL/lighteval), paper (the reference's rules: R1 answers only from a closed <answer> after exactly `</think> <answer>`)."""
     grader_workers: int = 2
     """Grading processes."""
     grader_timeout_s: float = 5.0
@@ -251,6 +256,8 @@ class ProbeConfig:
     """cpu, cuda or auto."""
     batch_size: int = 256
     """Sequences generated at once."""
+    grader: Literal[GRADER_MODES] = "drzero"
+    """Grading rules: drzero (our parser, then math-verify; the answer counts wherever the response puts it), math_verify (math-verify alone, as TRL/lighteval), paper (the reference's rules: R1 answers only from a closed <answer> after exactly `</think> <answer>`)."""
     grader_workers: int = 2
     """Grading processes."""
     grader_timeout_s: float = 5.0

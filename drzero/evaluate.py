@@ -165,8 +165,8 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
                          device=dist.resolve_device(cfg.device), batch_size=max(cfg.batch_size * cfg.n, 1),
                          cache_path=str(Path(cfg.output) / "endpoint_cache.jsonl"), concurrency=cfg.concurrency,
                          timeout_s=cfg.request_timeout_s, retries=cfg.retries)
-    grader = Grader(workers=cfg.grader_workers, timeout_s=cfg.grader_timeout_s)
-    results: dict = {"config": asdict(cfg), "benchmarks": {}}
+    grader = Grader(workers=cfg.grader_workers, timeout_s=cfg.grader_timeout_s, mode=cfg.grader)
+    results: dict = {"grader": cfg.grader, "config": asdict(cfg), "benchmarks": {}}
     samples: dict[str, list[dict]] = {}
     with Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console) as progress:

@@ -61,7 +61,7 @@ def run_probe(cfg: ProbeConfig, log=print) -> dict:
                       answering_prompt=_prompt_arg(cfg.judge_answering_prompt) or ANSWERING_PROMPT,
                       reflection_prompt=_prompt_arg(cfg.judge_reflection_prompt) or REFLECTION_PROMPT)
     engine = load_engine(cfg.model, device=dist.resolve_device(cfg.device), batch_size=cfg.batch_size)
-    grader = Grader(workers=cfg.grader_workers, timeout_s=cfg.grader_timeout_s)
+    grader = Grader(workers=cfg.grader_workers, timeout_s=cfg.grader_timeout_s, mode=cfg.grader)
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
     card: dict = {"config": asdict(cfg), "templates": {}}

@@ -240,7 +240,7 @@ def setup(cfg: TrainConfig) -> Setup:
             for name in RunLog.FILES:
                 checkpoint.truncate_jsonl(run_dir / f"{name}.jsonl", start_step)
         dist.print0(f"resumed from {model_source} at step {start_step}")
-    grader = Grader(workers=cfg.grader_workers, timeout_s=cfg.grader_timeout_s)
+    grader = Grader(workers=cfg.grader_workers, timeout_s=cfg.grader_timeout_s, mode=cfg.grader)
     return Setup(cfg, run_dir, start_step, rows, eval_sets, template, objective, grader, reward_fn, model, ref_model,
                  tokenizer, engine, optimizer, scheduler, monitor, device, dtype, sharded, train_batch, updates_per_iter)
 
