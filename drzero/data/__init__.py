@@ -203,15 +203,14 @@ def _check_on_hub(name: str) -> None:
 
 
 def _read_hub(name: str, split: str | None) -> list[dict]:
-    offline = hub_offline()
-    if offline:  # datasets reads the variable when first imported; make sure it is seen
-        os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
     import datasets
 
-    if offline:
-        datasets.config.HF_HUB_OFFLINE = datasets.config.HF_DATASETS_OFFLINE = True
-    else:
+    offline = hub_offline()
+    if not offline:
         _check_on_hub(name)
+    saved = datasets.config.HF_HUB_OFFLINE, datasets.config.HF_DATASETS_OFFLINE
+    if offline:  # datasets reads the variables once, when imported: the user may have set them since
+        datasets.config.HF_HUB_OFFLINE = datasets.config.HF_DATASETS_OFFLINE = True
     try:
         return datasets.load_dataset(name, split=split or "train").to_list()
     except Exception as e:  # noqa: BLE001
@@ -223,3 +222,5 @@ def _read_hub(name: str, split: str | None) -> list[dict]:
             f"cannot load dataset {name!r}: not a bundled name ({', '.join(BUNDLED)}), not a local path, "
             f"and the hub load failed ({msg[:200]})"
         ) from None
+    finally:
+        datasets.config.HF_HUB_OFFLINE, datasets.config.HF_DATASETS_OFFLINE = saved
