@@ -31,13 +31,15 @@ def load_model_and_tokenizer(name: str, *, dtype: str = "auto", device: str = "c
     torch_dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
+        if not tokenizer("1 + 1 = 2", add_special_tokens=False)["input_ids"]:
+            raise DrZeroError(f"model {name!r}: its tokenizer encodes nothing (vocabulary of {len(tokenizer)}); "
+                              "are the tokenizer files missing or broken?")
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+    except DrZeroError:
+        raise
     except Exception as e:  # noqa: BLE001 - a broken or unreachable checkpoint, whatever the library raises
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise DrZeroError(f"cannot load model {name!r}: {type(e).__name__}: {first[:300]}") from None
-    if not tokenizer("1 + 1 = 2", add_special_tokens=False)["input_ids"]:
-        raise DrZeroError(f"model {name!r}: its tokenizer encodes nothing (vocabulary of {len(tokenizer)}); "
-                          "are the tokenizer files missing or broken?")
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model.to(device), tokenizer

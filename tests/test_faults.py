@@ -55,6 +55,10 @@ def broken(tmp_path_factory):
     no_tok = root / "no-tokenizer"
     shutil.copytree(TOY_CHECKPOINT, no_tok)
     (no_tok / "tokenizer.json").unlink()
+    empty_vocab = root / "empty-vocab"  # passes the file check; only loading shows the tokenizer is empty
+    shutil.copytree(TOY_CHECKPOINT, empty_vocab)
+    (empty_vocab / "tokenizer.json").unlink()
+    (empty_vocab / "vocab.txt").write_text("")
     cut = root / "cut-weights"
     shutil.copytree(TOY_CHECKPOINT, cut)
     with open(cut / "model.safetensors", "r+b") as f:
@@ -110,6 +114,7 @@ def _bad_cli_cases():
         (ev + ["--benchmarks", " , "], "--benchmarks is empty"),
         (ev + ["--model", "{b}/no-tokenizer"], "no tokenizer files"),
         (ev + ["--model", "{b}/cut-weights"], "model.safetensors is truncated"),
+        (ev + ["--model", "{b}/empty-vocab"], "its tokenizer encodes nothing"),
         (ev + ["--output", "{b}/a-file"], "is a file, not a folder"),
         (ev + ["--output", "{b}/a-file/sub"], "is a file, so no folder can be made under it"),
         (ev + ["--config", "{b}/a-dir"], "is not a file"),

@@ -52,6 +52,12 @@ def test_out_of_range_values_name_the_flag_the_key_and_the_range(cls, field, bad
     assert any(word in msg for word in (">", "in (", "in [", "finite")), msg  # the accepted range
 
 
+def test_endpoint_urls_are_checked_with_the_settings():
+    with pytest.raises(DrZeroError, match="--endpoint 'localhost:8000/v1' is not an http"):
+        check_config(EvalConfig(endpoint="localhost:8000/v1"))
+    check_config(EvalConfig(endpoint="http://localhost:8000/v1"))
+
+
 def test_greedy_eval_allows_temperature_zero_but_not_n_identical_samples():
     check_config(EvalConfig(temperature=0.0, n=1))
     with pytest.raises(DrZeroError, match="identical greedy samples"):
