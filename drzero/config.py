@@ -178,7 +178,7 @@ class EvalConfig:
     limit: int | None = None
     """Questions per benchmark (None = all)."""
     output: str = "runs/eval"
-    """Folder for results.json and samples.jsonl."""
+    """Folder for results.json and samples.jsonl, written as work finishes; the same command with the same folder resumes an interrupted eval."""
     question_column: str | None = None
     """Question column for non-bundled datasets."""
     answer_column: str | None = None

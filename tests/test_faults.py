@@ -263,6 +263,8 @@ def no_network(monkeypatch):
     (["eval", "--benchmarks", "aime25"], "bundled: aime24"),
 ])
 def test_offline_mode_makes_no_network_attempt(argv, expected, no_network, tmp_path, monkeypatch, capsys):
+    import datasets  # noqa: F401 - imported before the variable is set, as in a long-lived process
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     code = cli_main([*argv, "--output", str(tmp_path / "out")])
     err = capsys.readouterr().err
