@@ -558,14 +558,18 @@ def uninterrupted(tmp_path_factory):
 @pytest.mark.slow
 def test_eval_killed_twice_and_resumed_matches_uninterrupted(uninterrupted, tmp_path):
     out = tmp_path / "killed"
-    finished = []
+    finished: list[str] = []
     for n in (3, 11):  # mid toy:test; then, resumed, mid math500
         proc, on_disk, _ = _interrupt_after(out, n, signal.SIGKILL)
         assert proc.returncode == -signal.SIGKILL
-        finished += [line for line in on_disk if line.endswith("}")]  # whole lines: finished samples
+        whole = [line for line in on_disk if line.endswith("}")]
+        assert whole[: len(finished)] == finished  # what the first run finished is still there, in place
+        keys = [(json.loads(line)["benchmark"], json.loads(line)["index"]) for line in whole]
+        assert len(keys) == len(set(keys))  # the resumed run skipped it: no question written twice
+        finished = whole
     _eval_process(out)
     final = (out / "samples.jsonl").read_text().splitlines()
-    assert all(line in final for line in finished)  # no finished sample lost
+    assert final[: len(finished)] == finished  # no finished sample lost
     _assert_same_eval(uninterrupted, out)
 
 
