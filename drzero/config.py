@@ -8,7 +8,13 @@ written to its run directory as ``config.yaml``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import difflib
+import io
+import json
+import math
+import os
 import types
 import typing
 from dataclasses import dataclass
@@ -19,6 +25,7 @@ import tyro
 import yaml
 
 from drzero.algo import AGGREGATIONS, BASELINES, PRESETS, SCALES
+from drzero.data import check_source, hub_offline
 from drzero.errors import DrZeroError
 from drzero.grader import GRADER_MODES
 from drzero.reward import REWARD_MODES
@@ -179,7 +186,7 @@ class EvalConfig:
     limit: int | None = None
     """Questions per benchmark (None = all)."""
     output: str = "runs/eval"
-    """Folder for results.json and samples.jsonl."""
+    """Folder for results.json and samples.jsonl, written as work finishes; the same command with the same folder resumes an interrupted eval."""
     question_column: str | None = None
     """Question column for non-bundled datasets."""
     answer_column: str | None = None
@@ -338,7 +345,93 @@ def parse_config(cls, argv: list[str], prog: str):
         base = apply_overrides(cls, base, load_yaml(str(run_cfg)), str(run_cfg))
     if early.get("config"):
         base = apply_overrides(cls, base, load_yaml(early["config"]), early["config"])
-    return tyro.cli(cls, default=base, args=argv, prog=prog, description=cls.__doc__)
+    cfg = _tyro_cli(cls, base, argv, prog)
+    validate(cfg)
+    return cfg
+
+
+def _tyro_cli(cls, base, argv: list[str], prog: str):
+    """tyro's parse; a refused flag becomes a one-line DrZeroError (tyro draws a box)."""
+    stderr = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(stderr):
+            return tyro.cli(cls, default=base, args=argv, prog=prog, description=cls.__doc__)
+    except SystemExit as e:
+        if not e.code:  # --help
+            raise
+        raise DrZeroError(flag_error(cls, argv, prog) or _one_line(stderr.getvalue(), prog)) from None
+
+
+def flag_error(cls, argv: list[str], prog: str) -> str | None:
+    """The first flag in ``argv`` that ``cls`` cannot take, said the way YAML keys are
+    (``coerce``): unknown flag, missing value, wrong type, a value given to a switch."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    positional = any(typing.get_origin(h) is typing.Annotated and "Positional" in repr(h) for h in hints.values())
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if not arg.startswith("--"):
+            if not positional:
+                return f"unexpected argument {arg!r}; options are --name VALUE (see {prog} --help)"
+            continue
+        name, has_value, value = arg[2:].partition("=")
+        key = name.replace("-", "_")
+        switch_off = key.startswith("no_") and hints.get(key[3:]) is bool
+        if switch_off:
+            key = key[3:]
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1)
+            hint = f" (did you mean {_flag(close[0])}?)" if close else ""
+            return f"unknown option {arg.split('=')[0]}{hint}; see {prog} --help"
+        if hints[key] is bool:
+            extra = value if has_value else (argv[i] if i < len(argv) and not argv[i].startswith("--") else None)
+            if extra is not None and not positional:
+                return (f"{_flag(key)} is a switch and takes no value (got {extra!r}): write {_flag(key)} "
+                        f"or --no-{key.replace('_', '-')}")
+            continue
+        if not has_value:
+            if i >= len(argv) or (argv[i].startswith("--") and len(argv[i]) > 2):
+                return f"{arg} needs a value"
+            value = argv[i]
+            i += 1
+        try:
+            _coerce_flag(value, hints[key], arg.split("=")[0])
+        except DrZeroError as e:
+            return str(e)
+    return None
+
+
+def _coerce_flag(value: str, hint, where: str):
+    """A flag's text as ``hint``, with the YAML rules; ``None`` stands for None."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Annotated:
+        return _coerce_flag(value, args[0], where)
+    if origin in (Union, types.UnionType) and type(None) in args and value == "None":
+        return None
+    if hint in (int, float) or origin in (Union, types.UnionType) and any(a in (int, float) for a in args):
+        numeric = next(a for a in (args or (hint,)) if a in (int, float))
+        if numeric is int and value.strip().lstrip("+-").isdigit():
+            return int(value)
+        if numeric is float:
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise DrZeroError(f"{where}: expected {'an integer' if numeric is int else 'a number'}, got {value!r}")
+    return coerce(value, hint, where)
+
+
+def _one_line(text: str, prog: str) -> str:
+    """tyro's boxed message as one line: its body up to the first rule, unboxed."""
+    lines = []
+    for line in text.splitlines()[1:]:
+        body = line.strip().strip("│").strip()
+        if not body or body.startswith("╰") or set(body) <= set("─"):
+            break
+        lines.append(body)
+    return " ".join(" ".join(lines).split()) or f"invalid arguments; see {prog} --help"
 
 
 def _early_flags(argv: list[str], names: tuple[str, ...]) -> dict[str, str]:
@@ -440,14 +533,73 @@ def coerce(value, hint, where: str):
     return value
 
 
+# ----------------------------------------------------------------------------- validation
+# Every command's numbers are held to one table, whether they come from a flag or a YAML
+# key, so train, eval and probe cannot drift apart. Each entry: (test, accepted range).
+# None (an Optional field's "not set") is always accepted; floats must also be finite.
+_AT_LEAST_1 = (lambda v: v >= 1, ">= 1")
+_AT_LEAST_0 = (lambda v: v >= 0, ">= 0")
+_POSITIVE = (lambda v: v > 0, "> 0")
+_TOP_P = (lambda v: 0 < v <= 1, "in (0, 1]")
+_BELOW_1 = (lambda v: 0 <= v < 1, "in [0, 1)")
+RANGES: dict[str, tuple] = {
+    # shared by train, eval and probe
+    "max_new_tokens": _AT_LEAST_1, "top_p": _TOP_P, "seed": _AT_LEAST_0, "grader_workers": _AT_LEAST_1,
+    "grader_timeout_s": _POSITIVE, "batch_size": _AT_LEAST_1, "n": _AT_LEAST_1,
+    "temperature": (lambda v: v >= 0, ">= 0 (0 = greedy)"),
+    # eval and probe
+    "limit": _AT_LEAST_1, "n_questions": _AT_LEAST_1, "sample_questions": _AT_LEAST_1, "concurrency": _AT_LEAST_1,
+    "request_timeout_s": _POSITIVE, "retries": _AT_LEAST_0,
+    # train
+    "max_steps": _AT_LEAST_1, "prompts_per_step": _AT_LEAST_1, "group_size": (lambda v: v >= 2, ">= 2 (group-relative "
+    "advantages need at least two samples per prompt)"), "train_batch_size": _AT_LEAST_1, "micro_batch_size": _AT_LEAST_1,
+    "ppo_epochs": _AT_LEAST_1, "lr": _POSITIVE, "warmup_steps": _AT_LEAST_0, "weight_decay": _AT_LEAST_0,
+    "adam_beta2": _BELOW_1, "max_grad_norm": (lambda v: v >= 0, ">= 0 (0 = off)"), "beta": _AT_LEAST_0,
+    "constant_normalizer": _POSITIVE, "clip_eps_low": _BELOW_1, "clip_eps_high": _AT_LEAST_0,
+    "tis_cap": (lambda v: v >= 0, ">= 0 (0 = off)"), "eval_every": (lambda v: v >= 0, ">= 0 (0 = only at the end)"),
+    "eval_limit": _AT_LEAST_1, "eval_max_new_tokens": _AT_LEAST_1, "save_every": (lambda v: v >= 0, ">= 0 (0 = only at the end)"),
+    "keep_checkpoints": _AT_LEAST_1, "log_samples": _AT_LEAST_0, "lora_rank": (lambda v: v >= 0, ">= 0 (0 = off)"),
+    "lora_alpha": _POSITIVE, "vllm_memory": (lambda v: 0 < v < 1, "a fraction in (0, 1)"),
+    "generation_batch_size": _AT_LEAST_1,
+    # simulate
+    "seeds": _AT_LEAST_1, "iterations": _AT_LEAST_1, "questions": _AT_LEAST_1, "curve_every": _AT_LEAST_1,
+    "loop_tokens": _AT_LEAST_1, "slip_rate": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "slip_spread": (lambda v: 0 <= v <= 1, "in [0, 1]"), "slip_visibility": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "fix_prob": (lambda v: 0 <= v <= 1, "in [0, 1]"), "loop_init": _AT_LEAST_0, "repeat_init": (lambda v: 0 < v < 1, "in (0, 1)"),
+}
+# Where one command needs a narrower range than the table's.
+COMMAND_RANGES: dict[str, dict[str, tuple]] = {
+    "TrainConfig": {"temperature": (lambda v: v > 0, "> 0 (at 0 every sample of a group is the same and nothing is learned)")},
+}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def range_error(name: str, value, accepted: str) -> DrZeroError:
+    """The one wording of an out-of-range value: the flag, the YAML key, the accepted range."""
+    return DrZeroError(f"{_flag(name)} (key {name}) must be {accepted}, got {value!r}")
+
+
+def check_ranges(cfg) -> None:
+    """Every numeric field of ``cfg`` against ``RANGES`` (and the command's own narrower ones)."""
+    rules = {**RANGES, **COMMAND_RANGES.get(type(cfg).__name__, {})}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise range_error(f.name, value, "a finite number")
+        if f.name in rules and not rules[f.name][0](value):
+            raise range_error(f.name, value, rules[f.name][1])
+
+
 def check_train_config(cfg: TrainConfig) -> None:
-    """Refuse impossible settings, saying why."""
+    """Refuse impossible training settings, saying why (no file is touched)."""
+    check_ranges(cfg)
+    _check_template(cfg.template)
     n = cfg.prompts_per_step * cfg.group_size
-    for name in ("max_steps", "prompts_per_step", "group_size", "micro_batch_size", "ppo_epochs", "max_new_tokens"):
-        if getattr(cfg, name) < 1:
-            raise DrZeroError(f"{name} must be >= 1, got {getattr(cfg, name)}")
-    if cfg.group_size < 2:
-        raise DrZeroError("group_size must be >= 2: group-relative advantages need at least two samples per prompt")
     tbs = cfg.train_batch_size or n
     if tbs > n:
         raise DrZeroError(f"train_batch_size={tbs} exceeds the {n} responses of one iteration (prompts_per_step*group_size)")
@@ -457,20 +609,224 @@ def check_train_config(cfg: TrainConfig) -> None:
         raise DrZeroError(f"micro_batch_size={cfg.micro_batch_size} exceeds train_batch_size={tbs}")
     if tbs % cfg.micro_batch_size:
         raise DrZeroError(f"micro_batch_size={cfg.micro_batch_size} must divide train_batch_size={tbs} for exact gradient accumulation")
-    if cfg.temperature < 0 or not 0 < cfg.top_p <= 1:
-        raise DrZeroError("temperature must be >= 0 and top_p in (0, 1]")
-    if cfg.lora_rank < 0:
-        raise DrZeroError(f"lora_rank must be >= 0, got {cfg.lora_rank}")
-    if not 0 < cfg.vllm_memory < 1:
-        raise DrZeroError(f"vllm_memory must be a fraction in (0, 1), got {cfg.vllm_memory}")
-    if cfg.tis_cap < 0:
-        raise DrZeroError(f"tis_cap must be >= 0 (0 = off), got {cfg.tis_cap}")
     if cfg.sharding == "fsdp" and cfg.lora_rank:
         raise DrZeroError("sharding=fsdp with LoRA is not supported: LoRA already keeps optimizer state small; "
                           "use sharding=none (data parallel) with --lora-rank")
-    if cfg.lr <= 0:
-        raise DrZeroError(f"lr must be > 0, got {cfg.lr}")
+    _check_names(cfg.eval_datasets, "--eval-datasets", allow_empty=True)
 
+
+def check_eval_config(cfg: EvalConfig) -> None:
+    """Refuse impossible eval settings, saying why (no file is touched)."""
+    check_ranges(cfg)
+    _check_template(cfg.template)
+    _check_names(cfg.benchmarks, "--benchmarks")
+    if cfg.n > 1 and cfg.temperature == 0:
+        raise DrZeroError(f"--n {cfg.n} with --temperature 0 gives {cfg.n} identical greedy samples; "
+                          "use --n 1 for greedy or a --temperature > 0 for pass@k")
+    if cfg.endpoint:
+        check_url(cfg.endpoint, "--endpoint")
+
+
+def check_probe_config(cfg: ProbeConfig) -> None:
+    """Refuse impossible probe settings, saying why (no file is touched)."""
+    check_ranges(cfg)
+    for name in _check_names(cfg.templates, "--templates", allow_empty=cfg.custom_template is not None):
+        _check_template(name, "--templates")
+    if cfg.custom_template is not None and "{question}" not in cfg.custom_template:
+        raise DrZeroError("--custom-template must contain {question}")
+    probe_temperatures(cfg.temperatures)
+    if cfg.judge_endpoint:
+        check_url(cfg.judge_endpoint, "--judge-endpoint")
+
+
+def check_report_config(cfg: ReportConfig) -> None:
+    if not cfg.runs:
+        raise DrZeroError("give at least one run directory: drzero report RUN_DIR [RUN_DIR ...] --output DIR")
+
+
+def check_simulate_config(cfg: SimulateConfig) -> None:
+    check_ranges(cfg)
+    names = _check_names(cfg.objectives, "--objectives")
+    bad = [o for o in names if o not in PRESETS]
+    if bad:
+        raise DrZeroError(f"--objectives must be names from {', '.join(PRESETS)}, got {bad[0]!r}")
+    if min(cfg.path_tokens) < 2 or cfg.max_new_tokens <= max(cfg.path_tokens):
+        raise DrZeroError("--path-tokens must be >= 2 (the path and slip decisions) and --max-new-tokens must exceed "
+                          "the longest path")
+    if not 0.0 < cfg.repeat_init < 1.0:
+        raise DrZeroError(f"--repeat-init (key repeat_init) must be in (0, 1) (a logit needs p > 0), got {cfg.repeat_init}")
+
+
+def probe_temperatures(text: str) -> list[float]:
+    """``--temperatures`` as numbers, each > 0 (sampling; greedy is probed separately)."""
+    try:
+        temps = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise DrZeroError(f"--temperatures must be comma-separated numbers, got {text!r}") from None
+    if not temps:
+        raise DrZeroError("--temperatures is empty; give e.g. 0.4,0.7,1.0")
+    bad = [t for t in temps if not (math.isfinite(t) and t > 0)]
+    if bad:
+        raise DrZeroError(f"--temperatures (key temperatures) must all be > 0 (sampled pass@k), got {bad[0]}")
+    return temps
+
+
+def _check_names(text: str, flag: str, *, allow_empty: bool = False) -> list[str]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names and not allow_empty:
+        raise DrZeroError(f"{flag} is empty")
+    return names
+
+
+def _check_template(name: str, flag: str = "--template") -> None:
+    from drzero.templates import get_template
+
+    try:
+        get_template(name)
+    except DrZeroError as e:
+        raise DrZeroError(f"{flag}: {e}") from None
+
+
+def check_url(url: str, flag: str) -> None:
+    """An http(s) URL with a host, e.g. http://localhost:8000/v1."""
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise DrZeroError(f"{flag} {url!r} is not an http(s) URL; write it in full, e.g. http://localhost:8000/v1")
+
+
+CHECKS = {TrainConfig: check_train_config, EvalConfig: check_eval_config, ProbeConfig: check_probe_config,
+          ReportConfig: check_report_config, SimulateConfig: check_simulate_config}
+
+
+def check_config(cfg) -> None:
+    """The settings alone: types are already right (tyro, ``coerce``); ranges and combinations."""
+    CHECKS[type(cfg)](cfg)
+
+
+# ----------------------------------------------------------------------------- inputs on disk
+def check_output_path(path: str, flag: str = "--output") -> None:
+    """Refuse an output folder that cannot be made or written to, before anything is loaded
+    or written: ``path`` is a file, lies under a file, or its nearest existing folder is not
+    writable. Creates nothing. Every command that writes calls it on its output folder."""
+    p = Path(path).expanduser().absolute()
+    if p.exists() and not p.is_dir():
+        raise DrZeroError(f"{flag} {path}: is a file, not a folder")
+    existing = p
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise DrZeroError(f"{flag} {path}: {existing} is a file, so no folder can be made under it")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise DrZeroError(f"{flag} {path}: {existing} is not writable")
+
+
+TOY_CHECKPOINT = Path(__file__).parent / "toy" / "checkpoint"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model",
+                   "sentencepiece.bpe.model", "qwen.tiktoken", "tiktoken.model")
+
+
+def check_model(name: str, flag: str = "--model") -> str:
+    """The folder (or hub name) ``name`` stands for, checked without loading it: a local
+    folder needs config.json, tokenizer files and intact weights (a safetensors file cut
+    short is caught from its header); a hub name in offline mode must be in the cache."""
+    if name == "toy":
+        path = TOY_CHECKPOINT
+        if not (path / "config.json").exists():
+            raise DrZeroError(f"the toy checkpoint is missing at {path}; rebuild it with `drzero toy build`")
+    else:
+        path = Path(name).expanduser()
+        if not path.exists():
+            if name.startswith((".", "/", "~")) or name.count("/") > 1 or not name.strip():
+                raise DrZeroError(f"model path {name!r} does not exist")
+            if hub_offline():
+                from huggingface_hub import try_to_load_from_cache
+
+                if not isinstance(try_to_load_from_cache(name, "config.json"), str):
+                    raise DrZeroError(f"{flag} {name}: offline mode (HF_HUB_OFFLINE=1) and the model is not in the "
+                                      "local Hugging Face cache; download it first or give a local folder")
+            return name
+    if not path.is_dir():
+        raise DrZeroError(f"model path {name!r} is a file; give the checkpoint folder")
+    if not (path / "config.json").exists():
+        raise DrZeroError(f"model path {name!r} has no config.json (not a Hugging Face checkpoint folder)")
+    if not any((path / f).exists() for f in TOKENIZER_FILES):
+        raise DrZeroError(f"model {name!r} has no tokenizer files (none of {', '.join(TOKENIZER_FILES[:4])}, ...); "
+                          "copy the tokenizer into the checkpoint folder")
+    _check_weights(path, name)
+    return str(path)
+
+
+def _check_weights(path: Path, name: str) -> None:
+    index = path / "model.safetensors.index.json"
+    if index.exists():
+        try:
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (json.JSONDecodeError, KeyError, AttributeError, UnicodeDecodeError):
+            raise DrZeroError(f"model {name!r}: {index.name} is not a valid weight index") from None
+        for shard in shards:
+            if not (path / shard).exists():
+                raise DrZeroError(f"model {name!r}: weight shard {shard} (listed in {index.name}) is missing")
+            _check_safetensors(path / shard, name)
+    elif (path / "model.safetensors").exists():
+        _check_safetensors(path / "model.safetensors", name)
+    elif not any((path / f).exists() for f in ("pytorch_model.bin", "pytorch_model.bin.index.json")):
+        raise DrZeroError(f"model {name!r} has no weights (model.safetensors or pytorch_model.bin)")
+
+
+def _check_safetensors(file: Path, name: str) -> None:
+    """The file is as long as its header says (a copy or download cut short is not)."""
+    size = file.stat().st_size
+    try:
+        with open(file, "rb") as f:
+            header_len = int.from_bytes(f.read(8), "little")
+            if size < 8 or header_len > size - 8:
+                raise ValueError
+            header = json.loads(f.read(header_len))
+        end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+    except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError):
+        raise DrZeroError(f"model {name!r}: {file.name} is damaged (unreadable safetensors header; "
+                          "a copy or download cut short?)") from None
+    if size < 8 + header_len + end:
+        raise DrZeroError(f"model {name!r}: {file.name} is truncated ({size} bytes, its header needs "
+                          f"{8 + header_len + end}); copy or download it again")
+
+
+def check_inputs(cfg) -> None:
+    """What a command reads and writes, checked without loading or writing anything (no
+    network either): the model folder, the question sets' names and the output folder."""
+    if isinstance(cfg, TrainConfig):
+        if not cfg.resume:  # a resumed run loads its checkpoint (checked by drzero.checkpoint)
+            check_model(cfg.model)
+            check_output_path(cfg.output_dir, "--output-dir")
+        check_source(cfg.dataset, "--dataset")
+        for name in _check_names(cfg.eval_datasets, "--eval-datasets", allow_empty=True):
+            check_source(name, "--eval-datasets")
+    elif isinstance(cfg, EvalConfig):
+        if not cfg.endpoint:
+            check_model(cfg.model)
+        for name in _check_names(cfg.benchmarks, "--benchmarks"):
+            check_source(name, "--benchmarks")
+        check_output_path(cfg.output)
+    elif isinstance(cfg, ProbeConfig):
+        check_model(cfg.model)
+        check_source(cfg.questions, "--questions")
+        check_output_path(cfg.output)
+    elif isinstance(cfg, ReportConfig):
+        for run in cfg.runs:
+            if not (Path(run) / "metrics.jsonl").is_file():
+                raise DrZeroError(f"{run}: not a training run directory (no metrics.jsonl)")
+        check_output_path(cfg.output)
+    elif isinstance(cfg, SimulateConfig) and cfg.output:
+        check_output_path(cfg.output)
+
+
+def validate(cfg) -> None:
+    """The one validation path: ``check_config`` (ranges, combinations) then ``check_inputs``
+    (model, data names, output folder). Every command calls it before it loads or writes."""
+    check_config(cfg)
+    check_inputs(cfg)
 
 def dump_config(cfg, path: Path) -> None:
     path.write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))

@@ -5,6 +5,10 @@ same functions.
 
     drzero eval --model toy --benchmarks math500 --limit 50 --output runs/eval-toy
 
+Nothing finished is lost: samples.jsonl grows (fsynced) after every chunk of --batch-size
+questions and results.json is replaced atomically after every benchmark; the same command
+with the same --output resumes an interrupted eval (``EvalOutput``).
+
 The paper's protocol (Sec. 5): greedy decoding, a 3000-token budget, the mean over
 AIME24 / AMC / MATH500 / Minerva / OlympiadBench of per-benchmark accuracy.
 """
@@ -13,11 +17,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from drzero.analysis import is_answering, mean_or_nan, pass_at_k
-from drzero.config import EvalConfig
+from drzero.config import EvalConfig, validate
 from drzero.errors import DrZeroError
 from drzero.grader import Grader
 from drzero.rollout import Engine, Rollouts, SamplingParams, generate_and_grade
@@ -43,28 +48,40 @@ def evaluate_rows(
     seed: int = 0,
     chunk_size: int | None = None,
     on_progress=None,
+    done_samples: list[dict] | None = None,
+    on_chunk=None,
     reward_fn=None,
     reward_mode: str = "add",
 ) -> EvalResult:
     """Generate ``n`` responses per row, grade them, and aggregate.
 
-    ``chunk_size`` questions are generated at a time (progress is reported after each
-    chunk through ``on_progress(done_questions)``). With a ``reward_fn`` (``drzero.reward``)
-    every sample also records its reward and the metrics its mean, ``reward_mean``."""
+    ``chunk_size`` questions are generated at a time; after each chunk its samples go to
+    ``on_chunk(samples)`` and progress to ``on_progress(done_questions)``. ``done_samples``
+    are the samples of whole chunks an interrupted run already finished: those chunks are
+    skipped (each chunk is generated exactly as in one uninterrupted pass). With a
+    ``reward_fn`` (``drzero.reward``) every sample also records its reward and the metrics
+    its mean, ``reward_mean``."""
     params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
                             stop=template.stop, seed=seed)
     chunk_size = chunk_size or len(rows) or 1
-    samples: list[dict] = []
-    for start in range(0, len(rows), chunk_size):
+    samples: list[dict] = list(done_samples or [])
+    first = len({s["index"] for s in samples})
+    if first % chunk_size and first != len(rows):
+        raise ValueError(f"done_samples cover {first} questions, not whole chunks of {chunk_size}")
+    if on_progress and first:
+        on_progress(first)
+    for start in range(first, len(rows), chunk_size):
         batch = generate_and_grade(engine, rows[start : start + chunk_size], template, params, grader, reward_fn,
                                    reward_mode)
-        for g, gr, row, reward in zip(batch.generations, batch.grades, batch.rows, batch.rewards.tolist()):
-            samples.append({
-                "index": start + g.prompt_index, "question": row["problem"], "reference": row["answer"],
-                "response": g.text, "extracted": gr.extracted, "correct": gr.correct, "formatted": gr.formatted,
-                "length": len(g.token_ids), "finish_reason": g.finish_reason, "timed_out": gr.timed_out,
-                **({"reward": reward} if reward_fn is not None else {}),
-            })
+        new = [{
+            "index": start + g.prompt_index, "question": row["problem"], "reference": row["answer"],
+            "response": g.text, "extracted": gr.extracted, "correct": gr.correct, "formatted": gr.formatted,
+            "length": len(g.token_ids), "finish_reason": g.finish_reason, "timed_out": gr.timed_out,
+            **({"reward": reward} if reward_fn is not None else {}),
+        } for g, gr, row, reward in zip(batch.generations, batch.grades, batch.rows, batch.rewards.tolist())]
+        samples.extend(new)
+        if on_chunk:
+            on_chunk(new)
         if on_progress:
             on_progress(min(start + chunk_size, len(rows)))
     return EvalResult(aggregate(samples, n), samples) if samples else EvalResult({"n_questions": 0}, [])
@@ -141,7 +158,12 @@ def load_engine(model: str, *, endpoint: str | None = None, api_key: str | None 
 
 
 def run_eval(cfg: EvalConfig, console=None) -> dict:
-    """``drzero eval``: every benchmark, a table, results.json and samples.jsonl."""
+    """``drzero eval``: every benchmark, a table, results.json and samples.jsonl.
+
+    Finished work is kept as it completes (``EvalOutput``): the samples of every chunk of
+    ``--batch-size`` questions, fsynced, and each finished benchmark's metrics. Run the same
+    command with the same ``--output`` after an interruption and it carries on from there,
+    ending with the results an uninterrupted eval gives."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -151,48 +173,198 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
     from drzero.rollout.openai_endpoint import api_key_from_env
     from drzero.templates import get_template
 
+    validate(cfg)  # flags, model, names and --output, before anything is loaded or written
     console = console or Console()
-    if cfg.n < 1:
-        raise DrZeroError("--n must be >= 1")
     template = get_template(cfg.template)
     names = [b.strip() for b in cfg.benchmarks.split(",") if b.strip()]
-    if not names:
-        raise DrZeroError("--benchmarks is empty")
     datasets = {name: load_questions(name, question_column=cfg.question_column, answer_column=cfg.answer_column,
                                      limit=cfg.limit) for name in names}  # fail on a bad name before loading a model
     reward_fn = load_reward_function(cfg.reward) if cfg.reward else None
-    engine = load_engine(cfg.model, endpoint=cfg.endpoint, api_key=api_key_from_env(cfg.api_key_env, "--api-key-env"),
-                         device=dist.resolve_device(cfg.device), batch_size=max(cfg.batch_size * cfg.n, 1),
-                         cache_path=str(Path(cfg.output) / "endpoint_cache.jsonl"), concurrency=cfg.concurrency,
-                         timeout_s=cfg.request_timeout_s, retries=cfg.retries)
+    output = EvalOutput(Path(cfg.output), cfg)
+    done = output.finished(datasets)
+    if any(len(done[name]) < len(rows) * cfg.n for name, rows in datasets.items()):
+        engine = load_engine(cfg.model, endpoint=cfg.endpoint, api_key=api_key_from_env(cfg.api_key_env, "--api-key-env"),
+                             device=dist.resolve_device(cfg.device), batch_size=max(cfg.batch_size * cfg.n, 1),
+                             cache_path=str(Path(cfg.output) / "endpoint_cache.jsonl"), concurrency=cfg.concurrency,
+                             timeout_s=cfg.request_timeout_s, retries=cfg.retries)
+    else:
+        engine = None  # everything is already done: nothing to load
+    if output.resumed:
+        console.print(f"resuming {cfg.output}: {output.describe(done)} already done")
+    output.open(done)
     grader = Grader(workers=cfg.grader_workers, timeout_s=cfg.grader_timeout_s, mode=cfg.grader)
-    results: dict = {"grader": cfg.grader, "config": asdict(cfg), "benchmarks": {}}
-    samples: dict[str, list[dict]] = {}
-    with Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console) as progress:
-        for name, rows in datasets.items():
-            task = progress.add_task(name, total=len(rows))
-            res = evaluate_rows(engine, rows, template, n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p,
-                                max_new_tokens=cfg.max_new_tokens, grader=grader, seed=cfg.seed,
-                                chunk_size=cfg.batch_size, on_progress=lambda done, t=task: progress.update(t, completed=done),
-                                reward_fn=reward_fn, reward_mode=cfg.reward_mode)
-            results["benchmarks"][name] = res.metrics
-            samples[name] = res.samples
-    accs = [m["accuracy"] for m in results["benchmarks"].values() if not math.isnan(m.get("accuracy", float("nan")))]
-    results["average_accuracy"] = mean_or_nan(accs)
-    write_results(Path(cfg.output), results, samples)
+    try:
+        with Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=console) as progress:
+            for name, rows in datasets.items():
+                task = progress.add_task(name, total=len(rows))
+                res = evaluate_rows(engine, rows, template, n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p,
+                                    max_new_tokens=cfg.max_new_tokens, grader=grader, seed=cfg.seed,
+                                    chunk_size=cfg.batch_size, done_samples=done[name],
+                                    on_chunk=lambda samples, name=name: output.add_samples(name, samples),
+                                    on_progress=lambda n_done, t=task: progress.update(t, completed=n_done),
+                                    reward_fn=reward_fn, reward_mode=cfg.reward_mode)
+                output.finish_benchmark(name, res.metrics)
+    except KeyboardInterrupt:
+        console.print(f"interrupted: {output.kept()}; run the same command again to resume")
+        raise
+    except DrZeroError as e:  # e.g. an endpoint that died late: the finished work stays
+        if not output.has_work():
+            raise
+        raise DrZeroError(f"{e}; {output.kept()}; run the same command again to resume") from None
+    finally:
+        output.close()
+    results = output.complete()
     print_table(results, cfg.n, console)
     console.print(f"wrote {Path(cfg.output) / 'results.json'} and {Path(cfg.output) / 'samples.jsonl'}")
     return results
 
 
-def write_results(output: Path, results: dict, samples: dict[str, list[dict]]) -> None:
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "results.json").write_text(json.dumps(results, indent=2))
-    with open(output / "samples.jsonl", "w") as f:
-        for bench, rows in samples.items():
-            for s in rows:
-                f.write(json.dumps({"benchmark": bench, **s}) + "\n")
+# Settings that do not change an eval's samples: a resume may change them.
+RESUME_IGNORES = ("config", "output", "concurrency", "request_timeout_s", "retries", "api_key_env", "device",
+                  "grader_workers")
+
+
+class EvalOutput:
+    """An eval's ``--output`` folder. ``samples.jsonl`` gets each chunk's samples as soon as
+    they are graded (appended, fsynced); ``results.json`` (written atomically: temp file and
+    rename) holds the settings and every finished benchmark. The folder belongs to one eval:
+    a resume with settings that change the samples is refused, not mixed in."""
+
+    def __init__(self, folder: Path, cfg: EvalConfig):
+        self.folder, self.cfg = folder, cfg
+        self.results: dict = {"grader": cfg.grader, "config": asdict(cfg), "benchmarks": {}, "status": "running"}
+        self.resumed = False
+        self._rewrite = False
+        self._file = None
+        self._kept = 0
+
+    @property
+    def results_path(self) -> Path:
+        return self.folder / "results.json"
+
+    @property
+    def samples_path(self) -> Path:
+        return self.folder / "samples.jsonl"
+
+    def finished(self, datasets: dict[str, list[dict]]) -> dict[str, list[dict]]:
+        """Per benchmark, the samples a previous run of this same eval finished (whole chunks;
+        a line torn by a kill and any chunk cut short are left out, and redone). Reads only."""
+        done: dict[str, list[dict]] = {name: [] for name in datasets}
+        if not self.results_path.exists():
+            if self.samples_path.exists() and self.samples_path.stat().st_size:
+                raise DrZeroError(f"--output {self.folder} holds a samples.jsonl but no results.json, so it is not known "
+                                  "which eval wrote it; use another --output")
+            return done
+        try:
+            previous = json.loads(self.results_path.read_text())["config"]
+            if not isinstance(previous, dict):
+                raise TypeError
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+            raise DrZeroError(f"--output {self.folder}: results.json is not a drzero eval's; use another --output") from None
+        ours = self.results["config"]
+        changed = [k for k in ours if k not in RESUME_IGNORES and previous.get(k) != ours[k]]
+        if changed:
+            diff = "; ".join(f"{k}: {previous.get(k)!r} there, {ours[k]!r} now" for k in changed[:3])
+            raise DrZeroError(f"--output {self.folder} holds an eval with other settings ({diff}); use another --output, "
+                              "or delete that folder to start over")
+        self.resumed = True
+        samples, torn = _read_samples(self.samples_path)
+        for name, rows in datasets.items():
+            done[name] = _whole_chunks([s for s in samples if s.get("benchmark") == name], len(rows), self.cfg.n,
+                                       self.cfg.batch_size)
+        self._rewrite = torn or sum(map(len, done.values())) != len(samples)
+        return done
+
+    def describe(self, done: dict[str, list[dict]]) -> str:
+        return ", ".join(f"{name} {len({s['index'] for s in v})} questions" for name, v in done.items() if v) or "nothing"
+
+    def open(self, done: dict[str, list[dict]]) -> None:
+        """Make the folder, write results.json (status running) and leave samples.jsonl holding
+        exactly ``done``, ready for appending."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if self._rewrite:  # drop a torn line or a chunk cut short: those are generated again
+            _write_atomic(self.samples_path, "".join(json.dumps(s) + "\n" for v in done.values() for s in v))
+        _write_atomic(self.results_path, json.dumps(self.results, indent=2))
+        self._kept = sum(map(len, done.values()))
+        self._file = open(self.samples_path, "a")
+
+    def add_samples(self, benchmark: str, samples: list[dict]) -> None:
+        self._file.write("".join(json.dumps({"benchmark": benchmark, **s}) + "\n" for s in samples))
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._kept += len(samples)
+
+    def finish_benchmark(self, name: str, metrics: dict) -> None:
+        self.results["benchmarks"][name] = metrics
+        _write_atomic(self.results_path, json.dumps(self.results, indent=2))
+
+    def complete(self) -> dict:
+        accs = [m["accuracy"] for m in self.results["benchmarks"].values()
+                if not math.isnan(m.get("accuracy", float("nan")))]
+        self.results["status"] = "complete"
+        self.results["average_accuracy"] = mean_or_nan(accs)
+        _write_atomic(self.results_path, json.dumps(self.results, indent=2))
+        return self.results
+
+    def has_work(self) -> bool:
+        return bool(self._kept or self.results["benchmarks"])
+
+    def kept(self) -> str:
+        return (f"{len(self.results['benchmarks'])} finished benchmarks and {self._kept} samples are kept in "
+                f"{self.folder}")
+
+    def close(self) -> None:
+        if self._file:
+            self._file.close()
+            self._file = None
+
+
+def _read_samples(path: Path) -> tuple[list[dict], bool]:
+    """The samples in ``path`` up to the first line that is not whole JSON (a kill can tear
+    the last one): (samples, whether anything was left out)."""
+    if not path.exists():
+        return [], False
+    samples = []
+    with open(path, "rb") as f:
+        for line in f:
+            try:
+                if not line.endswith(b"\n"):
+                    raise ValueError
+                samples.append(json.loads(line))
+            except (ValueError, UnicodeDecodeError):
+                return samples, True
+    return samples, False
+
+
+def _whole_chunks(samples: list[dict], n_rows: int, n: int, chunk_size: int) -> list[dict]:
+    """The samples of the leading chunks (of ``chunk_size`` questions) in which every
+    question has its ``n`` samples; the rest are redone."""
+    per_question: dict[int, int] = {}
+    for s in samples:
+        per_question[s["index"]] = per_question.get(s["index"], 0) + 1
+    done = 0
+    while done < n_rows:
+        end = min(done + chunk_size, n_rows)
+        if any(per_question.get(i, 0) != n for i in range(done, end)):
+            break
+        done = end
+    return [s for s in samples if s["index"] < done]
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """``path`` holds either its old content or ``text``, whenever the process dies."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def print_table(results: dict, n: int, console) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from concurrent.futures import ThreadPoolExecutor
 
+from drzero.config import check_url
 from drzero.errors import DrZeroError
 from drzero.rollout.openai_endpoint import api_key_from_env, post_json
 
@@ -31,6 +32,7 @@ class Judge:
     def __init__(self, url: str, model: str, *, api_key_env: str | None = None, concurrency: int = 8,
                  timeout_s: float = 120.0, retries: int = 3, answering_prompt: str = ANSWERING_PROMPT,
                  reflection_prompt: str = REFLECTION_PROMPT):
+        check_url(url, "--judge-endpoint")
         url = url.rstrip("/")
         self.url = url if url.endswith("/chat/completions") else (url + "/chat/completions" if url.endswith("/v1") else url + "/v1/chat/completions")
         self.model = model
@@ -45,7 +47,10 @@ class Judge:
         payload = {"model": self.model, "messages": [{"role": "user", "content": prompt}], "temperature": 0.0, "max_tokens": 8}
         resp = post_json(self.url, payload, api_key=self.api_key, timeout_s=self.timeout_s, retries=self.retries)
         try:
-            return resp["choices"][0]["message"]["content"] or ""
+            content = resp["choices"][0]["message"]["content"]
+            if content is not None and not isinstance(content, str):
+                raise TypeError
+            return content or ""
         except (KeyError, IndexError, TypeError):
             raise DrZeroError(f"judge endpoint {self.url} returned an unexpected body (no choices[0].message.content)") from None
 

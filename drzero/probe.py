@@ -23,7 +23,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from drzero.analysis import is_answering, reflection_keywords
-from drzero.config import ProbeConfig
+from drzero.config import ProbeConfig, probe_temperatures, validate
 from drzero.errors import DrZeroError
 
 
@@ -41,16 +41,14 @@ def run_probe(cfg: ProbeConfig, log=print) -> dict:
     from drzero.grader import Grader
     from drzero.templates import get_template
 
+    validate(cfg)  # flags, model, question set and --output, before anything is loaded or written
     names = [t.strip() for t in cfg.templates.split(",") if t.strip()]
     templates = [get_template(t) for t in names]
     if cfg.custom_template:
         templates.append(get_template(cfg.custom_template))
     if not templates:
-        raise DrZeroError("no templates to probe")
-    try:
-        temps = [float(t) for t in cfg.temperatures.split(",") if t.strip()]
-    except ValueError:
-        raise DrZeroError(f"--temperatures must be comma-separated numbers, got {cfg.temperatures!r}") from None
+        raise DrZeroError("no templates to probe: give --templates or --custom-template")
+    temps = probe_temperatures(cfg.temperatures)
     rows = load_questions(cfg.questions, question_column=cfg.question_column, answer_column=cfg.answer_column,
                           limit=cfg.n_questions)
     judge = None

@@ -51,7 +51,7 @@ from pathlib import Path
 import torch
 
 from drzero.algo import PRESETS, group_advantages, policy_loss, question_weights, resolve_objective
-from drzero.config import SimulateConfig
+from drzero.config import SimulateConfig, validate
 from drzero.errors import DrZeroError
 
 RECHECK, STOP, REPEAT = 0, 1, 2  # loop actions (columns of the loop table)
@@ -259,24 +259,6 @@ def world_of(cfg: SimulateConfig) -> World:
     return World(tuple(cfg.path_tokens), cfg.loop_tokens, cfg.max_new_tokens, cfg.slip_visibility, cfg.fix_prob)
 
 
-def check_config(cfg: SimulateConfig) -> None:
-    """One-line errors before anything runs or is written."""
-    names = [o.strip() for o in cfg.objectives.split(",") if o.strip()]
-    bad = [o for o in names if o not in PRESETS]
-    if not names or bad:
-        raise DrZeroError(f"objectives must be names from {', '.join(PRESETS)}, got {cfg.objectives!r}")
-    if min(cfg.seeds, cfg.iterations, cfg.questions, cfg.curve_every) < 1 or cfg.group_size < 2:
-        raise DrZeroError("seeds, iterations, questions and curve_every must be >= 1, group_size >= 2")
-    if min(cfg.path_tokens) < 2 or cfg.loop_tokens < 1 or cfg.max_new_tokens <= max(cfg.path_tokens):
-        raise DrZeroError("path_tokens must be >= 2 (path and slip decisions), loop_tokens >= 1, "
-                         "max_new_tokens > the longest path")
-    for name in ("slip_rate", "slip_visibility", "fix_prob"):
-        if not 0.0 <= getattr(cfg, name) <= 1.0:
-            raise DrZeroError(f"{name} must be in [0, 1], got {getattr(cfg, name)}")
-    if cfg.loop_init < 0 or not 0.0 < cfg.repeat_init < 1.0:
-        raise DrZeroError("loop_init must be >= 0 and repeat_init in (0, 1) (a logit needs p > 0)")
-
-
 def run_seed(cfg: SimulateConfig, objective_name: str, seed: int) -> dict:
     """Train one policy; returns every curve (exact, before each update and after the last)
     and the question-weight points [question, exact pass rate, weight] of informative groups."""
@@ -356,7 +338,7 @@ def run_simulate(cfg: SimulateConfig) -> dict:
     "config": {...}, "seconds": float, "control": the same three keys, or absent}.
     With cfg.output, writes summary.json, curves.json, lengths.png, question_weights.png
     there and the control's under control/."""
-    check_config(cfg)
+    validate(cfg)
     t0 = time.perf_counter()
     result = _train_all(cfg)
     control = None

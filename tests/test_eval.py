@@ -152,10 +152,12 @@ def test_unreachable_endpoint_is_one_line_error(tmp_path, capsys):
 
 
 def test_unknown_benchmark_is_one_line_error(capsys, tmp_path):
+    """Answered at once (no hub call), listing the bundled names."""
     code = cli_main(["eval", "--benchmarks", "aime25", "--output", str(tmp_path / "e")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err
-    assert "unknown benchmark" in err or "cannot load dataset" in err
+    assert "unknown dataset 'aime25'" in err and "aime24, amc, math500, minerva, olympiadbench, toy:train, toy:test" in err
+    assert not (tmp_path / "e").exists()
 
 
 @pytest.mark.slow
