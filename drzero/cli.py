@@ -4,6 +4,7 @@
     drzero eval --model toy --benchmarks math500 --limit 50 --output runs/eval
     drzero probe --model toy --output runs/probe
     drzero report RUN_DIR [RUN_DIR ...] --output runs/report
+    drzero push RUN_DIR --repo-id ORG/NAME [--step N]
     drzero toy build --output DIR
 
 ``drzero <command> --help`` lists every option with its meaning; every command accepts
@@ -42,6 +43,12 @@ def _run_report(cfg) -> None:
     run_report(cfg)
 
 
+def _run_push(cfg) -> None:
+    from drzero.push import run_push
+
+    run_push(cfg)
+
+
 def _commands() -> dict:
     """command -> (config dataclass, what runs it)."""
     from drzero import config
@@ -51,6 +58,7 @@ def _commands() -> dict:
         "eval": (config.EvalConfig, _run_eval),
         "probe": (config.ProbeConfig, _run_probe),
         "report": (config.ReportConfig, _run_report),
+        "push": (config.PushConfig, _run_push),
     }
 
 

@@ -115,7 +115,9 @@ class TrainConfig:
     seed: int = 0
     """Seed for data order, sampling and initialisation."""
     resume: str | None = None
-    """Resume from this run directory (its latest checkpoint): same model, optimizer, scheduler, RNG, data order."""
+    """Resume from this run directory (its newest intact checkpoint): same model, optimizer, scheduler, RNG, data order."""
+    overwrite: bool = False
+    """Replace the run already in output_dir (its config, logs and checkpoints are deleted once the new run's model and data have loaded)."""
     device: str = "auto"
     """cpu, cuda, cuda:N or auto."""
     dtype: Literal["float32", "bfloat16"] = "float32"
@@ -141,11 +143,13 @@ class TrainConfig:
     generation_batch_size: int = 256
     """Sequences generated at once by the Hugging Face engine."""
     wandb_project: str | None = None
-    """Log to this Weights & Biases project as well (needs `wandb`)."""
+    """Log to this Weights & Biases project as well (needs `wandb`); the wandb run is named after output_dir and --resume continues it."""
+    trackio: str | None = None
+    """Log to this trackio project as well (needs `trackio`); the run is named after output_dir and --resume continues it."""
     tensorboard: bool = False
     """Write TensorBoard event files to output_dir/tb (needs `tensorboard`)."""
     progress: bool = True
-    """Show a progress bar."""
+    """Show a progress bar in a terminal (outside one: a plain line per step)."""
 
 
 @dataclass
@@ -260,6 +264,24 @@ class ReportConfig:
     """YAML file whose values become the defaults; flags override them."""
     output: str = "runs/report"
     """Folder for index.html, the PNG plots and summary.md."""
+
+
+@dataclass
+class PushConfig:
+    """Upload a training run's checkpoint to the Hugging Face Hub: the model folder (weights, config, tokenizer, model card), never the trainer state."""
+
+    run: tyro.conf.Positional[str] = ""
+    """Training run directory (with checkpoints/)."""
+    config: str | None = None
+    """YAML file whose values become the defaults; flags override them."""
+    repo_id: str = ""
+    """Hub repository to upload to, ORG/NAME (created if missing)."""
+    step: int | None = None
+    """Checkpoint step to upload (default: the newest intact one)."""
+    private: bool = False
+    """Create the repository as private."""
+    revision: str | None = None
+    """Branch to commit to (default: main)."""
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -410,4 +432,9 @@ def check_train_config(cfg: TrainConfig) -> None:
 
 
 def dump_config(cfg, path: Path) -> None:
-    path.write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+    path.write_text(config_text(cfg))
+
+
+def config_text(cfg) -> str:
+    """The resolved config as YAML (what config.yaml holds)."""
+    return yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False)
