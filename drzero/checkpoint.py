@@ -69,6 +69,8 @@ def check_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
         raise DrZeroError(f"output dir {run_dir} is under {existing}, which is a file")
     if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
         raise DrZeroError(f"output dir {run_dir}: {existing} is not writable")
+    if resume and not (run_dir / "config.yaml").is_file():
+        raise DrZeroError(f"--resume {run_dir}: not a run directory (no config.yaml)")
     if not resume and not overwrite and holds_run(run_dir):
         raise DrZeroError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, "
                           f"or replace it with --overwrite")

@@ -109,7 +109,7 @@ class TrainConfig:
     save_every: int = 20
     """Checkpoint every this many policy iterations (the final one is always saved)."""
     keep_checkpoints: int = 2
-    """How many recent checkpoints to keep."""
+    """How many recent checkpoints to keep (0 = all)."""
     log_samples: int = 4
     """Rollouts per step written to samples.jsonl."""
     seed: int = 0
@@ -270,7 +270,7 @@ class ReportConfig:
 class PushConfig:
     """Upload a training run's checkpoint to the Hugging Face Hub: the model folder (weights, config, tokenizer, model card), never the trainer state."""
 
-    run: tyro.conf.Positional[str] = ""
+    run: typing.Annotated[tyro.conf.Positional[str], tyro.conf.arg(metavar="RUN_DIR")] = ""
     """Training run directory (with checkpoints/)."""
     config: str | None = None
     """YAML file whose values become the defaults; flags override them."""

@@ -187,8 +187,10 @@ def load_trainer_state(model, optimizer, path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         dcp.load(state, checkpoint_id=str(path), no_dist=not _on())
+    # not strict: frozen parameters (LoRA's base) are not in the state; dcp.load has already
+    # refused a checkpoint that lacks any of the trained ones
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"],
-                   options=StateDictOptions(ignore_frozen_params=True))
+                   options=StateDictOptions(ignore_frozen_params=True, strict=False))
 
 
 def all_gather_object(obj) -> list:

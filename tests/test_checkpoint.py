@@ -80,6 +80,35 @@ def test_bf16_export_is_a_clean_model_folder_and_the_trainer_state_restores_floa
             assert torch.equal(a[i][k], b[i][k]), (i, k)
 
 
+def test_lora_checkpoint_holds_merged_weights_and_adapter_and_resumes_the_adapters(tmp_path):
+    pytest.importorskip("peft")
+    from drzero.models import add_lora
+
+    def lora_model():
+        model, tok = load_model_and_tokenizer("toy")
+        return add_lora(model, rank=4, alpha=8, target_modules="all-linear"), tok
+
+    torch.manual_seed(0)
+    model, tok = lora_model()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for p in model.parameters():
+        if p.requires_grad:
+            p.grad = torch.randn_like(p)
+    opt.step()
+    ckpt = _save(tmp_path / "run", 1, model, tok, opt)
+    assert (ckpt / "adapter" / "adapter_config.json").exists() and (ckpt / "model.safetensors").exists()
+    merged, _ = load_model_and_tokenizer(str(ckpt))
+    assert not hasattr(merged, "peft_config")
+    fresh, _ = lora_model()  # a resumed LoRA run: the base model, fresh adapters, then the trainer state
+    fresh_opt = torch.optim.AdamW([p for p in fresh.parameters() if p.requires_grad], lr=1e-2)
+    checkpoint.load(ckpt, fresh, fresh_opt)
+    trained = dict(model.named_parameters())
+    for name, p in fresh.named_parameters():
+        assert torch.equal(p, trained[name]), name
+    shard = (ckpt / "trainer" / "__0_0.distcp").stat().st_size
+    assert shard < 0.5 * (ckpt / "model.safetensors").stat().st_size  # adapters and their moments only
+
+
 @pytest.mark.parametrize("damage", ["truncate_weights", "truncate_trainer_shard", "flip_a_byte", "drop_manifest"])
 def test_damaged_newest_checkpoint_falls_back_to_the_newest_intact_one(tmp_path, toy, damage):
     model, tok, opt = toy
