@@ -5,6 +5,7 @@
     drzero probe --model toy --output runs/probe
     drzero report RUN_DIR [RUN_DIR ...] --output runs/report
     drzero simulate --output runs/simulate
+    drzero push RUN_DIR --repo-id ORG/NAME [--step N]
     drzero toy build --output DIR
 
 ``drzero <command> --help`` lists every option with its meaning; every command accepts
@@ -47,6 +48,10 @@ def _run_simulate(cfg) -> None:
     from drzero.simulate import simulate_command
 
     simulate_command(cfg)
+def _run_push(cfg) -> None:
+    from drzero.push import run_push
+
+    run_push(cfg)
 
 
 def _commands() -> dict:
@@ -59,6 +64,7 @@ def _commands() -> dict:
         "probe": (config.ProbeConfig, _run_probe),
         "report": (config.ReportConfig, _run_report),
         "simulate": (config.SimulateConfig, _run_simulate),
+        "push": (config.PushConfig, _run_push),
     }
 
 

@@ -122,13 +122,15 @@ class TrainConfig:
     save_every: int = 20
     """Checkpoint every this many policy iterations (the final one is always saved)."""
     keep_checkpoints: int = 2
-    """How many recent checkpoints to keep."""
+    """How many recent checkpoints to keep (0 = all)."""
     log_samples: int = 4
     """Rollouts per step written to samples.jsonl."""
     seed: int = 0
     """Seed for data order, sampling and initialisation."""
     resume: str | None = None
-    """Resume from this run directory (its latest checkpoint): same model, optimizer, scheduler, RNG, data order."""
+    """Resume from this run directory (its newest intact checkpoint): same model, optimizer, scheduler, RNG, data order."""
+    overwrite: bool = False
+    """Replace the run already in output_dir (its config, logs and checkpoints are deleted once the new run's model and data have loaded)."""
     device: str = "auto"
     """cpu, cuda, cuda:N or auto."""
     dtype: Literal["float32", "bfloat16"] = "float32"
@@ -156,11 +158,13 @@ class TrainConfig:
     generation_batch_size: int = 256
     """Sequences generated at once by the Hugging Face engine."""
     wandb_project: str | None = None
-    """Log to this Weights & Biases project as well (needs `wandb`)."""
+    """Log to this Weights & Biases project as well (needs `wandb`); the wandb run is named after output_dir and --resume continues it."""
+    trackio: str | None = None
+    """Log to this trackio project as well (needs `trackio`); the run is named after output_dir and --resume continues it."""
     tensorboard: bool = False
     """Write TensorBoard event files to output_dir/tb (needs `tensorboard`)."""
     progress: bool = True
-    """Show a progress bar."""
+    """Show a progress bar in a terminal (outside one: a plain line per step)."""
 
 
 @dataclass
@@ -330,6 +334,24 @@ class SimulateConfig:
     """Also run the control (slip_visibility=0: loops blind to the slip); written to OUTPUT/control/."""
     output: str | None = None
     """Directory for summary.json, curves.json and the PNG plots (nothing is written without it)."""
+
+
+@dataclass
+class PushConfig:
+    """Upload a training run's checkpoint to the Hugging Face Hub: the model folder (weights, config, tokenizer, model card), never the trainer state."""
+
+    run: typing.Annotated[tyro.conf.Positional[str], tyro.conf.arg(metavar="RUN_DIR")] = ""
+    """Training run directory (with checkpoints/)."""
+    config: str | None = None
+    """YAML file whose values become the defaults; flags override them."""
+    repo_id: str = ""
+    """Hub repository to upload to, ORG/NAME (created if missing)."""
+    step: int | None = None
+    """Checkpoint step to upload (default: the newest intact one)."""
+    private: bool = False
+    """Create the repository as private."""
+    revision: str | None = None
+    """Branch to commit to (default: main)."""
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -561,6 +583,8 @@ RANGES: dict[str, tuple] = {
     "keep_checkpoints": _AT_LEAST_1, "log_samples": _AT_LEAST_0, "lora_rank": (lambda v: v >= 0, ">= 0 (0 = off)"),
     "lora_alpha": _POSITIVE, "vllm_memory": (lambda v: 0 < v < 1, "a fraction in (0, 1)"),
     "generation_batch_size": _AT_LEAST_1,
+    # push
+    "step": _AT_LEAST_0,
     # simulate
     "seeds": _AT_LEAST_1, "iterations": _AT_LEAST_1, "questions": _AT_LEAST_1, "curve_every": _AT_LEAST_1,
     "loop_tokens": _AT_LEAST_1, "slip_rate": (lambda v: 0 <= v <= 1, "in [0, 1]"),
@@ -657,6 +681,14 @@ def check_simulate_config(cfg: SimulateConfig) -> None:
         raise DrZeroError(f"--repeat-init (key repeat_init) must be in (0, 1) (a logit needs p > 0), got {cfg.repeat_init}")
 
 
+def check_push_config(cfg: PushConfig) -> None:
+    check_ranges(cfg)
+    if not cfg.run:
+        raise DrZeroError("push needs a run directory: drzero push RUN_DIR --repo-id ORG/NAME")
+    if not cfg.repo_id:
+        raise DrZeroError("push needs --repo-id ORG/NAME")
+
+
 def probe_temperatures(text: str) -> list[float]:
     """``--temperatures`` as numbers, each > 0 (sampling; greedy is probed separately)."""
     try:
@@ -697,7 +729,7 @@ def check_url(url: str, flag: str) -> None:
 
 
 CHECKS = {TrainConfig: check_train_config, EvalConfig: check_eval_config, ProbeConfig: check_probe_config,
-          ReportConfig: check_report_config, SimulateConfig: check_simulate_config}
+          ReportConfig: check_report_config, SimulateConfig: check_simulate_config, PushConfig: check_push_config}
 
 
 def check_config(cfg) -> None:
@@ -829,4 +861,9 @@ def validate(cfg) -> None:
     check_inputs(cfg)
 
 def dump_config(cfg, path: Path) -> None:
-    path.write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+    path.write_text(config_text(cfg))
+
+
+def config_text(cfg) -> str:
+    """The resolved config as YAML (what config.yaml holds)."""
+    return yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False)

@@ -12,10 +12,14 @@ from drzero.grader.extract import extract_boxed, find_answers
 from drzero.grader.sandbox import _close_pools
 
 
-def _seconds(fn, *args):
-    t = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - t
+def _seconds(fn, *args, repeats: int = 3):
+    """The best of ``repeats`` timings: a shared machine only ever adds time."""
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn(*args)
+        best = min(best, time.perf_counter() - t)
+    return best
 
 
 def test_unclosed_boxes_extract_in_linear_time():
