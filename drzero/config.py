@@ -67,8 +67,8 @@ class TrainConfig:
     """Samples per prompt (G)."""
     train_batch_size: int | None = None
     """Responses per optimizer step (default: all B*G of the iteration, i.e. one optimizer step)."""
-    micro_batch_size: int = 32
-    """Responses per forward/backward pass; gradients accumulate to train_batch_size."""
+    micro_batch_size: int | None = None
+    """Responses per forward/backward pass; gradients accumulate to train_batch_size (default: min(32, responses per optimizer step))."""
     ppo_epochs: int = 1
     """Passes over each iteration's responses (1 = the paper's on-policy recipe)."""
     max_new_tokens: int = 96
@@ -619,6 +619,11 @@ def check_ranges(cfg) -> None:
             raise range_error(f.name, value, rules[f.name][1])
 
 
+def resolved_micro_batch_size(cfg: TrainConfig) -> int:
+    """Responses per forward/backward pass: the flag, or min(32, responses per optimizer step)."""
+    return cfg.micro_batch_size or min(32, cfg.train_batch_size or cfg.prompts_per_step * cfg.group_size)
+
+
 def check_train_config(cfg: TrainConfig) -> None:
     """Refuse impossible training settings, saying why (no file is touched)."""
     check_ranges(cfg)
@@ -629,10 +634,11 @@ def check_train_config(cfg: TrainConfig) -> None:
         raise DrZeroError(f"train_batch_size={tbs} exceeds the {n} responses of one iteration (prompts_per_step*group_size)")
     if n % tbs:
         raise DrZeroError(f"train_batch_size={tbs} must divide prompts_per_step*group_size={n} so every optimizer step has the same size")
-    if cfg.micro_batch_size > tbs:
-        raise DrZeroError(f"micro_batch_size={cfg.micro_batch_size} exceeds train_batch_size={tbs}")
-    if tbs % cfg.micro_batch_size:
-        raise DrZeroError(f"micro_batch_size={cfg.micro_batch_size} must divide train_batch_size={tbs} for exact gradient accumulation")
+    micro = resolved_micro_batch_size(cfg)
+    if micro > tbs:
+        raise DrZeroError(f"micro_batch_size={micro} exceeds train_batch_size={tbs}")
+    if tbs % micro:
+        raise DrZeroError(f"micro_batch_size={micro} must divide train_batch_size={tbs} for exact gradient accumulation")
     if cfg.sharding == "fsdp" and cfg.lora_rank:
         raise DrZeroError("sharding=fsdp with LoRA is not supported: LoRA already keeps optimizer state small; "
                           "use sharding=none (data parallel) with --lora-rank")

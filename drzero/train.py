@@ -29,7 +29,7 @@ from drzero import checkpoint, dist
 from drzero.algo import (Objective, bias_weights, describe_objective, group_advantages, masked_mean, policy_loss,
                          question_weights, resolve_objective, tis_weights)
 from drzero.analysis import BiasMonitor, mean_or_nan, reflection_keywords
-from drzero.config import TrainConfig, config_text, validate
+from drzero.config import TrainConfig, config_text, resolved_micro_batch_size, validate
 from drzero.data import load_questions
 from drzero.errors import DrZeroError
 from drzero.evaluate import evaluate_rows
@@ -189,7 +189,7 @@ def setup(cfg: TrainConfig) -> Setup:
     dist.print0(describe_objective(cfg.algo, objective))
     dist.print0(f"batch: {cfg.prompts_per_step} prompts x {cfg.group_size} samples = {N} responses per iteration; "
                 f"{train_batch} responses per optimizer step ({updates_per_iter} optimizer steps per iteration); "
-                f"micro-batch {cfg.micro_batch_size}; {len(rows)} training questions; template {template.name}")
+                f"micro-batch {resolved_micro_batch_size(cfg)}; {len(rows)} training questions; template {template.name}")
 
     # ---- models. Trained weights stay in float32 (with lr 1e-6 a bfloat16 weight would round
     # most updates away; LoRA: the frozen base is in `dtype`, peft keeps adapters in float32);
@@ -297,7 +297,7 @@ def update_policy(s: Setup, batch: Rollouts, step: int) -> dict:
         for u in range(0, n_local, per_update):
             stats = accumulate_gradients(
                 s.model, batch.select(perm[u : u + per_update].tolist()), s.objective, ref_model=s.ref_model,
-                micro_batch_size=max(1, cfg.micro_batch_size // dist.world_size()), temperature=cfg.temperature,
+                micro_batch_size=max(1, resolved_micro_batch_size(cfg) // dist.world_size()), temperature=cfg.temperature,
                 pad_id=s.engine.pad_id, device=s.device, dtype=s.dtype, tis_cap=cfg.tis_cap)
             dist.sum_gradients(s.model)  # losses use global normalisers, so the sum is the exact gradient
             stats["grad_norm"] = dist.grad_norm(s.model, cfg.max_grad_norm)  # clips when max_grad_norm > 0
@@ -374,8 +374,9 @@ def frozen_logprobs(s: Setup, batch: Rollouts) -> list[torch.Tensor]:
     out: list[torch.Tensor] = [None] * len(gens)  # type: ignore[list-item]
     order = sorted(range(len(gens)), key=lambda i: len(gens[i].token_ids))
     with torch.no_grad():
-        for m in range(0, len(order), s.cfg.micro_batch_size):
-            ids = order[m : m + s.cfg.micro_batch_size]
+        micro = resolved_micro_batch_size(s.cfg)
+        for m in range(0, len(order), micro):
+            ids = order[m : m + micro]
             logp, _, _ = policy_logprobs(s.model, [gens[i].prompt_token_ids for i in ids], [gens[i].token_ids for i in ids],
                                          pad_id=s.engine.pad_id, device=s.device, dtype=s.dtype,
                                          temperature=s.cfg.temperature)

@@ -185,3 +185,15 @@ def test_question_scale_logged_is_the_one_the_advantages_carry():
         _, record = rollout_metrics(batch, obj)
         assert record["question_scale"] == pytest.approx(expected)
         assert record["question_scale"] == pytest.approx(question_weights(rewards, 4, scale=scale).tolist())
+
+
+def test_default_micro_batch_fits_small_runs():
+    """The micro-batch defaults to min(32, responses per optimizer step), so a 4 x 4 run
+    needs no --micro-batch-size; an explicit one that does not divide is still refused."""
+    from drzero.config import resolved_micro_batch_size
+
+    small = TrainConfig(prompts_per_step=4, group_size=4)
+    check_train_config(small)
+    assert resolved_micro_batch_size(small) == 16 and resolved_micro_batch_size(TrainConfig()) == 32
+    with pytest.raises(DrZeroError, match="must divide"):
+        check_train_config(TrainConfig(prompts_per_step=4, group_size=4, micro_batch_size=6))
