@@ -8,7 +8,11 @@ Sources understood by ``load_questions``:
 - ``aime24``, ``amc``, ``math500``, ``minerva``, ``olympiadbench``: bundled benchmarks;
 - a local ``.jsonl``/``.json``/``.parquet``/``.csv`` file, or a folder written by
   ``datasets.save_to_disk``;
-- anything else is tried as a Hugging Face hub dataset name (needs the network).
+- anything else is tried as a Hugging Face hub dataset name (needs the network);
+  ``dataset_config`` names its configuration (``gsm8k`` needs ``main``).
+``dataset_filter`` keeps the rows satisfying a condition on their columns, before the
+question/answer columns are picked (``level in ['Level 3', 'Level 4', 'Level 5']``; grammar
+in ``drzero.data.filter``).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import json
 import os
 from pathlib import Path
 
+from drzero.data.filter import apply_filter
 from drzero.errors import DrZeroError
 
 DATA_DIR = Path(__file__).parent
@@ -104,23 +109,28 @@ def load_questions(
     question_column: str | None = None,
     answer_column: str | None = None,
     limit: int | None = None,
+    dataset_config: str | None = None,
+    dataset_filter: str | None = None,
 ) -> list[dict]:
     """Rows ``{"problem", "answer"}`` from any source above; see the module docstring."""
-    rows = _load(source, split, question_column, answer_column)
+    rows = _load(source, split, question_column, answer_column, dataset_config, dataset_filter)
     return rows[:limit] if limit else rows
 
 
-def _load(source, split, question_column, answer_column):
+def _load(source, split, question_column, answer_column, dataset_config=None, dataset_filter=None):
+    keep = (lambda rows: apply_filter(rows, dataset_filter, source)) if dataset_filter else (lambda rows: rows)
     if source == "toy" or source.startswith("toy:"):
-        return load_toy_split(source.partition(":")[2] or split or "train")
+        return keep(load_toy_split(source.partition(":")[2] or split or "train"))
     if source.lower() in BENCHMARKS or source.lower() in BENCHMARK_ALIASES:
-        return load_benchmark(source)
+        return keep(load_benchmark(source))
     path = Path(source).expanduser()
     if path.exists():
-        return _rows_from_table(_read_local(path, split), str(path), question_column, answer_column)
+        if dataset_config:
+            raise DrZeroError(f"{source}: --dataset-config applies to hub datasets, not to a local path")
+        return _rows_from_table(keep(_read_local(path, split)), str(path), question_column, answer_column)
     if source.startswith((".", "/", "~")) or source.endswith((".jsonl", ".json", ".csv", ".parquet")):
         raise DrZeroError(f"dataset path {source!r} does not exist")
-    return _rows_from_table(_read_hub(source, split), source, question_column, answer_column)
+    return _rows_from_table(keep(_read_hub(source, split, dataset_config)), source, question_column, answer_column)
 
 
 def _read_local(path: Path, split: str | None) -> list[dict]:
@@ -154,11 +164,11 @@ def _read_local(path: Path, split: str | None) -> list[dict]:
     raise DrZeroError(f"{path}: unsupported file type {path.suffix!r} (use .jsonl, .json, .parquet, .csv or a saved dataset folder)")
 
 
-def _read_hub(name: str, split: str | None) -> list[dict]:
+def _read_hub(name: str, split: str | None, dataset_config: str | None = None) -> list[dict]:
     import datasets
 
     try:
-        return datasets.load_dataset(name, split=split or "train").to_list()
+        return datasets.load_dataset(name, dataset_config, split=split or "train").to_list()
     except Exception as e:  # noqa: BLE001
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise DrZeroError(
