@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import types
 import typing
 from dataclasses import dataclass
@@ -450,6 +451,9 @@ def check_train_config(cfg: TrainConfig) -> None:
         raise DrZeroError(f"tensor_parallel_size must be >= 1, got {cfg.tensor_parallel_size}")
     if cfg.tensor_parallel_size > 1 and cfg.engine != "vllm":
         raise DrZeroError("tensor_parallel_size > 1 needs --engine vllm")
+    if cfg.tensor_parallel_size > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise DrZeroError("tensor_parallel_size > 1 under torchrun is not supported: every rank runs its own engine on "
+                          "its own prompts; launch one process (vLLM starts its own workers) or use 1")
 
 
 def steps_for_epochs(max_epochs: float, n_questions: int, prompts_per_step: int) -> int:
