@@ -192,15 +192,20 @@ def test_eval_grader_falls_back_clearly(tmp_path, capsys):
     assert make_grader(EvalConfig())[1] == "default"
 
 
-def test_engine_flags_are_checked(tmp_path):
+def test_engine_flags_are_checked(monkeypatch):
     from drzero.evaluate import load_engine
 
     with pytest.raises(DrZeroError, match="apply to a model loaded here"):
         load_engine("x", engine="vllm", endpoint="http://127.0.0.1:9/v1")
     with pytest.raises(DrZeroError, match="needs --engine vllm"):
         load_engine("toy", tensor_parallel_size=2)
-    code = cli_main(["train", "--tensor-parallel-size", "2", "--output-dir", str(tmp_path / "r")])
-    assert code == 2 and not (tmp_path / "r").exists()
+    from drzero.config import TrainConfig, check_train_config
+
+    with pytest.raises(DrZeroError, match="needs --engine vllm"):
+        check_train_config(TrainConfig(tensor_parallel_size=2))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(DrZeroError, match="under torchrun is not supported"):
+        check_train_config(TrainConfig(engine="vllm", tensor_parallel_size=2))
 
 
 # ----------------------------------------------------------------------------- probe
