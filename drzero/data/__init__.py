@@ -9,8 +9,12 @@ Sources understood by ``load_questions``:
 - a local ``.jsonl``/``.json``/``.parquet``/``.csv`` file, or a folder written by
   ``datasets.save_to_disk``;
 - a Hugging Face hub dataset name, ``owner/name`` (needs the network, or the local cache
-  under ``HF_HUB_OFFLINE=1``).
+  under ``HF_HUB_OFFLINE=1``); ``dataset_config`` names its configuration (``gsm8k``
+  needs ``main``).
 Anything else is refused at once, listing the bundled names (``check_source``).
+``dataset_filter`` keeps the rows satisfying a condition on their columns, before the
+question/answer columns are picked (``level in ['Level 3', 'Level 4', 'Level 5']``; grammar
+in ``drzero.data.filter``).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import json
 import os
 from pathlib import Path
 
+from drzero.data.filter import apply_filter
 from drzero.errors import DrZeroError
 
 DATA_DIR = Path(__file__).parent
@@ -133,24 +138,29 @@ def load_questions(
     question_column: str | None = None,
     answer_column: str | None = None,
     limit: int | None = None,
+    dataset_config: str | None = None,
+    dataset_filter: str | None = None,
 ) -> list[dict]:
     """Rows ``{"problem", "answer"}`` from any source above; see the module docstring."""
-    rows = _load(source, split, question_column, answer_column)
+    rows = _load(source, split, question_column, answer_column, dataset_config, dataset_filter)
     if limit is not None and limit < 1:
         raise DrZeroError(f"limit must be >= 1 (or None for all), got {limit}")
     return rows[:limit] if limit is not None else rows
 
 
-def _load(source, split, question_column, answer_column):
+def _load(source, split, question_column, answer_column, dataset_config=None, dataset_filter=None):
+    keep = (lambda rows: apply_filter(rows, dataset_filter, source)) if dataset_filter else (lambda rows: rows)
     if source == "toy" or source.startswith("toy:"):
-        return load_toy_split(source.partition(":")[2] or split or "train")
+        return keep(load_toy_split(source.partition(":")[2] or split or "train"))
     if source.lower() in BENCHMARKS or source.lower() in BENCHMARK_ALIASES:
-        return load_benchmark(source)
+        return keep(load_benchmark(source))
     path = Path(source).expanduser()
     if path.exists():
-        return _rows_from_table(_read_local(path, split), str(path), question_column, answer_column)
+        if dataset_config:
+            raise DrZeroError(f"{source}: --dataset-config applies to hub datasets, not to a local path")
+        return _rows_from_table(keep(_read_local(path, split)), str(path), question_column, answer_column)
     check_source(source)  # a typo is answered here, before any hub call
-    return _rows_from_table(_read_hub(source, split), source, question_column, answer_column)
+    return _rows_from_table(keep(_read_hub(source, split, dataset_config)), source, question_column, answer_column)
 
 
 def _read_local(path: Path, split: str | None) -> list[dict]:
@@ -202,7 +212,7 @@ def _check_on_hub(name: str) -> None:
                           f"set HF_HUB_OFFLINE=1 to use the local cache; bundled: {', '.join(BUNDLED)}") from None
 
 
-def _read_hub(name: str, split: str | None) -> list[dict]:
+def _read_hub(name: str, split: str | None, dataset_config: str | None = None) -> list[dict]:
     import datasets
 
     offline = hub_offline()
@@ -212,7 +222,7 @@ def _read_hub(name: str, split: str | None) -> list[dict]:
     if offline:  # datasets reads the variables once, when imported: the user may have set them since
         datasets.config.HF_HUB_OFFLINE = datasets.config.HF_DATASETS_OFFLINE = True
     try:
-        return datasets.load_dataset(name, split=split or "train").to_list()
+        return datasets.load_dataset(name, dataset_config, split=split or "train").to_list()
     except Exception as e:  # noqa: BLE001
         if offline:
             raise DrZeroError(f"dataset {name!r}: offline mode (HF_HUB_OFFLINE=1) and it is not in the local cache; "

@@ -6,6 +6,10 @@ matter on small hardware:
 - each prompt is prefilled once and its cache repeated ``n`` times (``n`` samples);
 - finished sequences are dropped from the batch and its cache as soon as they stop.
 Works on CPU and GPU with the same code.
+
+Stops as the vLLM engine does (``drzero.rollout.stop_rule``): at the model's EOS ids, at
+special-token stops given as token ids, at plain stop strings matched on the text; special
+tokens are left out of the text.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import torch
 from transformers import DynamicCache
 
 from drzero import dist
-from drzero.rollout import Generation, SamplingParams
+from drzero.rollout import Generation, SamplingParams, model_eos_ids, special_token_ids, stop_rule
 
 
 class HFEngine:
@@ -24,10 +28,9 @@ class HFEngine:
         self.dtype = dtype  # compute dtype under autocast (e.g. bfloat16 with float32 weights); None: the weights
         self.tokenizer = tokenizer
         self.batch_size = batch_size
-        ids = set(stop_token_ids or [])
-        eos = getattr(model.generation_config, "eos_token_id", None) or tokenizer.eos_token_id
-        ids |= set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        self.stop_token_ids = sorted(ids)
+        # the model's end tokens (tokenizer EOS + generation config EOS, as vLLM), plus any given
+        self.stop_token_ids = sorted(model_eos_ids(tokenizer, model.generation_config) | set(stop_token_ids or []))
+        self.special = special_token_ids(tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.stop_token_ids[0]
 
     @property
@@ -101,7 +104,9 @@ class HFEngine:
         tokens: list[list[int]] = [[] for _ in range(N)]
         logps: list[list[float]] = [[] for _ in range(N)]
         finish = ["length"] * N
-        tail = max((len(s) for s in params.stop), default=0)
+        stop_strings, stop_ids = stop_rule(params, set(self.stop_token_ids), self.special)  # the rule vLLM applies too
+        stop_ids = set(stop_ids)
+        tail = max((len(s) for s in stop_strings), default=0)
         for step in range(params.max_new_tokens):
             token, logp = self._sample(logits.float(), params, gen)
             token_list, logp_list = token.tolist(), logp.tolist()
@@ -109,10 +114,10 @@ class HFEngine:
             for j, row in enumerate(active.tolist()):
                 tokens[row].append(token_list[j])
                 logps[row].append(logp_list[j])
-                if token_list[j] in self.stop_token_ids:
+                if token_list[j] in stop_ids:
                     finish[row] = "stop"
                     done_rows.append(j)
-                elif tail and self._hit_stop(tokens[row], params.stop, tail):
+                elif tail and self._hit_stop(tokens[row], stop_strings, tail):
                     finish[row] = "stop"
                     done_rows.append(j)
             if step == params.max_new_tokens - 1:
@@ -133,17 +138,16 @@ class HFEngine:
         for row in range(N):
             p = row // n
             ids = tokens[row]
-            text = self.tokenizer.decode([t for t in ids if t not in self.stop_token_ids], skip_special_tokens=False)
-            if finish[row] == "stop":
-                for s in params.stop:
-                    cut = text.find(s)
-                    if cut >= 0:
-                        text = text[:cut]
+            # special tokens (EOS included) are left out of the text, as vLLM does by default
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            if finish[row] == "stop":  # end the text right after the stop string (vLLM's include_stop_str_in_output)
+                ends = [text.find(s) + len(s) for s in stop_strings if s in text]
+                text = text[: min(ends)] if ends else text
             results.append(Generation(offset + p, prompt_ids[p], ids, text, finish[row], logps[row]))
         return results
 
     def _hit_stop(self, ids: list[int], stops: tuple[str, ...], tail: int) -> bool:
-        text = self.tokenizer.decode(ids[-(tail + 2) :], skip_special_tokens=False)
+        text = self.tokenizer.decode(ids[-(tail + 2) :], skip_special_tokens=True)
         return any(s in text for s in stops)
 
     @staticmethod

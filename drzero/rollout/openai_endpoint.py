@@ -160,6 +160,9 @@ class EndpointEngine:
                 tokens = (c.get("logprobs") or {}).get("tokens")
                 n_tokens = len(tokens) if tokens else (resp.get("usage", {}).get("completion_tokens", 0) if params.n == 1 else 0)
                 text = c["text"]
+                stop = c.get("stop_reason")  # vLLM and SGLang name the stop string that ended it
+                if isinstance(stop, str) and stop in params.stop and not text.endswith(stop):
+                    text += stop  # kept, as the local engines keep it
                 if not n_tokens:
                     n_tokens = len(text.split())
                 out.append(Generation(i, [], [0] * n_tokens, text,
