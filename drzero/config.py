@@ -63,6 +63,8 @@ class TrainConfig:
     """Answer column (default: the first of answer/gt_answer/ground_truth_answer/target/final_answer/solution)."""
     template: str = "r1"
     """Prompt template: r1, qwen_math, none, prime_zero, open_reasoner_zero, or a custom string containing {question}."""
+    system_prompt: str | None = None
+    """System turn of --template chat (default: the Qwen-Math instruction to reason step by step and put the answer in \\boxed{}; "" for none)."""
     max_steps: int = 60
     """Policy iterations (each: generate for prompts_per_step prompts, then update); replaced by max_epochs when that is set."""
     max_epochs: float | None = None
@@ -189,6 +191,8 @@ class EvalConfig:
     """Model: `toy`, a local Hugging Face checkpoint, a hub name, or the served model's name with --endpoint."""
     template: str | None = None
     """Prompt template: r1, qwen_math, none, prime_zero, open_reasoner_zero, or a custom string containing {question} (default: qwen_math; with --paper: the paper's template for the model)."""
+    system_prompt: str | None = None
+    """System turn of --template chat (default: the Qwen-Math instruction to reason step by step and put the answer in \\boxed{}; "" for none)."""
     paper: bool = False
     """The paper's evaluation: its template per model (PRIME-Zero and Open-Reasoner-Zero get their own), the paper's grader rules, and a table in the paper's layout beside the paper's published row for the model."""
     benchmarks: str = PAPER_BENCHMARKS
@@ -267,6 +271,8 @@ class ProbeConfig:
     """Comma-separated template names to compare."""
     custom_template: str | None = None
     """An extra template string containing {question}."""
+    system_prompt: str | None = None
+    """System turn of --template chat (default: the Qwen-Math instruction to reason step by step and put the answer in \\boxed{}; "" for none)."""
     temperatures: str = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0"
     """Temperatures for pass@k (exploration); the default is the paper's sweep (Sec. 2.2)."""
     n: int = 8
@@ -770,6 +776,8 @@ def _check_names(text: str, flag: str, *, allow_empty: bool = False) -> list[str
 def _check_template(name: str, flag: str = "--template") -> None:
     from drzero.templates import get_template
 
+    if name == "chat":  # built from the model's tokenizer when the command loads it
+        return
     try:
         get_template(name)
     except DrZeroError as e:

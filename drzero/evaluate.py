@@ -205,11 +205,11 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
     from drzero.data import load_questions
     from drzero.reward import load_reward_function
     from drzero.rollout.openai_endpoint import api_key_from_env
-    from drzero.templates import get_template
+    from drzero.models import load_template
 
     validate(cfg)  # flags, model, names and --output, before anything is loaded or written
     console = console or Console()
-    template = get_template(eval_template_name(cfg))
+    template = load_template(eval_template_name(cfg), cfg.model, cfg.system_prompt)
     names = [b.strip() for b in cfg.benchmarks.split(",") if b.strip()]
     datasets = {name: load_questions(name, question_column=cfg.question_column, answer_column=cfg.answer_column,
                                      limit=cfg.limit, dataset_config=cfg.dataset_config,

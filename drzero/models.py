@@ -45,6 +45,21 @@ def load_model_and_tokenizer(name: str, *, dtype: str = "auto", device: str = "c
     return model.to(device), tokenizer
 
 
+def load_template(name: str, model: str, system_prompt: str | None = None):
+    """``drzero.templates.get_template``, with the model's tokenizer for ``chat``."""
+    from drzero.templates import get_template
+
+    if name != "chat":
+        return get_template(name)
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(model))
+    except OSError as e:
+        raise DrZeroError(f"--template chat: cannot load the tokenizer of {model!r} ({str(e).splitlines()[0][:200]})") from None
+    return get_template("chat", tokenizer=tokenizer, system_prompt=system_prompt)
+
+
 def add_lora(model, *, rank: int, alpha: float, target_modules: str, adapter_dir: Path | None = None):
     """Wrap the policy with LoRA adapters (peft); resume them from ``adapter_dir``."""
     try:

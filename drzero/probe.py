@@ -62,11 +62,12 @@ def run_probe(cfg: ProbeConfig, log=print) -> dict:
     from drzero.data import load_questions
     from drzero.evaluate import greedy_template_stats, load_engine, sampled_pass_at_k
     from drzero.grader import Grader
+    from drzero.models import load_template
     from drzero.templates import get_template
 
     validate(cfg)  # flags, model, question set and --output, before anything is loaded or written
     names = [t.strip() for t in cfg.templates.split(",") if t.strip()]
-    templates = [get_template(t) for t in names]
+    templates = [load_template(t, cfg.model, cfg.system_prompt) for t in names]
     if cfg.custom_template:
         templates.append(get_template(cfg.custom_template))
     if not templates:

@@ -13,6 +13,11 @@ train_zero_math.py ``ZeroMathActor.__init__`` and evaluate_model.py): ``r1`` sto
 - ``prime_zero``, ``open_reasoner_zero``: the templates the reference's evaluate_model.py
   uses for the PRIME-Zero and Open-Reasoner-Zero baselines of the paper's Table 4 (answer
   in ``\\boxed{}``, resp. in ``<answer>`` with a ``\\boxed{}`` inside read first); EOS only.
+- ``chat``: the model's own chat template (its tokenizer's), a system prompt (by default the
+  Qwen-Math instruction to reason step by step and box the answer) and the question as the
+  user's turn; answer in the last ``\\boxed{}`` (``auto`` with another system prompt); EOS only.
+  It is built from the tokenizer once (``get_template("chat", tokenizer=...)``) into an
+  ordinary ``{question}`` template.
 A custom template is any string containing ``{question}`` (answer format ``auto``).
 
 ``paper_template(model)`` is the template ``drzero eval --paper`` uses for a model: the
@@ -96,13 +101,41 @@ def paper_template(model: str) -> str:
     return next((tpl for pattern, tpl in PAPER_TEMPLATE_RULES if pattern in name), PAPER_DEFAULT_TEMPLATE)
 
 
-def get_template(name_or_string: str) -> Template:
-    """A template by name, or a custom template string containing ``{question}``."""
+CHAT_SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
+_QUESTION_MARK = "\x00drzero-question\x00"
+
+
+def chat_template(tokenizer, system_prompt: str | None = None) -> Template:
+    """The ``chat`` template: the tokenizer's chat template applied to a system turn
+    (``system_prompt``, default ``CHAT_SYSTEM_PROMPT``; "" for none) and the question as the
+    user turn, ending where the assistant's answer starts."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise DrZeroError("--template chat: the model's tokenizer has no chat template; use r1, qwen_math or none")
+    system = CHAT_SYSTEM_PROMPT if system_prompt is None else system_prompt
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": _QUESTION_MARK}]
+    try:
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    except Exception as e:  # noqa: BLE001 - a chat template may refuse a system turn
+        raise DrZeroError(f"--template chat: the tokenizer's chat template failed ({str(e).splitlines()[0][:200]}); "
+                          "try --system-prompt ''") from None
+    if text.count(_QUESTION_MARK) != 1:
+        raise DrZeroError("--template chat: the tokenizer's chat template does not place the question once")
+    prompt = text.replace("{", "{{").replace("}", "}}").replace(_QUESTION_MARK, "{question}")
+    return Template("chat", prompt, "boxed" if "\\boxed" in system else "auto")
+
+
+def get_template(name_or_string: str, *, tokenizer=None, system_prompt: str | None = None) -> Template:
+    """A template by name, ``chat`` (needs the model's ``tokenizer``; ``system_prompt``), or a
+    custom template string containing ``{question}``."""
+    if name_or_string == "chat":
+        if tokenizer is None:
+            raise ValueError("the chat template is built from the model's tokenizer: pass tokenizer=")
+        return chat_template(tokenizer, system_prompt)
     if name_or_string in TEMPLATES:
         return TEMPLATES[name_or_string]
     if "{question}" in name_or_string:
         escaped = name_or_string.replace("{", "{{").replace("}", "}}").replace("{{question}}", "{question}")
         return Template("custom", escaped, "auto")
     raise DrZeroError(
-        f"unknown template {name_or_string!r}; choose from {', '.join(TEMPLATES)} or pass a string containing {{question}}"
+        f"unknown template {name_or_string!r}; choose from {', '.join(TEMPLATES)}, chat or pass a string containing {{question}}"
     )

@@ -34,10 +34,10 @@ from drzero.data import load_questions
 from drzero.errors import DrZeroError
 from drzero.evaluate import evaluate_rows
 from drzero.grader import Grader
-from drzero.models import add_lora, load_model_and_tokenizer, policy_logprobs, resolve_model_path
+from drzero.models import add_lora, load_model_and_tokenizer, load_template, policy_logprobs, resolve_model_path
 from drzero.reward import RewardFunction, load_reward_function
 from drzero.rollout import Engine, Rollouts, SamplingParams, generate_and_grade
-from drzero.templates import Template, get_template
+from drzero.templates import Template
 from drzero.tracking import RunLog, check_trackers
 
 TIMED = ("time/generate", "time/grade", "time/train", "time/sync", "time/eval")
@@ -172,7 +172,7 @@ def setup(cfg: TrainConfig) -> Setup:
     device = dist.resolve_device(cfg.device)
 
     # ---- data, template, reward, objective
-    template = get_template(cfg.template)
+    template = load_template(cfg.template, cfg.model, cfg.system_prompt)
     reward_fn = load_reward_function(cfg.reward) if cfg.reward else None
     rows = load_questions(cfg.dataset, split=cfg.dataset_split, question_column=cfg.question_column,
                           answer_column=cfg.answer_column, dataset_config=cfg.dataset_config,

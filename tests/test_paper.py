@@ -276,3 +276,28 @@ def test_r1_responses_keep_the_closing_tag_so_the_paper_grader_can_read_them():
     assert tagged, "the toy model answers in the R1 format now and then at T=1"
     for g, gr in tagged:
         assert g.finish_reason == "stop" and g.text.endswith("</answer>") and gr.formatted
+
+
+def test_chat_template_is_the_tokenizers_own():
+    """--template chat wraps the question in the model's own chat template; on the toy model,
+    with the default system prompt, that is exactly the Qwen-Math template."""
+    from drzero.models import load_template
+    from drzero.templates import TEMPLATES
+
+    chat = load_template("chat", "toy")
+    assert chat.render("What is {1 + 2}?") == TEMPLATES["qwen_math"].render("What is {1 + 2}?")
+    assert chat.answer_format == "boxed" and chat.stop == ()
+    plain = load_template("chat", "toy", system_prompt="")
+    assert plain.render("Q?") == "<|im_start|>user\nQ?<|im_end|>\n<|im_start|>assistant\n" and plain.answer_format == "auto"
+
+
+def test_chat_template_without_a_chat_template_is_a_one_line_error(tmp_path):
+    from transformers import AutoTokenizer
+
+    from drzero.models import TOY_CHECKPOINT
+    from drzero.templates import get_template
+
+    tok = AutoTokenizer.from_pretrained(TOY_CHECKPOINT)
+    tok.chat_template = None
+    with pytest.raises(DrZeroError, match="has no chat template"):
+        get_template("chat", tokenizer=tok)
