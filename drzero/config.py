@@ -38,11 +38,11 @@ PAPER_BENCHMARKS = "aime24,amc,math500,minerva,olympiadbench"
 class TrainConfig:
     """Train a base model with R1-Zero-like RL (GRPO, Dr. GRPO, DAPO, RLOO) on math questions.
 
-    --config RECIPE.yaml sets defaults from a YAML recipe (see recipes/); flags override it.
+    --config RECIPE sets defaults from a YAML file or a bundled recipe by name (drzero/recipes/, e.g. toy-grpo); flags override it.
     """
 
     config: str | None = None
-    """YAML recipe whose values become the defaults (see recipes/); flags override them."""
+    """YAML file, or a bundled recipe's name (toy-grpo, qwen2.5-math-7b-dr_grpo, ...), whose values become the defaults; flags override them."""
     model: str = "toy"
     """Policy to train: `toy`, a local Hugging Face checkpoint folder, or a hub name."""
     algo: Literal[ALGOS] = "dr_grpo"
@@ -513,8 +513,28 @@ def _field_names(cls) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)}
 
 
+RECIPES_DIR = Path(__file__).parent / "recipes"
+
+
+def bundled_recipes() -> list[str]:
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+
+
+def resolve_config_path(name: str) -> Path:
+    """``--config``: a YAML file, or the name of a recipe shipped with drzero
+    (``qwen2.5-math-7b-dr_grpo``, ``toy-grpo``, ...; ``drzero/recipes/``)."""
+    p = Path(name).expanduser()
+    if p.exists() or "/" in name or name.startswith("."):
+        return p
+    bundled = RECIPES_DIR / (name if name.endswith(".yaml") else f"{name}.yaml")
+    if bundled.is_file():
+        return bundled
+    raise DrZeroError(f"config file {name!r} does not exist, and it is not a bundled recipe "
+                      f"({', '.join(bundled_recipes())})")
+
+
 def load_yaml(path: str) -> dict:
-    p = Path(path)
+    p = resolve_config_path(path)
     if not p.exists():
         raise DrZeroError(f"config file {path!r} does not exist")
     if not p.is_file():

@@ -19,7 +19,7 @@ import yaml
 from drzero.config import TrainConfig, check_train_config, parse_config, steps_for_epochs
 from drzero.errors import DrZeroError
 
-RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+RECIPES = Path(__file__).resolve().parents[1] / "drzero" / "recipes"
 SH_7B = "sail-sg/understand-r1-zero examples/qwen2.5-math-7b.sh, Qwen-Math template run"
 SH_15B = "sail-sg/understand-r1-zero examples/qwen2.5-math-1.5b.sh, R1 template run (= README Training)"
 README = "sail-sg/understand-r1-zero README.md"
@@ -165,3 +165,17 @@ def test_train_setup_applies_dataset_filter_max_epochs_and_eval_columns(tmp_path
     assert s.cfg.max_steps == 2 * (len(level4) // 16)
     assert s.eval_sets[str(evalset)] == [{"problem": "Compute 2 * 3.", "answer": "6"},
                                          {"problem": "Compute 2 * 4.", "answer": "8"}]
+
+
+def test_config_names_a_bundled_recipe(tmp_path, capsys):
+    """`--config NAME` finds a recipe shipped inside the package (pip users have no repo);
+    an unknown name is one line listing the bundled ones."""
+    from drzero.cli import main
+    from drzero.config import TrainConfig, apply_overrides, load_yaml, parse_config
+
+    by_name = parse_config(TrainConfig, ["--config", "qwen2.5-math-7b-dr_grpo"], prog="t")
+    by_path = apply_overrides(TrainConfig, TrainConfig(), load_yaml(str(RECIPES / "qwen2.5-math-7b-dr_grpo.yaml")), "p")
+    assert by_name.model == by_path.model == "Qwen/Qwen2.5-Math-7B" and by_name.adam_beta2 == by_path.adam_beta2
+    assert main(["train", "--config", "no-such-recipe", "--output-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not a bundled recipe" in err and "toy-grpo" in err and "\n" not in err

@@ -133,7 +133,7 @@ def test_truncated_importance_sampling_option(tmp_path):
         check_train_config(TrainConfig(tis_cap=-1.0))
 
 
-@pytest.mark.parametrize("recipe", sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml")),
+@pytest.mark.parametrize("recipe", sorted((Path(__file__).resolve().parents[1] / "drzero" / "recipes").glob("*.yaml")),
                          ids=lambda p: p.name)
 def test_every_recipe_is_a_valid_config(recipe):
     from drzero.config import apply_overrides, load_yaml
