@@ -112,3 +112,27 @@ def test_bad_config_is_rejected_before_running():
         run_simulate(replace(FAST, objectives="grpo,ppo"))
     with pytest.raises(DrZeroError, match="slip_visibility"):
         run_simulate(replace(FAST, slip_visibility=1.5))
+
+
+def _monitor_warnings(objective: str, seed: int) -> list[str]:
+    """Feed one simulated run's per-iteration sampled lengths (split by reward, as the trainer
+    logs them) through the trainer's BiasMonitor; its warnings."""
+    from drzero.analysis import BiasMonitor
+    from drzero.simulate import run_seed
+
+    curves = run_seed(replace(FAST, seeds=1), objective, seed)
+    monitor = BiasMonitor()
+    out = [monitor.update(step, right, wrong) for step, (right, wrong) in
+           enumerate(zip(curves["sampled_correct_length"], curves["sampled_incorrect_length"]), start=1)]
+    return [w for w in out if w]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_bias_monitor_fires_on_simulated_grpo_and_stays_silent_on_dr_grpo(seed):
+    """The trainer's bias monitor, on sampled metrics of training runs it did not script (the
+    simulator's, trained with drzero.algo's objectives): it warns during GRPO, where wrong
+    responses lengthen, and never during Dr. GRPO, at the same settings and seed."""
+    torch.set_num_threads(1)
+    grpo, dr_grpo = _monitor_warnings("grpo", seed), _monitor_warnings("dr_grpo", seed)
+    assert grpo and "length bias" in grpo[0]
+    assert dr_grpo == []
