@@ -33,7 +33,7 @@ from drzero.data import load_questions
 from drzero.errors import DrZeroError
 from drzero.evaluate import evaluate_rows
 from drzero.grader import Grader
-from drzero.models import add_lora, load_model_and_tokenizer, policy_logprobs, resolve_model_path
+from drzero.models import add_lora, can_share_prompts, load_model_and_tokenizer, policy_logprobs, resolve_model_path
 from drzero.reward import RewardFunction, load_reward_function
 from drzero.rollout import Engine, Rollouts, SamplingParams, generate_and_grade
 from drzero.templates import Template, get_template
@@ -308,19 +308,38 @@ def update_policy(s: Setup, batch: Rollouts, step: int) -> dict:
     return out
 
 
+def micro_batch_order(gens: list, share_prompts: bool) -> list[int]:
+    """The order in which responses are cut into micro-batches. Sharing prompts: the
+    responses to one prompt stay together (its prefill runs once per micro-batch it falls
+    in), prompts with long responses next to each other, then by length within a prompt.
+    Otherwise all by length (least padding)."""
+    length = lambda i: len(gens[i].token_ids)  # noqa: E731
+    if not share_prompts:
+        return sorted(range(len(gens)), key=length)
+    by_prompt: dict[tuple[int, ...], list[int]] = {}
+    for i, g in enumerate(gens):
+        by_prompt.setdefault(tuple(g.prompt_token_ids), []).append(i)
+    groups = sorted(by_prompt.values(), key=lambda idx: max(map(length, idx)))
+    return [i for idx in groups for i in sorted(idx, key=length)]
+
+
 def accumulate_gradients(model, batch: Rollouts, objective: Objective, *, ref_model=None, micro_batch_size: int,
-                         temperature: float, pad_id: int, device, dtype=torch.float32, tis_cap: float = 0.0) -> dict:
+                         temperature: float, pad_id: int, device, dtype=torch.float32, tis_cap: float = 0.0,
+                         share_prompts: bool = True) -> dict:
     """Backward the loss of one optimizer step's responses (``batch``, with ``advantages``
     and ``keep`` set) in micro-batches. The normalisers (responses, tokens) are the step's
     global totals, so the accumulated gradient does not depend on ``micro_batch_size`` or
     on the number of ranks. pi_old is ``batch.old_logprobs`` when set, else the detached
     current log-probs (on-policy: ratio exactly 1, no extra forward pass). ``tis_cap`` > 0
     weights each token by min(pi_old/pi_rollout, cap), pi_rollout being the engine's
-    log-probs. Returns the step's loss and its metrics, averaged over micro-batches."""
+    log-probs. ``share_prompts``: each prompt runs once per micro-batch, its keys/values
+    shared by its responses there (``models.shared_prompt_logprobs``; the same gradient).
+    Returns the step's loss and its metrics, averaged over micro-batches."""
     gens = batch.generations
     n_resp = dist.all_sum(float(len(batch)))
     n_tok = dist.all_sum(float(sum(len(g.token_ids) for g, k in zip(gens, batch.keep.tolist()) if k)))
-    order = sorted(range(len(batch)), key=lambda i: len(gens[i].token_ids))  # similar lengths together: less padding
+    share_prompts = share_prompts and can_share_prompts(model)  # not under gradient checkpointing
+    order = micro_batch_order(gens, share_prompts)
     total = 0.0
     stats: dict[str, list[float]] = {k: [] for k in ("clip_frac_low", "clip_frac_high", "ratio_mean", "kl", "entropy",
                                                       "logprob_gap", "tis_weight_mean", "tis_clip_frac")}
@@ -328,14 +347,15 @@ def accumulate_gradients(model, batch: Rollouts, objective: Objective, *, ref_mo
         mb = batch.select(order[m : m + micro_batch_size])
         prompts, responses = [g.prompt_token_ids for g in mb.generations], [g.token_ids for g in mb.generations]
         logp, ent, mask = policy_logprobs(model, prompts, responses, pad_id=pad_id, device=device, dtype=dtype,
-                                          temperature=temperature, with_entropy=True)  # [M, T]
+                                          temperature=temperature, with_entropy=True,
+                                          share_prompts=share_prompts)  # [M, T]
         mask = mask * mb.keep.to(device).float()[:, None]  # [M, T]
         old = logp.detach() if mb.old_logprobs is None else _pad_rows(mb.old_logprobs, logp.shape, device)
         ref = None
         if ref_model is not None:
             with torch.no_grad():
                 ref, _, _ = policy_logprobs(ref_model, prompts, responses, pad_id=pad_id, device=device, dtype=dtype,
-                                            temperature=temperature)
+                                            temperature=temperature, share_prompts=share_prompts)
         engine_lp, is_w = None, None
         if all(len(g.logprobs) == len(g.token_ids) for g in mb.generations):  # the engine's own log-probs
             engine_lp = _pad_rows([torch.tensor(g.logprobs) for g in mb.generations], logp.shape, device)
@@ -365,7 +385,7 @@ def frozen_logprobs(s: Setup, batch: Rollouts) -> list[torch.Tensor]:
     """pi_old log-probs ``[T_i]`` of every response, before any update of this iteration."""
     gens = batch.generations
     out: list[torch.Tensor] = [None] * len(gens)  # type: ignore[list-item]
-    order = sorted(range(len(gens)), key=lambda i: len(gens[i].token_ids))
+    order = micro_batch_order(gens, can_share_prompts(s.model))
     with torch.no_grad():
         for m in range(0, len(order), s.cfg.micro_batch_size):
             ids = order[m : m + s.cfg.micro_batch_size]
