@@ -66,7 +66,10 @@ class HFEngine:
         """Nothing to retake."""
 
     @torch.no_grad()
-    def generate(self, prompts: list[str], params: SamplingParams) -> list[Generation]:
+    def generate(self, prompts: list[str], params: SamplingParams, on_finished=None) -> list[Generation]:
+        """``len(prompts) * params.n`` generations, prompt-major. ``on_finished(list[Generation])``,
+        when given, is called with responses as soon as they stop (the rest still decoding),
+        so the caller can grade them meanwhile."""
         encoded = self.tokenizer(prompts, add_special_tokens=False)["input_ids"]
         per_chunk = max(1, self.batch_size // params.n)
         gen = torch.Generator(device="cpu")
@@ -81,12 +84,13 @@ class HFEngine:
             for start in range(0, len(encoded), per_chunk):
                 chunk = encoded[start : start + per_chunk]
                 with dist.autocast(self.device, self.dtype):
-                    out.extend(self._generate_chunk(chunk, start, params, gen))
+                    out.extend(self._generate_chunk(chunk, start, params, gen, on_finished))
         finally:
             self.model.train(was_training)
         return out
 
-    def _generate_chunk(self, prompt_ids: list[list[int]], offset: int, params: SamplingParams, gen) -> list[Generation]:
+    def _generate_chunk(self, prompt_ids: list[list[int]], offset: int, params: SamplingParams, gen,
+                        on_finished=None) -> list[Generation]:
         device = self.device
         B, n = len(prompt_ids), params.n
         width = max(len(p) for p in prompt_ids)
@@ -109,7 +113,23 @@ class HFEngine:
         tokens: list[list[int]] = [[] for _ in range(N)]
         logps: list[list[float]] = [[] for _ in range(N)]
         finish = ["length"] * N
+        results: list[Generation | None] = [None] * N
         stop_ids = set(self.stop_token_ids)
+
+        def finished(rows: list[int]) -> None:
+            for row in rows:
+                p = row // n
+                ids = tokens[row]
+                text = self.tokenizer.decode([t for t in ids if t not in stop_ids], skip_special_tokens=False)
+                if finish[row] == "stop":
+                    for s in params.stop:
+                        cut = text.find(s)
+                        if cut >= 0:
+                            text = text[:cut]
+                results[row] = Generation(offset + p, prompt_ids[p], ids, text, finish[row], logps[row])
+            if on_finished is not None and rows:
+                on_finished([results[row] for row in rows])
+
         tail = max((len(s) for s in params.stop), default=0)
         may_end_stop = self._stop_enders(params.stop) if tail else set()
         with kv:
@@ -117,7 +137,8 @@ class HFEngine:
                 token, logp = self._sample(logits.float(), params, gen)
                 token_list, logp_list = token.tolist(), logp.tolist()
                 done_rows = []
-                for j, row in enumerate(active.tolist()):
+                active_list = active.tolist()
+                for j, row in enumerate(active_list):
                     t = token_list[j]
                     tokens[row].append(t)
                     logps[row].append(logp_list[j])
@@ -127,6 +148,7 @@ class HFEngine:
                 if step == params.max_new_tokens - 1:
                     break
                 if done_rows:
+                    finished([active_list[j] for j in done_rows])
                     if len(done_rows) == len(active):
                         break
                     keep = torch.tensor(_fill_holes(len(active), done_rows), device=device, dtype=torch.long)
@@ -134,18 +156,8 @@ class HFEngine:
                     kv.keep(keep)
                 logits = kv.step(token, next_pos)  # [N_active, V]
                 next_pos = next_pos + 1
-        results = []
-        for row in range(N):
-            p = row // n
-            ids = tokens[row]
-            text = self.tokenizer.decode([t for t in ids if t not in stop_ids], skip_special_tokens=False)
-            if finish[row] == "stop":
-                for s in params.stop:
-                    cut = text.find(s)
-                    if cut >= 0:
-                        text = text[:cut]
-            results.append(Generation(offset + p, prompt_ids[p], ids, text, finish[row], logps[row]))
-        return results
+        finished([row for row in range(N) if results[row] is None])  # the budget's end (or all stopped at once)
+        return results  # type: ignore[return-value]
 
     def _stop_enders(self, stops: tuple[str, ...]) -> set[int]:
         """Token ids after which a stop string can have just appeared: their own text holds a
