@@ -123,33 +123,68 @@ def response_logprobs(model, input_ids, attention_mask, prompt_width: int, tempe
     return _token_logprobs(logits[:, :-1], input_ids[:, prompt_width:], temperature, with_entropy)
 
 
-def shared_prompt_logprobs(model, prompts: list[list[int]], owner: list[int], responses: list[list[int]], *,
-                           pad_id: int, device, temperature: float, with_entropy: bool = False):
-    """``response_logprobs`` with each distinct prompt run once: ``prompts`` are the U
-    distinct prompts, ``owner[i]`` the prompt of response i. The prompts are prefilled with
-    gradients; their keys/values are then indexed out to the M responses (the index's
-    backward sums every response's gradient into its prompt), and the responses run on
-    them. The same sums as the unshared forward, on U*P + M*(T-1) positions instead of
-    M*(P+T): with G responses per prompt the prompt's work falls G-fold.
-    Returns ``(logprobs [M, T], entropy [M, T] or None, response_mask [M, T])``."""
-    prompt_ids, prompt_attn = (t.to(device) for t in _left_pad(prompts, pad_id))  # [U, P]
-    response_ids, response_mask = (t.to(device) for t in _right_pad(responses, pad_id))  # [M, T]
-    own = torch.tensor(owner, dtype=torch.long, device=device)  # [M]
-    T = response_ids.shape[1]
-    prompt_cache = Cache(layer_class_to_replicate=_PromptLayer)
-    with _cache_kept_under_checkpointing(model):
-        out = model(input_ids=prompt_ids, attention_mask=prompt_attn, position_ids=(prompt_attn.cumsum(-1) - 1).clamp(min=0),
-                    past_key_values=prompt_cache, use_cache=False, logits_to_keep=1)
-        logits = out.logits[:, -1][own][:, None]  # [M, 1, V]: the prompt's last position predicts response token 0
-        if T > 1:  # the last response token is only a target: feed tokens 0..T-2
-            cache = Cache(layers=[_PrefixLayer(layer.keys[own], layer.values[own]) for layer in prompt_cache.layers])
-            attn = torch.cat([prompt_attn[own], response_mask[:, :-1].long()], dim=1)  # [M, P+T-1]
-            positions = prompt_attn.sum(-1)[own][:, None] + torch.arange(T - 1, device=device)  # [M, T-1]
-            rest = model(input_ids=response_ids[:, :-1], attention_mask=attn, position_ids=positions,
-                         past_key_values=cache, use_cache=False).logits  # [M, T-1, V]
-            logits = torch.cat([logits, rest], dim=1)  # [M, T, V]
-    logp, entropy = _token_logprobs(logits, response_ids, temperature, with_entropy)
-    return logp, entropy, response_mask
+class PromptPrefill:
+    """Distinct prompts run once, their keys/values shared by every response to them.
+
+    ``PromptPrefill(model, prompts)`` runs the U distinct prompts of ``prompts`` (with
+    gradients when enabled) and keeps, per layer, their keys/values ``[U, H_kv, P, D]`` and
+    the last position's logits ``[U, V]``. ``logprobs(prompts, responses)`` then runs
+    responses to any of them on those keys/values: each response's row indexes its
+    prompt's (the index's backward sums the responses' gradients into the prompt), so the
+    sums are those of the unshared forward, on U*P + M*(T-1) positions instead of M*(P+T).
+
+    ``separate_backward=True`` lets several micro-batches use one prefill, each with its own
+    ``loss.backward()``: the responses see detached copies (leaves) that collect gradients,
+    and ``backward()`` pushes the collected gradients through the prefill once at the end.
+    Otherwise the gradient flows through the prefill in each ``loss.backward()``."""
+
+    def __init__(self, model, prompts: list[list[int]], *, pad_id: int, device, dtype: torch.dtype | None,
+                 separate_backward: bool = False):
+        self.model, self.pad_id, self.device, self.dtype = model, pad_id, device, dtype
+        self.index: dict[tuple[int, ...], int] = {}
+        for p in prompts:
+            self.index.setdefault(tuple(p), len(self.index))
+        ids, attn = (t.to(device) for t in _left_pad([list(p) for p in self.index], pad_id))  # [U, P]
+        self.prompt_attn = attn
+        cache = Cache(layer_class_to_replicate=_PromptLayer)
+        with dist.autocast(device, dtype), _cache_kept_under_checkpointing(model):
+            out = model(input_ids=ids, attention_mask=attn, position_ids=(attn.cumsum(-1) - 1).clamp(min=0),
+                        past_key_values=cache, use_cache=False, logits_to_keep=1)
+        self.outputs = [t for layer in cache.layers for t in (layer.keys, layer.values)] + [out.logits[:, -1]]
+        self.separate = separate_backward and torch.is_grad_enabled()
+        self.inputs = [t.detach().requires_grad_(t.requires_grad) for t in self.outputs] if self.separate else self.outputs
+
+    def logprobs(self, prompts: list[list[int]], responses: list[list[int]], *, temperature: float,
+                 with_entropy: bool = False):
+        """``(logprobs [M, T], entropy [M, T] or None, response_mask [M, T])`` of ``responses``,
+        response i answering ``prompts[i]`` (one of this prefill's)."""
+        device = self.device
+        own = torch.tensor([self.index[tuple(p)] for p in prompts], dtype=torch.long, device=device)  # [M]
+        response_ids, response_mask = (t.to(device) for t in _right_pad(responses, self.pad_id))  # [M, T]
+        T = response_ids.shape[1]
+        *kv, last = self.inputs
+        with dist.autocast(device, self.dtype):
+            logits = last[own][:, None]  # [M, 1, V]: the prompt's last position predicts response token 0
+            if T > 1:  # the last response token is only a target: feed tokens 0..T-2
+                cache = Cache(layers=[_PrefixLayer(kv[2 * i][own], kv[2 * i + 1][own]) for i in range(len(kv) // 2)])
+                attn = torch.cat([self.prompt_attn[own], response_mask[:, :-1].long()], dim=1)  # [M, P+T-1]
+                positions = self.prompt_attn.sum(-1)[own][:, None] + torch.arange(T - 1, device=device)  # [M, T-1]
+                with _cache_kept_under_checkpointing(self.model):
+                    rest = self.model(input_ids=response_ids[:, :-1], attention_mask=attn, position_ids=positions,
+                                      past_key_values=cache, use_cache=False).logits  # [M, T-1, V]
+                logits = torch.cat([logits, rest], dim=1)  # [M, T, V]
+            logp, entropy = _token_logprobs(logits, response_ids, temperature, with_entropy)
+        return logp, entropy, response_mask
+
+    def backward(self) -> None:
+        """With ``separate_backward``: the prompts' share of the gradient, once, after every
+        micro-batch's own backward."""
+        if not self.separate:
+            return
+        pairs = [(o, i.grad) for o, i in zip(self.outputs, self.inputs) if o.requires_grad and i.grad is not None]
+        if pairs:
+            torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
+        self.outputs = self.inputs = []
 
 
 class _PromptLayer(DynamicLayer):
@@ -200,14 +235,19 @@ def _is_checkpoint_layer(module) -> bool:
 def can_share_prompts(model) -> bool:
     """Whether the update may run each prompt once for its responses: every layer is full
     (causal) attention, and under gradient checkpointing the decoder layers are
-    transformers' ``GradientCheckpointingLayer`` (which can be told to keep the cache)."""
+    transformers' ``GradientCheckpointingLayer`` (which can be told to keep the cache),
+    checkpointed without re-entrance (re-entrant checkpointing runs the forward without
+    gradients, so the prompt keys/values would carry none)."""
     config = getattr(model, "config", None)
     if config is None or getattr(config, "use_sliding_window", False):
         return False
     if set(getattr(config, "layer_types", None) or ["full_attention"]) != {"full_attention"}:
         return False
     if getattr(model, "is_gradient_checkpointing", False):
-        return any(_is_checkpoint_layer(m) and m.gradient_checkpointing for m in model.modules())
+        layers = [m for m in model.modules() if _is_checkpoint_layer(m) and m.gradient_checkpointing]
+        return bool(layers) and all(
+            getattr(getattr(m, "_gradient_checkpointing_func", None), "keywords", {}).get("use_reentrant") is False
+            for m in layers)
     return True
 
 
@@ -216,14 +256,12 @@ def policy_logprobs(model, prompts: list[list[int]], responses: list[list[int]],
                     share_prompts: bool = True):
     """The learner's forward on a micro-batch of (prompt, response) token lists, in ``dtype``
     under autocast: ``(logprobs [M, T], entropy [M, T] or None, response_mask [M, T])``.
-    With ``share_prompts`` (and no gradient checkpointing) a prompt shared by several
-    responses of the micro-batch runs once (``shared_prompt_logprobs``)."""
-    index: dict[tuple[int, ...], int] = {}
-    owner = [index.setdefault(tuple(p), len(index)) for p in prompts]
+    With ``share_prompts`` (where ``can_share_prompts``) a prompt shared by several
+    responses of the micro-batch runs once (``PromptPrefill``)."""
+    if share_prompts and len({tuple(p) for p in prompts}) < len(prompts) and can_share_prompts(model):
+        prefill = PromptPrefill(model, prompts, pad_id=pad_id, device=device, dtype=dtype)
+        return prefill.logprobs(prompts, responses, temperature=temperature, with_entropy=with_entropy)
+    input_ids, attn, response_mask, P = collate(prompts, responses, pad_id, device)
     with dist.autocast(device, dtype):
-        if share_prompts and len(index) < len(prompts) and can_share_prompts(model):
-            return shared_prompt_logprobs(model, [list(p) for p in index], owner, responses, pad_id=pad_id,
-                                          device=device, temperature=temperature, with_entropy=with_entropy)
-        input_ids, attn, response_mask, P = collate(prompts, responses, pad_id, device)
         logp, entropy = response_logprobs(model, input_ids, attn, P, temperature, with_entropy=with_entropy)
     return logp, entropy, response_mask

@@ -1,5 +1,5 @@
 """The update runs each prompt once per micro-batch (its keys/values shared by the
-responses to it, ``models.shared_prompt_logprobs``): the gradient must equal the unshared
+responses to it, ``models.PromptPrefill``): the gradient must equal the unshared
 computation, for every preset, with unequal response lengths and micro-batches that cut
 groups apart, under gradient checkpointing and with LoRA; sliding-window attention falls
 back to the unshared forward."""
@@ -110,15 +110,38 @@ def test_gradient_checkpointing_shares_prompts_with_the_same_gradient():
     assert positions == shared_positions < unshared_positions
 
 
-def test_sliding_window_attention_falls_back_to_the_unshared_forward():
+@pytest.mark.parametrize("case", ["sliding_window", "reentrant_checkpointing"])
+def test_unsupported_cases_fall_back_to_the_unshared_forward(case):
     model, tok = load_model_and_tokenizer("toy")
     model.train()
     batch = _batch(tok, "dr_grpo")
     reference, unshared_positions = _grad(model, batch, "dr_grpo", micro=5, share=False)
-    model.config.use_sliding_window = True  # the prompt's keys would need the window's own cache
+    if case == "sliding_window":  # the prompt's keys would need the window's own cache
+        model.config.use_sliding_window = True
+    else:  # re-entrant checkpointing runs the forward without gradients: the prompt's keys would carry none
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
     grad, positions = _grad(model, batch, "dr_grpo", micro=5, share=True)
-    assert torch.equal(grad, reference)
+    assert _close(grad, reference)
     assert positions == unshared_positions
+
+
+def test_kl_to_a_reference_policy_shares_prompts_with_the_same_gradient():
+    model, tok = load_model_and_tokenizer("toy")
+    ref_model, _ = load_model_and_tokenizer("toy")
+    with torch.no_grad():
+        for p in ref_model.parameters():
+            p.add_(0.01 * torch.randn_like(p))  # a reference that differs from the policy: KL > 0
+    model.train()
+    batch = _batch(tok, "dr_grpo")
+    obj = resolve_objective("dr_grpo", max_new_tokens=20, beta=0.1)
+    grads = []
+    for share in (False, True):
+        model.zero_grad(set_to_none=True)
+        stats = accumulate_gradients(model, batch, obj, ref_model=ref_model, micro_batch_size=5, temperature=1.0,
+                                     pad_id=0, device="cpu", share_prompts=share)
+        assert stats["kl"] > 0
+        grads.append(torch.cat([p.grad.reshape(-1) for p in model.parameters() if p.grad is not None]))
+    assert _close(grads[1], grads[0])
 
 
 def test_lora_shares_prompts_with_the_same_gradient():
