@@ -215,3 +215,36 @@ def test_sampler_draws_from_the_tempered_nucleus():
         assert (freq - probs).abs().max() < 0.01, (temperature, top_p, freq, probs)
         assert torch.allclose(logp, probs[token].log(), atol=1e-5)
         assert freq[probs == 0].sum() == 0
+
+
+def test_decode_threads_are_timed_then_chosen_and_restored(monkeypatch):
+    """On CPU with several torch threads, a chunk's first decode steps alternate one thread
+    and torch's setting; the faster is kept for the rest and for later chunks; torch's
+    setting comes back after each chunk. A fixed ``decode_threads`` is used as given."""
+    import drzero.rollout.hf as hf
+    from drzero.rollout import SamplingParams
+
+    model, tok = load_model_and_tokenizer("toy")
+    seen = []
+    step = hf.SharedPrefixKV.step
+    monkeypatch.setattr(hf.SharedPrefixKV, "step", lambda self, *a: seen.append(torch.get_num_threads()) or step(self, *a))
+    prompts = [TEMPLATES["qwen_math"].render(r["problem"]) for r in load_split("test")[:2]]
+    params = SamplingParams(n=2, temperature=1.0, max_new_tokens=30, seed=1)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        engine = hf.HFEngine(model, tok)
+        engine.generate(prompts, params)
+        trials = hf.DecodeThreads.TRIALS
+        assert seen[:trials] == [1, 2] * (trials // 2)
+        chosen = engine._threads_choice[0]
+        assert set(seen[trials:]) == {chosen}
+        assert torch.get_num_threads() == 2
+        seen.clear()
+        engine.generate(prompts, params)  # the next chunk keeps the choice, no trials
+        assert set(seen) == {chosen}
+        seen.clear()
+        hf.HFEngine(model, tok, decode_threads=1).generate(prompts, params)
+        assert set(seen) == {1} and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
