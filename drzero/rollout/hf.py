@@ -16,9 +16,7 @@ the plain loop (a ``DynamicCache`` repeated ``n`` times). CPU and GPU, same code
 from __future__ import annotations
 
 import math
-import statistics
-import time
-from contextlib import contextmanager
+import os
 
 import torch
 from transformers import AttentionInterface, DynamicCache
@@ -33,7 +31,7 @@ class HFEngine:
     def __init__(self, model, tokenizer, *, batch_size: int = 256, stop_token_ids: list[int] | None = None,
                  dtype: torch.dtype | None = None, decode_threads: int | None = None):
         self.model = model
-        # CPU threads for the decode steps; None: chosen per chunk by timing (``DecodeThreads``)
+        # CPU threads while generating; None: one on a machine with few cores, else torch's (``DecodeThreads``)
         self.decode_threads = decode_threads
         self.dtype = dtype  # compute dtype under autocast (e.g. bfloat16 with float32 weights); None: the weights
         self.tokenizer = tokenizer
@@ -106,10 +104,10 @@ class HFEngine:
             attn[i, width - len(p) :] = 1
         input_ids, attn = input_ids.to(device), attn.to(device)
         positions = (attn.cumsum(-1) - 1).clamp(min=0)
-        with DecodeThreads(self, device) as threads:
-            return self._decode(prompt_ids, input_ids, attn, positions, offset, params, gen, on_finished, threads)
+        with DecodeThreads(self, device):
+            return self._decode(prompt_ids, input_ids, attn, positions, offset, params, gen, on_finished)
 
-    def _decode(self, prompt_ids, input_ids, attn, positions, offset, params, gen, on_finished, threads):
+    def _decode(self, prompt_ids, input_ids, attn, positions, offset, params, gen, on_finished):
         """Prefill, then sample until every row stops (``_generate_chunk``'s body)."""
         device = self.device
         B, n = len(prompt_ids), params.n
@@ -166,8 +164,7 @@ class HFEngine:
                     keep = torch.tensor(_fill_holes(len(active), done_rows), device=device, dtype=torch.long)
                     active, token, next_pos = active[keep], token[keep], next_pos[keep]
                     kv.keep(keep)
-                with threads.timed():
-                    logits = kv.step(token, next_pos)  # [N_active, V]
+                logits = kv.step(token, next_pos)  # [N_active, V]
                 next_pos = next_pos + 1
         finished([row for row in range(N) if results[row] is None])  # the budget's end (or all stopped at once)
         return results  # type: ignore[return-value]
@@ -218,53 +215,33 @@ class HFEngine:
 
 
 class DecodeThreads:
-    """CPU threads for a chunk's generation. A decode step is many small ops; on a machine
-    whose cores are shared, an OpenMP team waits for its slowest thread at every op, and one
-    thread can be several times faster than all of them (the 2-core development machine
-    under load: 2,200 vs 230 tokens/s on the toy model). Unless ``fixed``, the first decode
-    steps of every ``RETRY``-th chunk alternate one thread and torch's setting (``TRIALS``
-    steps), and the faster by median is kept, for the rest of that chunk and the chunks
-    after it (prefill included). torch's setting is restored after each chunk. No-op on GPU."""
+    """CPU threads while a chunk is generated. A decode step is many small ops; an OpenMP
+    team waits for its slowest thread at every op, so on a machine with few cores that
+    anything else also uses, one thread is several times faster than all of them (the
+    2-core development machine, toy model, load ~8: 2,200 vs 230 tokens/s). So on a CPU
+    with at most ``FEW_CORES`` cores, generation runs on one thread; elsewhere on torch's
+    setting. The engine's ``decode_threads`` overrides both. The rule is fixed, not timed:
+    logits differ in the last bits between thread counts, and a run must repeat exactly
+    under its seed. torch's setting is restored afterwards. Nothing changes on GPU."""
 
-    TRIALS, RETRY = 6, 8
+    FEW_CORES = 4
 
     def __init__(self, engine, device):
-        self.engine, self.default = engine, torch.get_num_threads()
-        fixed = engine.decode_threads
-        self.on = torch.device(device).type == "cpu" and (fixed is not None or self.default > 1)
-        last, age = getattr(engine, "_threads_choice", (None, 0))
-        self.trials: dict[int, list[float]] | None = None
-        if fixed is not None:
-            self.current = fixed
-        elif last is not None and age < self.RETRY:
-            self.current, engine._threads_choice = last, (last, age + 1)
-        else:
-            self.current, self.trials = 1, {1: [], self.default: []}
+        self.default = torch.get_num_threads()
+        self.threads = None
+        if torch.device(device).type == "cpu":
+            few = (os.cpu_count() or 1) <= self.FEW_CORES
+            self.threads = engine.decode_threads or (1 if few else self.default)
 
     def __enter__(self):
-        if self.on:
-            torch.set_num_threads(self.current)
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
         return self
 
     def __exit__(self, *exc):
-        if self.on:
+        if self.threads is not None:
             torch.set_num_threads(self.default)
         return False
-
-    @contextmanager
-    def timed(self):
-        if not self.on or self.trials is None:
-            yield
-            return
-        t = time.perf_counter()
-        yield
-        self.trials[self.current].append(time.perf_counter() - t)
-        if sum(map(len, self.trials.values())) < self.TRIALS:
-            self.current = self.default if self.current == 1 else 1  # alternate
-        else:
-            self.current = min(self.trials, key=lambda k: statistics.median(self.trials[k]))
-            self.engine._threads_choice, self.trials = (self.current, 1), None
-        torch.set_num_threads(self.current)
 
 
 # ----------------------------------------------------------------------------- keys/values during decoding
