@@ -187,11 +187,12 @@ def summarize_run(args, record: dict, curve: dict[int, float]) -> dict:
 
 def describe(name: str, s: dict, threshold: float) -> str:
     ph = s["phases"]
-    outside = 100 * (ph["grade"] + ph["other"]) / s["mean_step_s"]
+    outside = 100 * ph["other"] / s["mean_step_s"]
     reach = (f"{s['time_to_accuracy_s']:.1f} s (step {s['reach_step']})" if s["time_to_accuracy_s"] is not None
              else "not reached")
     return (f"  {name:<7} step s: median {s['median_step_s']:.2f} | generate {ph['generate']:.2f}  grade {ph['grade']:.2f}  "
-            f"train {ph['train']:.2f}  other {ph['other']:.3f} ({outside:.1f}% outside generation and forward/backward) | "
+            f"train {ph['train']:.2f}  other {ph['other']:.3f} ({outside:.1f}% outside generation, forward/backward and "
+            f"grading) | "
             f"accuracy {s['base_acc']:.3f} -> {s['final_acc']:.3f} | time to {threshold:.2f}: {reach} | "
             f"peak RSS {s['peak_rss_mib']:.0f} MiB")
 
@@ -199,7 +200,9 @@ def describe(name: str, s: dict, threshold: float) -> str:
 def ratio(a, b) -> float:
     if a is not None and b is not None:
         return a / b
-    return 0.0 if a is not None else float("inf")  # only drzero reached it / drzero did not
+    if a is None and b is None:
+        return float("nan")  # neither reached the threshold
+    return 0.0 if a is not None else float("inf")  # only drzero reached it / only TRL did
 
 
 def load() -> str:
@@ -216,7 +219,7 @@ def main():
     ap.add_argument("--max-new-tokens", type=int, default=96)
     ap.add_argument("--lr", type=float, default=5e-5)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2, help="torch threads, both sides")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads, both sides (see docs/performance.md)")
     ap.add_argument("--micro-batch-size", type=int, default=32, help="drzero's micro-batch (TRL: one batch of all)")
     ap.add_argument("--eval-questions", type=int, default=200)
     ap.add_argument("--threshold", type=float, default=0.4, help="held-out greedy accuracy to reach (base model: 4%%)")
@@ -273,10 +276,10 @@ def main():
         reach = [x["time_to_accuracy_s"] for x in runs]
         reach_text = f"{statistics.median(reach):.1f} s" if all(x is not None for x in reach) else "not reached every round"
         ph = {p: statistics.median(x["phases"][p] for x in runs) for p in PHASES}
-        outside = 100 * (ph["grade"] + ph["other"]) / med("mean_step_s")
+        outside = 100 * ph["other"] / med("mean_step_s")
         print(f"{side:<7} median of {len(runs)} rounds: step {med('median_step_s'):.2f} s (generate {ph['generate']:.2f}, "
               f"grade {ph['grade']:.2f}, train {ph['train']:.2f}, other {ph['other']:.3f}; {outside:.1f}% outside "
-              f"generation and forward/backward); time to {args.threshold:.2f}: {reach_text}; "
+              f"generation, forward/backward and grading); time to {args.threshold:.2f}: {reach_text}; "
               f"peak RSS {med('peak_rss_mib'):.0f} MiB")
     print(f"peak_rss_ratio {statistics.median(r[2] for r in rows):.3f}")
     print(f"step_time_ratio {statistics.median(r[0] for r in rows):.3f}")

@@ -152,7 +152,9 @@ class PromptPrefill:
                         past_key_values=cache, use_cache=False, logits_to_keep=1)
         self.outputs = [t for layer in cache.layers for t in (layer.keys, layer.values)] + [out.logits[:, -1]]
         self.separate = separate_backward and torch.is_grad_enabled()
-        self.inputs = [t.detach().requires_grad_(t.requires_grad) for t in self.outputs] if self.separate else self.outputs
+        # leaves in float32: the micro-batches' gradients add up there, not in a half dtype
+        self.inputs = ([t.detach().float().requires_grad_(t.requires_grad) for t in self.outputs] if self.separate
+                       else self.outputs)
 
     def logprobs(self, prompts: list[list[int]], responses: list[list[int]], *, temperature: float,
                  with_entropy: bool = False):
@@ -162,11 +164,11 @@ class PromptPrefill:
         own = torch.tensor([self.index[tuple(p)] for p in prompts], dtype=torch.long, device=device)  # [M]
         response_ids, response_mask = (t.to(device) for t in _right_pad(responses, self.pad_id))  # [M, T]
         T = response_ids.shape[1]
-        *kv, last = self.inputs
+        *kv, last = [x[own].to(o.dtype) for x, o in zip(self.inputs, self.outputs)]  # [M, ...]: each response's prompt
         with dist.autocast(device, self.dtype):
-            logits = last[own][:, None]  # [M, 1, V]: the prompt's last position predicts response token 0
+            logits = last[:, None]  # [M, 1, V]: the prompt's last position predicts response token 0
             if T > 1:  # the last response token is only a target: feed tokens 0..T-2
-                cache = Cache(layers=[_PrefixLayer(kv[2 * i][own], kv[2 * i + 1][own]) for i in range(len(kv) // 2)])
+                cache = Cache(layers=[_PrefixLayer(kv[2 * i], kv[2 * i + 1]) for i in range(len(kv) // 2)])
                 attn = torch.cat([self.prompt_attn[own], response_mask[:, :-1].long()], dim=1)  # [M, P+T-1]
                 positions = self.prompt_attn.sum(-1)[own][:, None] + torch.arange(T - 1, device=device)  # [M, T-1]
                 with _cache_kept_under_checkpointing(self.model):
@@ -181,7 +183,8 @@ class PromptPrefill:
         micro-batch's own backward."""
         if not self.separate:
             return
-        pairs = [(o, i.grad) for o, i in zip(self.outputs, self.inputs) if o.requires_grad and i.grad is not None]
+        pairs = [(o, i.grad.to(o.dtype)) for o, i in zip(self.outputs, self.inputs)
+                 if o.requires_grad and i.grad is not None]
         if pairs:
             torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
         self.outputs = self.inputs = []
