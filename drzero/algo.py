@@ -20,13 +20,31 @@ is cut into micro-batches, accumulation steps or data-parallel ranks.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import torch
 
 AGGREGATIONS = ("seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm")
 SCALES = ("group", "batch", "none")
 BASELINES = ("mean", "loo")
+
+
+def _check_choice(knob: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{knob} must be one of {choices}, got {value!r}")
+
+
+def _check_aggregation(aggregation: str, constant_normalizer: float | None) -> None:
+    _check_choice("aggregation", aggregation, AGGREGATIONS)
+    if aggregation == "seq_mean_token_sum_norm" and not constant_normalizer:
+        raise ValueError("seq_mean_token_sum_norm needs constant_normalizer (the generation budget)")
+
+
+def _grouped(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    """``rewards [N]`` as ``[B, G]``, refusing a length that is not whole groups."""
+    if rewards.ndim != 1 or rewards.numel() % group_size:
+        raise ValueError(f"rewards must be 1-D with a multiple of group_size={group_size} entries, got {tuple(rewards.shape)}")
+    return rewards.view(-1, group_size)
 
 
 def group_advantages(
@@ -46,13 +64,9 @@ def group_advantages(
     scale="none":  A_i = R_i - b_i  (Dr. GRPO).
     A group whose rewards are all equal gets exactly zero advantage (never NaN).
     """
-    if scale not in SCALES:
-        raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
-    if baseline not in BASELINES:
-        raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
-    if rewards.ndim != 1 or rewards.numel() % group_size:
-        raise ValueError(f"rewards must be 1-D with a multiple of group_size={group_size} entries, got {tuple(rewards.shape)}")
-    grouped = rewards.view(-1, group_size)  # [B, G]
+    _check_choice("scale", scale, SCALES)
+    _check_choice("baseline", baseline, BASELINES)
+    grouped = _grouped(rewards, group_size)  # [B, G]
     if baseline == "mean":
         base = grouped.mean(dim=1, keepdim=True)
     else:
@@ -60,12 +74,44 @@ def group_advantages(
             raise ValueError("the leave-one-out baseline needs group_size >= 2")
         base = (grouped.sum(dim=1, keepdim=True) - grouped) / (group_size - 1)
     adv = grouped - base  # [B, G]
-    if scale == "group":
-        std = grouped.std(dim=1, keepdim=True) if group_size > 1 else torch.zeros_like(base)
-        adv = adv / (std + eps)
-    elif scale == "batch":
-        adv = adv / (rewards.std() + eps)
+    divisor = _advantage_divisor(rewards, grouped, scale, eps)  # [B, 1], [] or None
+    if divisor is not None:
+        adv = adv / divisor
     return adv.reshape(-1)
+
+
+def _advantage_divisor(rewards: torch.Tensor, grouped: torch.Tensor, scale: str, eps: float) -> torch.Tensor | None:
+    """What ``group_advantages`` divides ``R - b`` by: std_group + eps ``[B, 1]``, std_batch + eps
+    (a scalar), or None for ``scale="none"``. One place, so the advantages and
+    ``question_weights`` cannot disagree."""
+    if scale == "group":
+        std = grouped.std(dim=1, keepdim=True) if grouped.shape[1] > 1 else torch.zeros_like(grouped[:, :1])
+        return std + eps
+    if scale == "batch":
+        return rewards.std() + eps
+    return None
+
+
+def question_weights(rewards: torch.Tensor, group_size: int, *, scale: str, eps: float = 1e-6) -> torch.Tensor:
+    """Per-question weight ``[B]``: the factor each group's advantages carry relative to Dr. GRPO's
+    unscaled ``R_i - b_i`` (the question-level difficulty bias, paper Sec. 3).
+
+    rewards ``[N]`` ordered as B groups of ``group_size``, as for ``group_advantages``.
+    scale="group": w_q = 1 / (std_group(R_q) + eps)  (GRPO, DAPO; unbiased std): the questions
+                   whose rewards barely vary (nearly all right or all wrong) weigh most;
+    scale="batch": w_q = 1 / (std_batch(R) + eps)   the same for every question of the batch;
+    scale="none":  w_q = 1                           (Dr. GRPO, RLOO).
+    For every baseline, group_advantages(scale=s) == w[q] * group_advantages(scale="none")
+    for the responses of group q. A group whose rewards are all equal gets 1/eps under
+    "group", but its advantages are zero whatever the weight: leave such groups out when
+    summarising the weights (they carry no gradient).
+    """
+    _check_choice("scale", scale, SCALES)
+    grouped = _grouped(rewards, group_size)  # [B, G]
+    divisor = _advantage_divisor(rewards, grouped, scale, eps)
+    if divisor is None:
+        return torch.ones(grouped.shape[0], dtype=rewards.dtype, device=rewards.device)
+    return (1.0 / divisor).expand(grouped.shape[0], 1).reshape(-1)  # [B]
 
 
 def policy_loss(
@@ -97,13 +143,10 @@ def policy_loss(
       seq_mean_token_mean     (GRPO):     sum_i [sum_t l_it / |o_i|] / N_step
       token_mean              (DAPO):     sum_i sum_t l_it / T_step
       seq_mean_token_sum_norm (Dr. GRPO): sum_i [sum_t l_it / C] / N_step
-    Returns (scalar loss, metrics: clip_frac_low, clip_frac_high, ratio_mean,
-    ratio_max, kl (when beta > 0), num_tokens).
+    Returns (scalar loss, metrics: clip_frac_low, clip_frac_high, ratio_mean, kl (when
+    beta > 0)).
     """
-    if aggregation not in AGGREGATIONS:
-        raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
-    if aggregation == "seq_mean_token_sum_norm" and not constant_normalizer:
-        raise ValueError("seq_mean_token_sum_norm needs constant_normalizer (the generation budget)")
+    _check_aggregation(aggregation, constant_normalizer)
     clip_eps_high = clip_eps_low if clip_eps_high is None else clip_eps_high
     mask = response_mask.to(logprobs.dtype)  # [N, T]
     adv = advantages.to(logprobs.dtype).unsqueeze(1)  # [N, 1]
@@ -139,8 +182,6 @@ def policy_loss(
             "clip_frac_low": masked_mean(low, mask).item(),
             "clip_frac_high": masked_mean(high, mask).item(),
             "ratio_mean": masked_mean(ratio, mask).item(),
-            "ratio_max": (ratio.masked_fill(mask == 0, 0).max().item() if mask.any() else 1.0),
-            "num_tokens": mask.sum().item(),
         }
         if kl is not None:
             metrics["kl"] = masked_mean(kl, mask).item()
@@ -182,16 +223,13 @@ def bias_weights(
     DAPO (token_mean): A_i / mean_j |o_j|     -- one weight for the batch.
     (The common factor 1/N_step is left out.)
     """
+    _check_aggregation(aggregation, constant_normalizer)
     lengths = lengths.to(advantages.dtype).clamp(min=1.0)
     if aggregation == "seq_mean_token_mean":
         return advantages / lengths
     if aggregation == "seq_mean_token_sum_norm":
-        if not constant_normalizer:
-            raise ValueError("seq_mean_token_sum_norm needs constant_normalizer")
         return advantages / constant_normalizer
-    if aggregation == "token_mean":
-        return advantages / lengths.mean()
-    raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
+    return advantages / lengths.mean()  # token_mean
 
 
 @dataclass(frozen=True)
@@ -221,8 +259,9 @@ def resolve_objective(preset: str, max_new_tokens: int | None = None, **override
     if preset not in PRESETS:
         raise ValueError(f"unknown algorithm {preset!r}; choose from {', '.join(PRESETS)}")
     obj = replace(PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
-    if obj.advantage_scale not in SCALES or obj.baseline not in BASELINES or obj.aggregation not in AGGREGATIONS:
-        raise ValueError(f"invalid objective knobs: {asdict(obj)}")
+    _check_choice("advantage_scale", obj.advantage_scale, SCALES)
+    _check_choice("baseline", obj.baseline, BASELINES)
+    _check_choice("aggregation", obj.aggregation, AGGREGATIONS)
     if obj.aggregation == "seq_mean_token_sum_norm" and obj.constant_normalizer is None:
         if max_new_tokens is None:
             raise ValueError("seq_mean_token_sum_norm needs constant_normalizer or max_new_tokens")

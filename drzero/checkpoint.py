@@ -1,16 +1,37 @@
-"""Run checkpoints: ``RUN/checkpoints/step-XXXXXX/`` in Hugging Face format plus the
-trainer state, and ``RUN/checkpoints/latest`` naming the newest complete one.
+"""Run directories and checkpoints: what is on disk, how it is written, verified and resumed.
 
-A checkpoint is written into a temporary folder, fsynced, renamed into place, and only then
-is ``latest`` replaced (write-then-rename), so a kill at any moment leaves the last good
-checkpoint intact. ``trainer_state.pt`` holds the optimizer, scheduler and RNG states and
-whatever else the trainer passes in ``trainer_state``; ``trainer_state.json`` is its
-readable summary.
+    RUN/
+      config.yaml              the resolved config (written once the model and data have loaded)
+      metrics.jsonl  samples.jsonl  weights.jsonl
+      trackers.json            external tracker ids (wandb), so --resume continues the same run
+      checkpoints/
+        latest                 the name of the newest complete checkpoint (for people and tools)
+        step-000040/           a clean Hugging Face model folder: what `drzero push` uploads
+          config.json  generation_config.json  model.safetensors (training dtype)  tokenizer files
+          README.md            model card: base model, objective, template and its prompt, data, metrics
+          adapter/             LoRA runs only: the peft adapter (the weights above are merged)
+          trainer/             the trainer state, never uploaded:
+            .metadata  __R_0.distcp   torch.distributed.checkpoint: float32 master weights of the
+                                      trained parameters + optimizer state, one file per rank
+            state.pt  state.json      step, scheduler, bias monitor, RNG (rank 0; small)
+          manifest.json        size and sha256 of every file above, written last
+
+A checkpoint is written into ``checkpoints/.tmp-step-N``, fsynced, hashed into its
+manifest, renamed into place, and only then is ``latest`` replaced, so a kill at any
+moment leaves the previous checkpoints intact. ``--resume`` takes the newest checkpoint
+whose files match its manifest (a truncated or missing file sends it to the one before,
+saying so), rebuilds ``latest``, cuts the JSONL logs back to its step (a torn last line
+included) and removes checkpoints of the abandoned steps after it.
+
+A run directory holds one run: training into one that holds a run is refused unless the
+command says ``--resume`` or ``--overwrite`` (``check_run_dir``), and nothing is written
+before the config, model and data have been validated (``start_run``).
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import random
@@ -20,10 +41,149 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from drzero import dist
+from drzero.errors import DrZeroError
+
 LATEST = "latest"
-STATE_FILE = "trainer_state.pt"
+MANIFEST = "manifest.json"
+TRAINER = "trainer"  # the trainer state's folder inside step-N/
+RUN_FILES = ("config.yaml", "metrics.jsonl", "samples.jsonl", "weights.jsonl", "trackers.json")  # what a run writes ...
+RUN_DIRS = ("checkpoints", "tb", "wandb")  # ... and these folders: all that --overwrite removes
 
 
+# ----------------------------------------------------------------------------- run directories
+def holds_run(run_dir: Path) -> bool:
+    return any((run_dir / name).exists() for name in ("config.yaml", "metrics.jsonl", "checkpoints"))
+
+
+def check_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse a run directory that cannot be used, in one line, before anything loads or
+    is written: a file, a folder under a file or not writable, or (for a new run) one
+    that already holds a run."""
+    if resume and overwrite:
+        raise DrZeroError("--resume continues a run and --overwrite replaces it: give one of them")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise DrZeroError(f"output dir {run_dir} is a file, not a directory")
+    existing = next((p for p in [run_dir, *run_dir.absolute().parents] if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise DrZeroError(f"output dir {run_dir} is under {existing}, which is a file")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise DrZeroError(f"output dir {run_dir}: {existing} is not writable")
+    if resume and not (run_dir / "config.yaml").is_file():
+        raise DrZeroError(f"--resume {run_dir}: not a run directory (no config.yaml)")
+    if not resume and not overwrite and holds_run(run_dir):
+        raise DrZeroError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, "
+                          f"or replace it with --overwrite")
+
+
+def start_run(run_dir: Path, config_text: str, *, overwrite: bool, resumed_step: int | None,
+              resumed_from: Path | None) -> None:
+    """The first writes of a run (rank 0; everything has been validated by now). A new
+    run: remove a previous run's files (``--overwrite``), write config.yaml. A resumed one
+    (``resumed_step``: the step to continue after, 0 when it starts over): cut the JSONL
+    logs back to that step, remove checkpoints of later steps (an abandoned future) and
+    half-written ones, point ``latest`` at ``resumed_from``."""
+    if not dist.is_main():
+        return
+    if overwrite:
+        for name in RUN_FILES:
+            (run_dir / name).unlink(missing_ok=True)
+        for name in RUN_DIRS:
+            shutil.rmtree(run_dir / name, ignore_errors=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if resumed_step is not None:
+        for name in ("metrics", "samples", "weights"):
+            # starting over (no checkpoint): the base model's step-0 evaluation is redone too
+            truncate_jsonl(run_dir / f"{name}.jsonl", resumed_step if resumed_from else -1)
+        root = run_dir / "checkpoints"
+        for step, path in list_checkpoints(run_dir):
+            if step > resumed_step:
+                shutil.rmtree(path)
+        for tmp in root.glob(".tmp-*"):
+            shutil.rmtree(tmp, ignore_errors=True)
+        if resumed_from is not None:
+            _point_latest(root, resumed_from.name)
+        elif (root / LATEST).exists():
+            (root / LATEST).unlink()
+    _atomic_write(run_dir / "config.yaml", config_text)
+
+
+# ----------------------------------------------------------------------------- listing and verifying
+def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """``(step, folder)`` of every ``checkpoints/step-N`` (complete or not), by step."""
+    out = []
+    for p in (run_dir / "checkpoints").glob("step-*"):
+        suffix = p.name.removeprefix("step-")
+        if p.is_dir() and suffix.isdigit():
+            out.append((int(suffix), p))
+    return sorted(out)
+
+
+def latest(run_dir: Path) -> Path | None:
+    """The checkpoint ``checkpoints/latest`` names, when it exists and is complete."""
+    pointer = run_dir / "checkpoints" / LATEST
+    if not pointer.is_file():
+        return None
+    name = pointer.read_text().strip()
+    path = run_dir / "checkpoints" / name
+    return path if name and (path / MANIFEST).is_file() else None
+
+
+def verify(ckpt: Path) -> str | None:
+    """Why ``ckpt`` cannot be trusted (a missing manifest, a missing file, a size or a
+    sha256 that differs from the manifest's), or None when it is intact. Under several
+    ranks each rank hashes its share of the files (a collective: call it on every rank)."""
+    manifest_path = ckpt / MANIFEST
+    try:
+        files = json.loads(manifest_path.read_text())["files"]
+    except FileNotFoundError:
+        problem = "incomplete (no manifest.json)"
+        if (ckpt / "trainer_state.pt").exists():
+            problem = "written by an older drzero (trainer_state.pt inside the model folder)"
+        files, problems = {}, [problem]
+    except (ValueError, KeyError, TypeError):
+        files, problems = {}, ["manifest.json is unreadable"]
+    else:
+        problems = []
+    mine = sorted(files)[dist.rank() :: dist.world_size()]
+    for rel in mine:
+        path, expected = ckpt / rel, files[rel]
+        if not path.is_file():
+            problems.append(f"{rel} is missing")
+        elif path.stat().st_size != expected["size"]:
+            problems.append(f"{rel} has {path.stat().st_size} bytes, the manifest says {expected['size']}")
+        elif _sha256(path) != expected["sha256"]:
+            problems.append(f"{rel} does not match its sha256")
+    problems = [p for rank_problems in dist.all_gather_object(problems) for p in rank_problems]
+    return problems[0] if problems else None
+
+
+def find_resumable(run_dir: Path) -> tuple[Path | None, list[str]]:
+    """The newest intact checkpoint of a run (None if there is none) and one line per
+    checkpoint skipped on the way (said to the user). An older-layout checkpoint is refused."""
+    notes = []
+    for step, path in reversed(list_checkpoints(run_dir)):
+        problem = verify(path)
+        if problem is None:
+            return path, notes
+        if "older drzero" in problem:
+            raise DrZeroError(f"{path} was {problem}; it cannot be resumed by this version: start a new run "
+                              f"from its weights with --model {path} --output-dir NEW_DIR")
+        notes.append(f"checkpoint {path.name} is not intact ({problem}); skipping it")
+    return None, notes
+
+
+def read_step(ckpt: Path) -> int:
+    return int(json.loads((ckpt / TRAINER / "state.json").read_text())["step"])
+
+
+def model_files(ckpt: Path) -> list[str]:
+    """The model folder's files (relative paths): everything but the trainer state and the manifest."""
+    return sorted(str(p.relative_to(ckpt)) for p in ckpt.rglob("*")
+                  if p.is_file() and p.relative_to(ckpt).parts[0] not in (TRAINER, MANIFEST))
+
+
+# ----------------------------------------------------------------------------- saving and loading
 def rng_state() -> dict:
     return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
 
@@ -34,59 +194,191 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
 
 
-def save(run_dir: Path, step: int, model, tokenizer, *, trainer_state: dict, keep: int,
-         model_state: dict | None = None) -> Path:
-    """Write ``checkpoints/step-{step:06d}`` atomically, point ``latest`` at it and keep the
-    ``keep`` newest. ``model_state``: the whole weights, when the model itself is sharded."""
+def save(run_dir: Path, step: int, model, tokenizer, optimizer, *, small_state: dict, export_dtype: torch.dtype,
+         card: str, keep: int) -> Path:
+    """Write ``checkpoints/step-{step:06d}`` and point ``latest`` at it; keep the ``keep``
+    newest (0 = all). Call on every rank: the trainer state is saved shard by shard, the
+    model export is gathered once to rank 0 (when sharded), which writes it in
+    ``export_dtype`` with its model card. ``small_state``: picklable trainer objects
+    (scheduler, monitor) saved by rank 0 with the step and the RNG state."""
     root = run_dir / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step-{step:06d}"
-    tmp = root / f".tmp-step-{step:06d}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    if hasattr(model, "peft_config"):  # LoRA: the adapter (to resume) and merged weights (HF format, for eval/serving)
-        model.save_pretrained(tmp / "adapter")
-        copy.deepcopy(model).merge_and_unload().save_pretrained(tmp, safe_serialization=True)
-    else:
-        if model_state is not None:  # gathered whole weights: leave out tied duplicates (lm_head = embeddings)
-            tied = {n for n, _ in model.named_parameters(remove_duplicate=False)} - {n for n, _ in model.named_parameters()}
-            model_state = {k: v for k, v in model_state.items() if k not in tied}
-        model.save_pretrained(tmp, safe_serialization=True, state_dict=model_state)
-    tokenizer.save_pretrained(tmp)
-    torch.save({"step": step, "rng": rng_state(), **trainer_state}, tmp / STATE_FILE)
-    (tmp / "trainer_state.json").write_text(json.dumps({"step": step}, indent=2))
-    for f in tmp.rglob("*"):
-        if f.is_file():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    pointer_tmp = root / f".{LATEST}.tmp"
-    pointer_tmp.write_text(final.name)
-    os.replace(pointer_tmp, root / LATEST)
-    steps = sorted(p for p in root.glob("step-*") if p.is_dir())
-    for old in steps[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+    final, tmp = root / f"step-{step:06d}", root / f".tmp-step-{step:06d}"
+    if dist.is_main():
+        for stale in root.glob(".tmp-*"):  # left by a kill during an earlier save
+            shutil.rmtree(stale, ignore_errors=True)
+        (tmp / TRAINER).mkdir(parents=True)
+    dist.barrier()
+    dist.save_trainer_state(model, optimizer, tmp / TRAINER)  # every rank writes its own shard
+    gathered = dist.full_state_dict(model, rank0_cpu=True) if dist.is_sharded(model) else None
+    if dist.is_main():
+        torch.save({"step": step, "rng": rng_state(), **small_state}, tmp / TRAINER / "state.pt")
+        (tmp / TRAINER / "state.json").write_text(json.dumps({"step": step, "ranks": dist.world_size()}, indent=2))
+        export_model(tmp, model, tokenizer, export_dtype, gathered)
+        (tmp / "README.md").write_text(card)
+    dist.barrier()
+    files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
+    mine = {rel: {"size": (tmp / rel).stat().st_size, "sha256": _sha256(tmp / rel, fsync=True)}
+            for rel in files[dist.rank() :: dist.world_size()]}  # each rank hashes (and fsyncs) its share
+    manifest = {k: v for part in dist.all_gather_object(mine) for k, v in part.items()}
+    if dist.is_main():
+        _atomic_write(tmp / MANIFEST, json.dumps({"step": step, "files": manifest}, indent=1))
+        for folder in {tmp, *(p.parent for p in tmp.rglob("*"))}:
+            _fsync_dir(folder)
+        if final.exists():  # re-saving a step (after a resume fell back past it): never leave no step-N behind
+            trash = root / f".tmp-old-{final.name}"
+            os.replace(final, trash)
+            os.replace(tmp, final)
+            shutil.rmtree(trash)
+        else:
+            os.replace(tmp, final)
+        _fsync_dir(root)
+        _point_latest(root, final.name)
+        older = [p for s, p in list_checkpoints(run_dir) if s <= step]  # never a later step's (nor another run's)
+        for old in older[:-keep] if keep > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+    dist.barrier()
     return final
 
 
-def latest(run_dir: Path) -> Path | None:
-    """The newest complete checkpoint of a run, or None."""
-    pointer = run_dir / "checkpoints" / LATEST
-    if not pointer.exists():
-        return None
-    path = run_dir / "checkpoints" / pointer.read_text().strip()
-    return path if (path / STATE_FILE).exists() else None
+def export_model(folder: Path, model, tokenizer, dtype: torch.dtype, gathered: dict | None = None) -> None:
+    """The Hugging Face model folder: weights in ``dtype`` (the training dtype; the float32
+    masters stay in the trainer state), config.json saying so, generation config, tokenizer.
+    ``gathered``: the whole weights of a sharded model (rank 0). LoRA: the adapter in
+    ``adapter/`` and the merged weights."""
+    if hasattr(model, "peft_config"):
+        model.save_pretrained(folder / "adapter")
+        model = copy.deepcopy(model).merge_and_unload()
+        state = model.state_dict()
+    else:
+        state = gathered if gathered is not None else model.state_dict()
+    # tied weights (lm_head = embeddings) are saved once
+    tied = {n for n, _ in model.named_parameters(remove_duplicate=False)} - {n for n, _ in model.named_parameters()}
+    state = {k: v.detach().to("cpu", dtype if v.is_floating_point() else v.dtype) for k, v in state.items() if k not in tied}
+    model.save_pretrained(folder, safe_serialization=True, state_dict=state)
+    config = json.loads((folder / "config.json").read_text())  # save_pretrained records the module's dtype (float32)
+    for key in {"dtype"} | ({"torch_dtype"} & set(config)):  # older transformers name it torch_dtype
+        config[key] = str(dtype).removeprefix("torch.")
+    (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    tokenizer.save_pretrained(folder)
 
 
-def load_state(checkpoint: Path) -> dict:
-    """The trainer state saved beside the weights."""
-    return torch.load(checkpoint / STATE_FILE, weights_only=False)
+def load(ckpt: Path, model, optimizer) -> dict:
+    """Restore the trained parameters (float32 masters) and the optimizer state saved in
+    ``ckpt/trainer`` (every rank reads its shard; a collective), and return the small state
+    (step, rng, and what the trainer passed as ``small_state``)."""
+    dist.load_trainer_state(model, optimizer, ckpt / TRAINER)
+    return torch.load(ckpt / TRAINER / "state.pt", weights_only=False)
 
 
+# ----------------------------------------------------------------------------- the model card
+CARD_METRICS = ("rollout/reward_mean", "rollout/accuracy", "rollout/response_length_mean", "rollout/truncation_rate")
+
+
+def model_card(cfg, step: int, *, objective_line: str, template, run_dir: Path) -> str:
+    """The checkpoint's README.md: base model, algorithm and resolved objective, the
+    template with its exact prompt string (the model was trained on it, not on its chat
+    template), data, training settings, and the latest metrics up to ``step`` (from
+    metrics.jsonl). Hub metadata on top (``base_model`` only for a hub name)."""
+    from drzero import __version__
+
+    records = []
+    if (run_dir / "metrics.jsonl").exists():
+        for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                pass
+    latest_values: dict[str, tuple] = {}
+    for r in records:
+        if r.get("step", 0) <= step:
+            for k, v in r.items():
+                if (k in CARD_METRICS or (k.startswith("eval/") and k.endswith("/accuracy"))) and v is not None:
+                    latest_values[k] = (v, r["step"])
+    is_hub = cfg.model != "toy" and not Path(cfg.model).expanduser().exists() and cfg.model.count("/") == 1
+    base = ("The drzero toy model (`drzero/toy/checkpoint`)" if cfg.model == "toy"
+            else f"[`{cfg.model}`](https://huggingface.co/{cfg.model})" if is_hub else f"The local model `{Path(cfg.model).name}`")
+    front = ["---", "library_name: transformers", "pipeline_tag: text-generation"]
+    front += [f"base_model: {cfg.model}"] if is_hub else []
+    front += ["tags:", "- drzero", f"- {cfg.algo}", "- reinforcement-learning", "- math", "---", ""]
+    eval_sets = ", ".join(x.strip() for x in cfg.eval_datasets.split(",") if x.strip()) or "none"
+    data = f"`{cfg.dataset}`" + (f" (split `{cfg.dataset_split}`)" if cfg.dataset_split else "")
+    data += "".join(f", {k} column `{v}`" for k, v in (("question", cfg.question_column), ("answer", cfg.answer_column)) if v)
+    stop = ", ".join(f"`{x}`" for x in template.stop) or "the end-of-sequence token"
+    answer_where = {"answer_tag": "`<answer>...</answer>`", "boxed": "the last `\\boxed{}`"}.get(
+        template.answer_format, "`<answer>...</answer>` or the last `\\boxed{}`")
+    lines = front + [
+        f"# {run_dir.resolve().name}, step {step}", "",
+        f"{base} trained with R1-Zero-like reinforcement learning (rule-based reward: 1 for a correct final answer, "
+        f"else 0) by drzero {__version__}: algorithm `{cfg.algo}`, {step} of {cfg.max_steps} "
+        f"policy iterations{f', LoRA rank {cfg.lora_rank}' if cfg.lora_rank else ''}.", "",
+        "## Objective", "", "```", objective_line, "```", "",
+        "## Prompt template", "",
+        f"Trained with the `{template.name}` template. Prompt the model with exactly this string, `{{question}}` "
+        "being the problem (not with the tokenizer's chat template, which it was not trained on):", "",
+        "````", template.prompt.replace("{{", "{").replace("}}", "}"), "````", "",
+        f"Answers are read from {answer_where}; generation stops at {stop}.", "",
+        "## Data and settings", "",
+        f"- training questions: {data}; evaluation: {eval_sets}",
+        f"- {cfg.prompts_per_step} prompts x {cfg.group_size} samples per iteration, {cfg.max_new_tokens} new tokens, "
+        f"temperature {cfg.temperature:g}, top-p {cfg.top_p:g}, lr {cfg.lr:g} ({cfg.lr_schedule}), beta {cfg.beta:g}, seed {cfg.seed}",
+        f"- weights in {cfg.dtype} (`model.safetensors`); the training run's full config is its `config.yaml`", "",
+        f"## Metrics (latest up to step {step})", "",
+        "| metric | value | at step |", "|---|---|---|",
+        *[f"| {k} | {v:.4g} | {at} |" for k, (v, at) in latest_values.items()], "",
+    ]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- JSONL logs
 def truncate_jsonl(path: Path, max_step: int) -> None:
-    """Drop lines logged after the checkpoint a run resumes from (they will be redone)."""
+    """Keep the lines of steps <= ``max_step`` (the later ones will be redone); a torn last
+    line (a kill mid-write) is dropped. Replaced atomically: a kill here loses nothing."""
     if not path.exists():
         return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= max_step]
-    path.write_text("".join(line + "\n" for line in keep))
+    lines = path.read_bytes().split(b"\n")
+    keep = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            if i >= len(lines) - 2:  # the last line, with or without its newline: torn by a kill
+                break
+            raise DrZeroError(f"{path}:{i + 1}: not valid JSON; the log is damaged beyond a torn last line") from None
+        if record.get("step", 0) <= max_step:
+            keep.append(line + b"\n")
+    _atomic_write(path, b"".join(keep))
+
+
+# ----------------------------------------------------------------------------- files
+def _sha256(path: Path, fsync: bool = False) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+        if fsync:
+            os.fsync(f.fileno())
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: Path, data: str | bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _point_latest(root: Path, name: str) -> None:
+    _atomic_write(root / LATEST, name)
+    _fsync_dir(root)

@@ -1,9 +1,11 @@
-"""The ``drzero`` command: train, eval, probe, report, toy build.
+"""The ``drzero`` command: train, eval, probe, report, simulate, push, toy build.
 
     drzero train [--config RECIPE.yaml] [--algo dr_grpo] [--max-steps 40] ...
     drzero eval --model toy --benchmarks math500 --limit 50 --output runs/eval
     drzero probe --model toy --output runs/probe
     drzero report RUN_DIR [RUN_DIR ...] --output runs/report
+    drzero simulate --output runs/simulate
+    drzero push RUN_DIR --repo-id ORG/NAME [--step N]
     drzero toy build --output DIR
 
 ``drzero <command> --help`` lists every option with its meaning; every command accepts
@@ -18,40 +20,16 @@ import sys
 USAGE = __doc__
 
 
-def _run_train(cfg) -> None:
-    from drzero.train import train
-
-    train(cfg)
-
-
-def _run_eval(cfg) -> None:
-    from drzero.evaluate import run_eval
-
-    run_eval(cfg)
-
-
-def _run_probe(cfg) -> None:
-    from drzero.probe import run_probe
-
-    run_probe(cfg)
-
-
-def _run_report(cfg) -> None:
-    from drzero.report import run_report
-
-    run_report(cfg)
-
-
-def _commands() -> dict:
-    """command -> (config dataclass, what runs it)."""
-    from drzero import config
-
-    return {
-        "train": (config.TrainConfig, _run_train),
-        "eval": (config.EvalConfig, _run_eval),
-        "probe": (config.ProbeConfig, _run_probe),
-        "report": (config.ReportConfig, _run_report),
-    }
+# command -> (its config dataclass in drzero.config, the function that runs it). The modules
+# are imported only when their command runs: `drzero eval --help` does not load the trainer.
+COMMANDS = {
+    "train": ("TrainConfig", "drzero.train:train"),
+    "eval": ("EvalConfig", "drzero.evaluate:run_eval"),
+    "probe": ("ProbeConfig", "drzero.probe:run_probe"),
+    "report": ("ReportConfig", "drzero.report:run_report"),
+    "simulate": ("SimulateConfig", "drzero.simulate:simulate_command"),
+    "push": ("PushConfig", "drzero.push:run_push"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,14 +46,18 @@ def main(argv: list[str] | None = None) -> int:
             from drzero.toy.cli import main as toy_main
 
             return toy_main(rest)
-        commands = _commands()
-        if command not in commands:
+        if command not in COMMANDS:
             print(f"error: unknown command {command!r}\n{USAGE}", file=sys.stderr)
             return 2
-        from drzero.config import parse_config
+        import importlib
 
-        cls, run = commands[command]
-        run(parse_config(cls, rest, prog=f"drzero {command}"))
+        from drzero import config
+
+        config_name, target = COMMANDS[command]
+        cls = getattr(config, config_name)
+        module, function = target.split(":")
+        cfg = config.parse_config(cls, rest, prog=f"drzero {command}")
+        getattr(importlib.import_module(module), function)(cfg)
         return 0
     except DrZeroError as e:
         print(f"error: {e}", file=sys.stderr)

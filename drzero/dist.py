@@ -10,12 +10,17 @@ update equals the single-process one on the same global batch. Two ways to hold 
   sharded over ranks (parameters, gradients, optimizer state); backward reduce-scatters
   the *sum* of the gradients (the default would average, which breaks the global
   normaliser). ``iter_full_weights`` gathers whole weights one tensor at a time for the
-  generation engine; ``full_state_dict`` and ``optimizer_state`` gather checkpoints.
+  generation engine; ``full_state_dict`` gathers the Hugging Face export to rank 0.
+
+The trainer state (float32 master weights of the trained parameters and the optimizer
+state) is saved and loaded with ``torch.distributed.checkpoint`` (``save_trainer_state``,
+``load_trainer_state``): each rank writes and reads its own shard, nothing is gathered.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 
 import torch
 import torch.distributed as td
@@ -150,24 +155,51 @@ def iter_full_weights(model, dtype: torch.dtype | None = None):
         yield name, value.to(dtype) if dtype is not None else value
 
 
-def optimizer_state(model, optimizer) -> dict:
-    """The optimizer state to checkpoint: whole (unsharded) tensors, gathered to rank 0 on
-    CPU when the model is sharded (a collective then)."""
-    if not is_sharded(model):
-        return optimizer.state_dict()
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+def _trainer_state(model, optimizer) -> dict:
+    """``{"model": trained parameters, "optimizer": its state}``, keyed by parameter name;
+    under FSDP every tensor is this rank's shard (a DTensor), otherwise the whole tensor."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
 
-    return get_optimizer_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    model_state, optim_state = get_state_dict(model, optimizer, options=StateDictOptions(ignore_frozen_params=True))
+    return {"model": model_state, "optimizer": optim_state}
 
 
-def load_optimizer_state(model, optimizer, state: dict) -> None:
-    """Inverse of ``optimizer_state``; each rank keeps its shard."""
-    if not is_sharded(model):
-        optimizer.load_state_dict(state)
-        return
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+def save_trainer_state(model, optimizer, path) -> None:
+    """Write the trained parameters (float32 masters) and the optimizer state to the folder
+    ``path`` with torch.distributed.checkpoint, on every rank (a collective): one file per
+    rank holding its shard (replicated tensors of a data-parallel run are split between the
+    ranks' files) plus ``.metadata``. Nothing is gathered to rank 0."""
+    import torch.distributed.checkpoint as dcp
 
-    set_optimizer_state_dict(model, optimizer, optim_state_dict=state, options=StateDictOptions(full_state_dict=True))
+    with warnings.catch_warnings():  # "assuming the intent is to save in a single process": it is
+        warnings.simplefilter("ignore", UserWarning)
+        dcp.save(_trainer_state(model, optimizer), checkpoint_id=str(path), no_dist=not _on())
+
+
+def load_trainer_state(model, optimizer, path) -> None:
+    """Inverse of ``save_trainer_state`` (a collective): each rank reads only what its shard
+    needs, into the model's parameters and the optimizer. The number of ranks may differ
+    from the saving run's (the checkpoint is resharded on load)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
+    state = _trainer_state(model, optimizer)  # the structure to fill, on this rank's devices
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        dcp.load(state, checkpoint_id=str(path), no_dist=not _on())
+    # not strict: frozen parameters (LoRA's base) are not in the state; dcp.load has already
+    # refused a checkpoint that lacks any of the trained ones
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optimizer"],
+                   options=StateDictOptions(ignore_frozen_params=True, strict=False))
+
+
+def all_gather_object(obj) -> list:
+    """``[obj of rank 0, obj of rank 1, ...]`` (picklable objects; ``[obj]`` in one process)."""
+    if not _on():
+        return [obj]
+    out = [None] * world_size()
+    td.all_gather_object(out, obj)
+    return out
 
 
 def grad_norm(model, max_norm: float) -> float:

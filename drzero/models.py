@@ -14,42 +14,52 @@ from transformers.cache_utils import Cache, DynamicLayer
 from transformers.modeling_layers import GradientCheckpointingLayer
 
 from drzero import dist
+from drzero.config import TOY_CHECKPOINT, check_model  # noqa: F401 - TOY_CHECKPOINT re-exported
 from drzero.errors import DrZeroError
-
-TOY_CHECKPOINT = Path(__file__).parent / "toy" / "checkpoint"
 
 
 def resolve_model_path(name: str) -> str:
-    """``toy`` -> the bundled checkpoint; an existing path -> itself; else a hub name."""
-    if name == "toy":
-        if not (TOY_CHECKPOINT / "config.json").exists():
-            raise DrZeroError(f"the toy checkpoint is missing at {TOY_CHECKPOINT}; rebuild it with `drzero toy build`")
-        return str(TOY_CHECKPOINT)
-    path = Path(name).expanduser()
-    if path.exists():
-        if not (path / "config.json").exists():
-            raise DrZeroError(f"model path {name!r} has no config.json (not a Hugging Face checkpoint folder)")
-        return str(path)
-    if name.startswith((".", "/", "~")) or name.count("/") > 1:
-        raise DrZeroError(f"model path {name!r} does not exist")
-    return name
+    """``toy`` -> the bundled checkpoint; an existing folder -> itself, checked (config,
+    tokenizer files, intact weights: ``config.check_model``); else a hub name."""
+    return check_model(name)
 
 
 def load_model_and_tokenizer(name: str, *, dtype: str = "auto", device: str = "cpu"):
-    """``(model, tokenizer)`` for a model name/path (see ``resolve_model_path``)."""
+    """``(model, tokenizer)`` for a model name/path (see ``resolve_model_path``). Anything
+    that stops the load is one line naming the model, not a traceback."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model_path(name)
     torch_dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
+        if not tokenizer("1 + 1 = 2", add_special_tokens=False)["input_ids"]:
+            raise DrZeroError(f"model {name!r}: its tokenizer encodes nothing (vocabulary of {len(tokenizer)}); "
+                              "are the tokenizer files missing or broken?")
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
-    except OSError as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise DrZeroError(f"cannot load model {name!r}: {first[:300]}") from None
+    except DrZeroError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a broken or unreachable checkpoint, whatever the library raises
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise DrZeroError(f"cannot load model {name!r}: {type(e).__name__}: {first[:300]}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model.to(device), tokenizer
+
+
+def load_template(name: str, model: str, system_prompt: str | None = None):
+    """``drzero.templates.get_template``, with the model's tokenizer for ``chat``."""
+    from drzero.templates import get_template
+
+    if name != "chat":
+        return get_template(name)
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(model))
+    except OSError as e:
+        raise DrZeroError(f"--template chat: cannot load the tokenizer of {model!r} ({str(e).splitlines()[0][:200]})") from None
+    return get_template("chat", tokenizer=tokenizer, system_prompt=system_prompt)
 
 
 def add_lora(model, *, rank: int, alpha: float, target_modules: str, adapter_dir: Path | None = None):

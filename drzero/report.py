@@ -21,19 +21,41 @@ from pathlib import Path
 
 import yaml
 
-from drzero.data import read_jsonl
+from drzero.config import check_output_path, validate
 from drzero.errors import DrZeroError
 
 
 def _read_jsonl(path: Path) -> list[dict]:
-    return read_jsonl(path) if path.exists() else []
+    """The records of a run's JSONL file; a last line torn by a run still writing (or
+    killed) is left out, damage anywhere else is a one-line error."""
+    if not path.exists():
+        return []
+    lines = path.read_bytes().split(b"\n")
+    records = []
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            if lineno == len(lines):  # the unfinished last line
+                break
+            raise DrZeroError(f"{path}:{lineno}: not valid JSON") from None
+        if not isinstance(record, dict) or "step" not in record:
+            raise DrZeroError(f"{path}:{lineno}: not a drzero record (no step)")
+        records.append(record)
+    return records
 
 
 def load_run(run_dir: str) -> dict:
     d = Path(run_dir)
-    if not (d / "metrics.jsonl").exists():
+    if not (d / "metrics.jsonl").is_file():
         raise DrZeroError(f"{run_dir}: not a training run directory (no metrics.jsonl)")
-    cfg = yaml.safe_load((d / "config.yaml").read_text()) if (d / "config.yaml").exists() else {}
+    try:
+        cfg = yaml.safe_load((d / "config.yaml").read_text()) if (d / "config.yaml").exists() else {}
+    except (yaml.YAMLError, UnicodeDecodeError, OSError):
+        raise DrZeroError(f"{d / 'config.yaml'}: not valid YAML") from None
+    cfg = cfg if isinstance(cfg, dict) else {}
     metrics = _read_jsonl(d / "metrics.jsonl")
     label = f"{d.name} ({cfg.get('algo', '?')})"
     return {"dir": d, "label": label, "config": cfg, "metrics": metrics, "weights": _read_jsonl(d / "weights.jsonl")}
@@ -166,6 +188,7 @@ def _plot_weights(runs, path):
 def make_report(run_dirs: list[str], output: str) -> Path:
     if not run_dirs:
         raise DrZeroError("give at least one run directory")
+    check_output_path(output)
     runs = [load_run(d) for d in run_dirs]
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
@@ -254,6 +277,7 @@ def summary_text(summaries: list[dict]) -> str:
 
 def run_report(cfg) -> Path:
     """``drzero report``: the page, and the summary printed."""
+    validate(cfg)  # the run folders and --output, before anything is written
     page = make_report(list(cfg.runs), cfg.output)
     print(summary_text(json.loads((page.parent / "summary.json").read_text())), end="")
     print(f"wrote {page}")

@@ -15,6 +15,7 @@ Shapes: B prompts per iteration, G samples per prompt, N = B*G responses, T toke
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import random
 import time
@@ -26,19 +27,19 @@ import torch
 
 from drzero import checkpoint, dist
 from drzero.algo import (Objective, bias_weights, describe_objective, group_advantages, masked_mean, policy_loss,
-                         resolve_objective, tis_weights)
+                         question_weights, resolve_objective, tis_weights)
 from drzero.analysis import BiasMonitor, mean_or_nan, reflection_keywords
-from drzero.config import TrainConfig, check_train_config, dump_config
+from drzero.config import TrainConfig, config_text, resolved_micro_batch_size, steps_for_epochs, validate
 from drzero.data import load_questions
 from drzero.errors import DrZeroError
 from drzero.evaluate import evaluate_rows
 from drzero.grader import Grader
-from drzero.models import (PromptPrefill, add_lora, can_share_prompts, load_model_and_tokenizer, policy_logprobs,
-                           resolve_model_path)
+from drzero.models import (PromptPrefill, add_lora, can_share_prompts, load_model_and_tokenizer, load_template,
+                           policy_logprobs, resolve_model_path)
 from drzero.reward import RewardFunction, load_reward_function
 from drzero.rollout import Engine, Rollouts, SamplingParams, generate_and_grade
-from drzero.templates import Template, get_template
-from drzero.tracking import RunLog
+from drzero.templates import Template
+from drzero.tracking import RunLog, check_trackers
 
 TIMED = ("time/generate", "time/grade", "time/train", "time/sync", "time/eval")
 
@@ -75,7 +76,7 @@ def train(cfg: TrainConfig) -> dict:
     s = setup(cfg)
     cfg, G = s.cfg, s.cfg.group_size
     log = RunLog(s.run_dir, cfg, total_steps=cfg.max_steps, start_step=s.start_step, progress=cfg.progress)
-    metrics: dict = {}
+    metrics, finished = {}, False
     try:
         if s.start_step == 0 and s.eval_sets and dist.is_main():  # the base model, for reference
             t = time.perf_counter()
@@ -136,8 +137,9 @@ def train(cfg: TrainConfig) -> dict:
             # ---- 9. checkpoint
             if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.max_steps:
                 save_checkpoint(s, step)
+        finished = True
     finally:
-        log.close()
+        log.close(ok=finished)  # trackers learn whether the run failed
     if dist.is_main():
         dist.print0(f"done: {cfg.max_steps} steps; last checkpoint {checkpoint.latest(s.run_dir)}; "
                     f"metrics in {s.run_dir / 'metrics.jsonl'}")
@@ -146,36 +148,42 @@ def train(cfg: TrainConfig) -> dict:
 
 # ----------------------------------------------------------------------------- setup
 def setup(cfg: TrainConfig) -> Setup:
-    """Validate the config, then build data, objective, models, engine, optimizer; restore
-    a checkpoint when resuming."""
-    check_train_config(cfg)
+    """Validate the config, the run directory and the optional loggers; build data,
+    objective, models, engine, optimizer; restore the newest intact checkpoint when
+    resuming. Nothing is written before all of that has succeeded (``checkpoint.start_run``)."""
+    validate(cfg)  # ranges, model folder, question sets, output folder (also run by the CLI's parser)
     dist.init()
     if cfg.prompts_per_step % dist.world_size():
         raise DrZeroError(f"prompts_per_step={cfg.prompts_per_step} must be a multiple of the {dist.world_size()} ranks "
                           "(whole groups are assigned to ranks)")
-    run_dir, start_step, state, model_source = Path(cfg.output_dir), 0, None, cfg.model
+    run_dir = Path(cfg.resume or cfg.output_dir)
+    checkpoint.check_run_dir(run_dir, resume=bool(cfg.resume), overwrite=cfg.overwrite)
+    check_trackers(cfg)
+    ckpt, start_step = None, 0
     if cfg.resume:
-        ckpt = checkpoint.latest(Path(cfg.resume))
+        ckpt, notes = checkpoint.find_resumable(run_dir)  # verified against its manifest; older ones if broken
+        for note in notes:
+            dist.print0(note)
         if ckpt is None:
-            raise DrZeroError(f"--resume {cfg.resume}: no complete checkpoint found under {cfg.resume}/checkpoints")
-        run_dir, model_source = Path(cfg.resume), str(ckpt)
-        state = checkpoint.load_state(ckpt)
-        start_step = state["step"]
-    if dist.is_main():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        dump_config(cfg, run_dir / "config.yaml")
+            dist.print0(f"--resume {run_dir}: no intact checkpoint; starting over from step 0 with the run's config")
+        start_step = checkpoint.read_step(ckpt) if ckpt else 0
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     device = dist.resolve_device(cfg.device)
 
     # ---- data, template, reward, objective
-    template = get_template(cfg.template)
+    template = load_template(cfg.template, cfg.model, cfg.system_prompt)
     reward_fn = load_reward_function(cfg.reward) if cfg.reward else None
     rows = load_questions(cfg.dataset, split=cfg.dataset_split, question_column=cfg.question_column,
-                          answer_column=cfg.answer_column)
-    eval_sets = {name: load_questions(name, limit=cfg.eval_limit)
+                          answer_column=cfg.answer_column, dataset_config=cfg.dataset_config,
+                          dataset_filter=cfg.dataset_filter)
+    eval_sets = {name: load_questions(name, limit=cfg.eval_limit, question_column=cfg.eval_question_column,
+                                      answer_column=cfg.eval_answer_column)
                  for name in (s.strip() for s in cfg.eval_datasets.split(",")) if name}
+    if cfg.max_epochs is not None:  # the reference stops after a number of prompt epochs
+        cfg = dataclasses.replace(cfg, max_steps=steps_for_epochs(cfg.max_epochs, len(rows), cfg.prompts_per_step))
+        dist.print0(f"max_epochs {cfg.max_epochs} over {len(rows)} questions: {cfg.max_steps} policy iterations")
     objective = resolve_objective(
         cfg.algo, max_new_tokens=cfg.max_new_tokens, advantage_scale=cfg.advantage_scale, baseline=cfg.baseline,
         aggregation=cfg.aggregation, constant_normalizer=cfg.constant_normalizer, clip_eps_low=cfg.clip_eps_low,
@@ -187,7 +195,7 @@ def setup(cfg: TrainConfig) -> Setup:
     dist.print0(describe_objective(cfg.algo, objective))
     dist.print0(f"batch: {cfg.prompts_per_step} prompts x {cfg.group_size} samples = {N} responses per iteration; "
                 f"{train_batch} responses per optimizer step ({updates_per_iter} optimizer steps per iteration); "
-                f"micro-batch {cfg.micro_batch_size}; {len(rows)} training questions; template {template.name}")
+                f"micro-batch {resolved_micro_batch_size(cfg)}; {len(rows)} training questions; template {template.name}")
 
     # ---- models. Trained weights stay in float32 (with lr 1e-6 a bfloat16 weight would round
     # most updates away; LoRA: the frozen base is in `dtype`, peft keeps adapters in float32);
@@ -196,12 +204,13 @@ def setup(cfg: TrainConfig) -> Setup:
     sharded = cfg.sharding == "fsdp" and dist.world_size() > 1
     if cfg.sharding == "fsdp" and not sharded:
         dist.print0("sharding=fsdp: a single process holds the whole model; nothing to shard")
-    lora_resume = state is not None and (Path(model_source) / "adapter").exists()
-    model, tokenizer = load_model_and_tokenizer(cfg.model if lora_resume else model_source, device=device)
+    # a resumed run loads the checkpoint's export (LoRA: the base model) and then the float32
+    # masters of the trained parameters from the trainer state
+    model_source = str(ckpt) if ckpt is not None and not cfg.lora_rank else cfg.model
+    model, tokenizer = load_model_and_tokenizer(model_source, device=device)
     model.to(dtype if cfg.lora_rank else torch.float32)
     if cfg.lora_rank:
-        model = add_lora(model, rank=cfg.lora_rank, alpha=cfg.lora_alpha, target_modules=cfg.lora_target_modules,
-                         adapter_dir=Path(model_source) / "adapter" if lora_resume else None)
+        model = add_lora(model, rank=cfg.lora_rank, alpha=cfg.lora_alpha, target_modules=cfg.lora_target_modules)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.config.use_cache = False
@@ -218,30 +227,33 @@ def setup(cfg: TrainConfig) -> Setup:
     if cfg.engine == "vllm":
         from drzero.rollout.vllm_engine import VLLMEngine
 
-        engine = VLLMEngine(resolve_model_path(cfg.model if lora_resume else model_source), seed=cfg.seed,
+        engine = VLLMEngine(resolve_model_path(model_source), seed=cfg.seed,
                             dtype=cfg.dtype, enable_sleep_mode=device.startswith("cuda"),
-                            gpu_memory_utilization=cfg.vllm_memory)
+                            gpu_memory_utilization=cfg.vllm_memory, tensor_parallel_size=cfg.tensor_parallel_size)
     else:
         from drzero.rollout.hf import HFEngine
 
         engine = HFEngine(rollout_model, tokenizer, batch_size=cfg.generation_batch_size, dtype=dtype)
-    engine.sync(model)
 
-    # ---- optimizer, schedule, bias monitor; a resumed run restores them and the RNG states
+    # ---- optimizer, schedule, bias monitor; a resumed run restores them, the weights and the RNG states
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
                                   betas=(0.9, cfg.adam_beta2), weight_decay=cfg.weight_decay)
     scheduler = make_scheduler(optimizer, cfg, cfg.max_steps * updates_per_iter)
     monitor = BiasMonitor()
-    if state is not None:
-        dist.load_optimizer_state(model, optimizer, state["optimizer"])
+    if ckpt is not None:
+        state = checkpoint.load(ckpt, model, optimizer)  # every rank reads its own shard
         scheduler.load_state_dict(state["scheduler"])
         checkpoint.set_rng_state(state["rng"])
         monitor.load_state_dict(state["monitor"])
-        if dist.is_main():
-            for name in RunLog.FILES:
-                checkpoint.truncate_jsonl(run_dir / f"{name}.jsonl", start_step)
-        dist.print0(f"resumed from {model_source} at step {start_step}")
-    grader = Grader(workers=cfg.grader_workers, timeout_s=cfg.grader_timeout_s)
+    engine.sync(model)
+
+    # ---- all checked and loaded: the run's first writes (clear a replaced run, config.yaml, cut logs back)
+    checkpoint.start_run(run_dir, config_text(dataclasses.replace(cfg, overwrite=False)), overwrite=cfg.overwrite,
+                         resumed_step=start_step if cfg.resume else None, resumed_from=ckpt)
+    dist.barrier()
+    if ckpt is not None:
+        dist.print0(f"resumed from {ckpt} at step {start_step}")
+    grader = Grader(workers=cfg.grader_workers, timeout_s=cfg.grader_timeout_s, mode=cfg.grader)
     return Setup(cfg, run_dir, start_step, rows, eval_sets, template, objective, grader, reward_fn, model, ref_model,
                  tokenizer, engine, optimizer, scheduler, monitor, device, dtype, sharded, train_batch, updates_per_iter)
 
@@ -291,7 +303,7 @@ def update_policy(s: Setup, batch: Rollouts, step: int) -> dict:
         for u in range(0, n_local, per_update):
             stats = accumulate_gradients(
                 s.model, batch.select(perm[u : u + per_update].tolist()), s.objective, ref_model=s.ref_model,
-                micro_batch_size=max(1, cfg.micro_batch_size // dist.world_size()), temperature=cfg.temperature,
+                micro_batch_size=max(1, resolved_micro_batch_size(cfg) // dist.world_size()), temperature=cfg.temperature,
                 pad_id=s.engine.pad_id, device=s.device, dtype=s.dtype, tis_cap=cfg.tis_cap)
             dist.sum_gradients(s.model)  # losses use global normalisers, so the sum is the exact gradient
             stats["grad_norm"] = dist.grad_norm(s.model, cfg.max_grad_norm)  # clips when max_grad_norm > 0
@@ -412,7 +424,7 @@ def frozen_logprobs(s: Setup, batch: Rollouts) -> list[torch.Tensor]:
     out: list[torch.Tensor] = [None] * len(gens)  # type: ignore[list-item]
     share = can_share_prompts(s.model)
     with torch.no_grad():
-        for chunk in micro_batch_plan(gens, s.cfg.micro_batch_size, share):
+        for chunk in micro_batch_plan(gens, resolved_micro_batch_size(s.cfg), share):
             prefill = PromptPrefill(s.model, [gens[i].prompt_token_ids for idx in chunk for i in idx],
                                     pad_id=s.engine.pad_id, device=s.device, dtype=s.dtype) if share else None
             for ids in chunk:
@@ -449,7 +461,7 @@ def rollout_metrics(batch: Rollouts, objective: Objective) -> tuple[dict, dict]:
     rewarded = batch.solved.tolist()  # [N]: the verdict part of the reward (a --reward function's part aside)
     group_std = batch.rewards.view(-1, G).std(dim=1)  # [B]
     informative = group_std > 0  # zero-variance groups get zero advantage whatever their scale
-    q_scale = 1.0 / (group_std + 1e-6) if objective.advantage_scale == "group" else torch.ones(len(group_std))  # [B]
+    q_scale = question_weights(batch.rewards, G, scale=objective.advantage_scale)  # [B]
     token_w = bias_weights(batch.advantages, lengths, aggregation=objective.aggregation,
                            constant_normalizer=objective.constant_normalizer).tolist()  # [N]
     lens = lengths.tolist()
@@ -508,11 +520,11 @@ def evaluate_policy(s: Setup) -> dict:
 
 
 def save_checkpoint(s: Setup, step: int) -> None:
-    """Gather (when sharded; collectives on every rank) and write on rank 0."""
-    optimizer_state = dist.optimizer_state(s.model, s.optimizer)
-    weights = dist.full_state_dict(s.model, rank0_cpu=True) if s.sharded else None
-    if dist.is_main():
-        checkpoint.save(s.run_dir, step, s.model, s.tokenizer, keep=s.cfg.keep_checkpoints, model_state=weights,
-                        trainer_state={"optimizer": optimizer_state, "scheduler": s.scheduler.state_dict(),
-                                       "monitor": s.monitor.state_dict()})
-    dist.barrier()
+    """``checkpoints/step-N``: the HF model folder in the training dtype with its model card
+    (gathered once to rank 0 when sharded), and beside it the trainer state, every rank
+    saving its own shard (a collective)."""
+    card = checkpoint.model_card(s.cfg, step, objective_line=describe_objective(s.cfg.algo, s.objective),
+                                 template=s.template, run_dir=s.run_dir) if dist.is_main() else ""
+    checkpoint.save(s.run_dir, step, s.model, s.tokenizer, s.optimizer, export_dtype=s.dtype, card=card,
+                    keep=s.cfg.keep_checkpoints,
+                    small_state={"scheduler": s.scheduler.state_dict(), "monitor": s.monitor.state_dict()})

@@ -11,11 +11,20 @@ from drzero.algo import (
     describe_objective,
     group_advantages,
     policy_loss,
+    question_weights,
     resolve_objective,
     tis_weights,
 )
 
-torch.set_default_dtype(torch.float64)
+
+@pytest.fixture
+def float64():
+    """Float64 for the tests that compare gradients to 1e-12; the previous default dtype is
+    restored afterwards, so every other test sees production float32."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 
 def test_group_advantages_hand_computed():
@@ -88,6 +97,7 @@ def test_clipping_hand_computed():
     assert m["clip_frac_high"] == pytest.approx(0.25) and m["clip_frac_low"] == pytest.approx(0.25)
 
 
+@pytest.mark.usefixtures("float64")
 @pytest.mark.parametrize("preset", list(PRESETS))
 def test_gradient_equals_bias_weights_on_policy(preset):
     obj = resolve_objective(preset, max_new_tokens=7)
@@ -120,6 +130,7 @@ def _grad(preset, logp, old, adv, mask, splits, accumulate=True):
     return total, p.grad
 
 
+@pytest.mark.usefixtures("float64")
 @pytest.mark.parametrize("preset", list(PRESETS))
 def test_split_invariance(preset):
     logp, old, adv, mask = _batch(N=8, seed=3)
@@ -185,6 +196,7 @@ def test_tis_weights_truncate_the_ratio_and_carry_no_gradient():
         tis_weights(old, rollout, cap=0.0)
 
 
+@pytest.mark.usefixtures("float64")
 @pytest.mark.parametrize("preset", list(PRESETS))
 def test_is_weights_scale_each_tokens_gradient(preset):
     """On-policy, d loss / d logp_it = -w_it * bias_weight_i / N: the weight multiplies each
@@ -202,3 +214,38 @@ def test_is_weights_scale_each_tokens_gradient(preset):
         losses.append(loss.item())
     assert losses[0] == losses[1] and torch.equal(grads[0], grads[1])
     assert torch.allclose(grads[2], grads[0] * w, atol=1e-12)
+
+
+def test_question_weights_hand_computed():
+    r = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0])  # B=3, G=4
+    std_1 = math.sqrt((0.75**2 + 3 * 0.25**2) / 3)  # unbiased std of [1,0,0,0] = 0.5
+    std_2 = math.sqrt(4 * 0.25 / 3)  # [1,1,0,0] = 0.5774
+    w = question_weights(r, 4, scale="group")
+    assert torch.allclose(w, torch.tensor([1 / (std_1 + 1e-6), 1 / (std_2 + 1e-6), 1e6]))
+    assert w[0] > w[1]  # 1 right of 4 weighs more than 2 of 4: the difficulty bias
+    std_b = math.sqrt(7 * 5 / (12 * 11))  # 7 of 12 right: sqrt(N p (1-p) / (N-1))
+    assert torch.allclose(question_weights(r, 4, scale="batch"), torch.full((3,), 1 / (std_b + 1e-6)))
+    assert torch.equal(question_weights(r, 4, scale="none"), torch.ones(3))
+    assert torch.allclose(question_weights(r, 4, scale="group", eps=0.0)[:2], torch.tensor([2.0, 1 / std_2]))
+    with pytest.raises(ValueError, match="scale"):
+        question_weights(r, 4, scale="std")
+    with pytest.raises(ValueError, match="group_size"):
+        question_weights(r, 5, scale="group")
+
+
+@pytest.mark.parametrize("baseline", ["mean", "loo"])
+@pytest.mark.parametrize("scale", ["group", "batch", "none"])
+def test_question_weights_are_the_advantage_scale(scale, baseline):
+    """group_advantages(scale=s) == question_weights(s)[group] * group_advantages(scale="none")."""
+    G = 4
+    r = torch.bernoulli(torch.full((6 * G,), 0.4), generator=torch.Generator().manual_seed(1))
+    r[:G] = 1.0  # one all-equal group
+    w = question_weights(r, G, scale=scale)  # [B]
+    scaled = group_advantages(r, G, scale=scale, baseline=baseline)
+    unscaled = group_advantages(r, G, scale="none", baseline=baseline)
+    assert torch.allclose(scaled, w.repeat_interleave(G) * unscaled)
+
+
+def test_default_dtype_is_float32_outside_the_fixture():
+    """The float64 fixture does not leak: this module's other tests (and later modules) run in float32."""
+    assert torch.get_default_dtype() == torch.float32

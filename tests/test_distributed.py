@@ -1,6 +1,7 @@
 """Multi-process training on CPU with gloo: 2 processes give the same gradients and the same
 parameters after one optimizer step as 1 process on the same global batch, for GRPO and
-Dr. GRPO, with data parallel (whole model per rank) and with FSDP2 sharding.
+Dr. GRPO, with data parallel (whole model per rank) and with FSDP2 sharding; the trainer
+state is saved one shard per rank and a resumed FSDP run equals the uninterrupted one.
 
 The step is plain SGD: one Adam step (or a clipped one) is nearly sign(g) and would hide a
 gradient that is off by a constant factor, e.g. averaged instead of summed over ranks."""
@@ -124,12 +125,24 @@ def test_fsdp_training_run_matches_data_parallel_and_resumes(tmp_path):
         assert torch.allclose(w_dp[k], w_fs[k], atol=1e-5, rtol=0), k
     assert (w_fs["model.embed_tokens.weight"] != _weights(tmp_path / "fsdp", 1)["model.embed_tokens.weight"]).any()
 
-    # (the stopped-and-resumed run also recomputes activations: gradient checkpointing changes nothing)
+    # the trainer state is sharded: one torch.distributed.checkpoint file per rank, each about half
+    # of the whole (FSDP: each rank's shard; data parallel: the replicas' tensors split between ranks)
+    for run in ("fsdp", "dp"):
+        trainer = tmp_path / run / "checkpoints" / "step-000002" / "trainer"
+        sizes = [(trainer / f"__{r}_0.distcp").stat().st_size for r in range(2)]
+        assert all(0.4 < size / sum(sizes) < 0.6 for size in sizes), (run, sizes)
+        assert sum(sizes) > 3 * 4 * 1_700_000  # float32 masters + two AdamW moments of the 1.7M parameters
+
+    # stopped after step 1 and resumed from the sharded state: the same run (the stopped-and-resumed
+    # run also recomputes activations: gradient checkpointing changes nothing)
     _torchrun(tmp_path / "resumed", "--sharding", "fsdp", "--max-steps", "1", "--gradient-checkpointing")
-    _torchrun(tmp_path / "resumed", "--sharding", "fsdp", "--max-steps", "2", "--gradient-checkpointing",
-              "--resume", str(tmp_path / "resumed"))
+    resumed = _torchrun(tmp_path / "resumed", "--sharding", "fsdp", "--max-steps", "2", "--gradient-checkpointing",
+                        "--resume", str(tmp_path / "resumed"))
+    assert [m["step"] for m in resumed] == [m["step"] for m in fs] == [0, 1, 2]
+    for a, b in zip(fs, resumed):  # (the stopped run also evaluated at step 1, its last)
+        assert {k: b[k] for k in a if not k.startswith("time/")} == {k: v for k, v in a.items() if not k.startswith("time/")}
     w_re = _weights(tmp_path / "resumed", 2)
     for k in w_fs:
-        assert torch.allclose(w_fs[k], w_re[k], atol=1e-6, rtol=0), k
+        assert torch.equal(w_fs[k], w_re[k]), k
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "fsdp" / "checkpoints" / "step-000002")  # HF format
     assert torch.equal(model.lm_head.weight, w_fs["model.embed_tokens.weight"])  # tied weights stay tied

@@ -149,7 +149,7 @@ RESPONSES = [
     ("\\fbox{7}", "7", "boxed", True, True),
     ("\\boxed{\\{1,2\\}}", "\\{1,2\\}", "boxed", True, True),
     ("\\boxed 5", "5", "boxed", True, True),
-    ("no box here, answer 5", "5", "boxed", False, False),
+    ("no box here, answer 5", "5", "boxed", False, True),  # drzero mode reads unboxed answers; paper mode does not
     ("<think>2+2</think> <answer>4</answer>", "4", "answer_tag", True, True),
     ("<think>2+2</think>\n\n<answer>\n4\n</answer>", "4", "answer_tag", True, True),
     ("<think>2+2</think><answer>4</answer>", "4", "answer_tag", True, True),

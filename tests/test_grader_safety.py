@@ -1,14 +1,23 @@
 """The grader sees untrusted text: it must never execute it, hang, crash or blow memory."""
 
-import os
+import json
+import re
 import time
+from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drzero.grader import grade, grade_batch
+from drzero.grader import GRADER_MODES, grade, grade_batch
 
-BOUND_S = 6.0  # grade()'s own timeout is 5 s; a little slack for process start
+CORPUS = Path(__file__).parent / "data" / "grader" / "corpus.jsonl"
+LEXED_NUMBER = re.compile(r"Integer \(\d+ \)|Float \('[\d.]+' \)")
+
+# grade()'s own limit is 5 s; the bound is what catches a hang or an exponential blow-up (minutes,
+# or forever), with room for a busy shared machine, where 5 s of worker time took up to 23 s of wall
+# time (load ~20 on 2 cores)
+BOUND_S = 30.0
 
 MATHY = st.lists(
     st.sampled_from(list("0123456789+-*/^(){}[],.=\\$ xyeπ!%") + ["\\frac", "\\sqrt", "\\boxed{", "\\pi", "\\left(", "}"]),
@@ -22,20 +31,71 @@ def _timed(fn, *args, **kwargs):
     return out, time.monotonic() - t
 
 
+def _payloads(marker) -> list[str]:
+    """Each of these creates ``marker`` if any grading path evaluates it with Python
+    ``eval`` (directly, or through ``sympy.sympify`` / ``parse_expr``, which call it)."""
+    touch = f"__import__('os').system('touch {marker}')"
+    write = f"open('{marker}', 'w').write('x')"
+    return [
+        f"\\boxed{{{touch}}}",
+        f"The answer is {touch}",
+        f"\\boxed{{{write}}}",
+        f"<think>hmm</think> <answer>{write}</answer>",
+        f"Final Answer: The final answer is ${touch}$. I hope it is correct.",
+        touch,
+        write,
+    ]
+
+
+def test_payloads_are_real(tmp_path):
+    """The payloads do write the marker when evaluated: a test that they never do can fail."""
+    marker = tmp_path / "pwned"
+    for payload in _payloads(marker)[-2:]:
+        eval(payload)  # noqa: S307 - on purpose: proves the payload has an effect
+        assert marker.exists()
+        marker.unlink()
+
+
 def test_code_injection_is_not_executed(tmp_path):
     marker = tmp_path / "pwned"
-    payloads = [
-        f"\\boxed{{__import__('os').system('touch {marker}')}}",
-        f"The answer is __import__('os').system('touch {marker}')",
-        f"\\boxed{{exec(\"open('{marker}','w')\")}}",
-        f"<answer>eval(\"__import__('os').system('touch {marker}')\")</answer>",
-    ]
-    for p in payloads:
-        g = grade(p, "1")
-        assert not g.correct
-    grade_batch(payloads, ["1"] * len(payloads), workers=2)
+    payloads = _payloads(marker)
+    for mode in GRADER_MODES:
+        for p in payloads:
+            assert not grade(p, "1", mode=mode).correct
+            assert not grade("\\boxed{1}", p, mode=mode).correct  # references too
+        for fmt in ("auto", "boxed", "answer_tag"):
+            grade_batch(payloads, ["1"] * len(payloads), answer_format=fmt, mode=mode, workers=2)
     assert not marker.exists()
-    assert not os.path.exists("/tmp/x") or os.path.getmtime("/tmp/x") < time.time() - 3600
+
+
+@pytest.mark.slow
+def test_no_model_text_reaches_eval(monkeypatch):
+    """sympy's ``eval_expr`` (what ``parse_expr`` and ``sympify`` run) only ever sees a bare
+    number that latex2sympy's lexer already read (``Integer (12 )``): no model text, in
+    any mode, on the corpus and the payloads. Runs the modes in this process to watch."""
+    import sympy.parsing.sympy_parser as sympy_parser
+
+    from drzero.grader import mv  # noqa: F401 - import sympy and math-verify before spying
+    from drzero.grader.modes import JOBS
+
+    import sympy.physics.units  # noqa: F401 - simplify() imports it lazily; its constants run sympify
+    seen = []
+    real = sympy_parser.eval_expr
+
+    def spy(code, local_dict, global_dict):
+        seen.append(code if isinstance(code, str) else f"<compiled {code!r}>")  # parse_expr(evaluate=False)
+        return real(code, local_dict, global_dict)
+
+    monkeypatch.setattr(sympy_parser, "eval_expr", spy)
+    rows = [json.loads(line) for line in CORPUS.read_text().splitlines()][::3]
+    cases = [(r["response"], r["reference"], r["answer_format"]) for r in rows]
+    cases += [(p, "1", fmt) for p in _payloads("/nonexistent/x") for fmt in ("auto", "boxed")]
+    cases += [("The answer is 1/2 + 3*4", "12.5", "auto"), ("answer: 2^10", "1024", "auto")]  # plain expressions
+    for job in JOBS.values():
+        for response, reference, fmt in cases:
+            job(response, reference, fmt)
+    offenders = [code for code in seen if not LEXED_NUMBER.fullmatch(code)]
+    assert seen and not offenders, offenders[:5]
 
 
 def test_power_tower_returns_quickly():
@@ -62,10 +122,12 @@ def test_huge_and_deep_inputs_return_quickly():
     assert g.correct
 
 
-def test_batch_timeout_is_reported_and_pool_recovers(monkeypatch):
-    # A hard symbolic case forces the worker path; a tiny timeout makes it time out.
-    hard = "\\boxed{\\int_0^1 x^{x^{x^{x}}} dx}"
-    grades = grade_batch([hard, "\\boxed{2}"], ["\\int_0^1 x^x dx", "2"], workers=1, timeout_s=0.01)
+def test_batch_timeout_is_reported_and_pool_recovers():
+    # latex2sympy builds 9^999999999 in C, where no signal can stop it: only the kill does
+    hard = "\\boxed{\\gcd(9^{999999999}, 6)}"
+    t = time.monotonic()
+    grades = grade_batch([hard, "\\boxed{2}"], ["3", "2"], workers=1, timeout_s=1.0)
+    assert time.monotonic() - t < BOUND_S
     assert grades[0].correct is False and grades[0].timed_out
     assert grades[1].correct
     again = grade_batch(["\\boxed{\\frac{1}{2}}"], ["0.5"], workers=1)

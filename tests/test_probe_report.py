@@ -30,10 +30,11 @@ class _Judge(BaseHTTPRequestHandler):
         assert self.headers["Authorization"] == "Bearer judge-key"
         prompt = body["messages"][0]["content"]
         response = prompt.split("Response:\n", 1)[1]
-        if "Reply with exactly one word" in prompt:
-            text = "YES" if "boxed" in response or "<answer>" in response else "NO"
-        else:
-            text = "2" if reflection_keywords(response) else "1"
+        if "single integer (0 or 1)" in prompt:  # the answering question
+            text = "1: it answers" if "boxed" in response or "<answer>" in response else "0: it continues the text"
+        else:  # the self-reflection categories; the verdict ends the reply
+            text = ("Not 0 (it is on topic), and it re-checks its work: 2." if reflection_keywords(response)
+                    else "Not 3 (no code), no reflection: 1")
         data = json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]}).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(data)))

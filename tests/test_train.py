@@ -138,7 +138,7 @@ def test_truncated_importance_sampling_option(tmp_path):
         check_train_config(TrainConfig(tis_cap=-1.0))
 
 
-@pytest.mark.parametrize("recipe", sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml")),
+@pytest.mark.parametrize("recipe", sorted((Path(__file__).resolve().parents[1] / "drzero" / "recipes").glob("*.yaml")),
                          ids=lambda p: p.name)
 def test_every_recipe_is_a_valid_config(recipe):
     from drzero.config import apply_overrides, load_yaml
@@ -169,3 +169,36 @@ def test_rollout_metrics_split_lengths_by_reward_and_measure_the_gap_within_grou
     assert m["rollout/length_gap_within_group"] == 25.0
     assert m["rollout/accuracy"] == 0.5 and m["rollout/reward_mean"] == pytest.approx(1 / 3)
     assert record["reward"] == rewards.tolist() and record["correct"] == [ok for _, ok, _ in spec]
+
+
+def test_question_scale_logged_is_the_one_the_advantages_carry():
+    """weights.jsonl's question_scale is algo.question_weights: 1/std_batch under scale=batch
+    (the same for every question), 1/std_group under GRPO."""
+    from drzero.algo import question_weights
+    from drzero.grader import Grade
+    from drzero.rollout import Generation, Rollouts
+    from drzero.train import rollout_metrics
+
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 1.0])
+    gens = [Generation(i // 4, [1], [5] * (3 + i), "x", "stop") for i in range(8)]
+    batch = Rollouts([{"problem": "q", "answer": "1"}] * 8, gens, [Grade(bool(r), True, "1") for r in rewards], rewards,
+                     group_size=4)
+    for scale, expected in (("batch", [1 / (rewards.std().item() + 1e-6)] * 2),
+                            ("group", [1 / (rewards[:4].std().item() + 1e-6), 1 / (rewards[4:].std().item() + 1e-6)])):
+        obj = resolve_objective("grpo", advantage_scale=scale)
+        batch.advantages = group_advantages(rewards, 4, scale=scale)
+        _, record = rollout_metrics(batch, obj)
+        assert record["question_scale"] == pytest.approx(expected)
+        assert record["question_scale"] == pytest.approx(question_weights(rewards, 4, scale=scale).tolist())
+
+
+def test_default_micro_batch_fits_small_runs():
+    """The micro-batch defaults to min(32, responses per optimizer step), so a 4 x 4 run
+    needs no --micro-batch-size; an explicit one that does not divide is still refused."""
+    from drzero.config import resolved_micro_batch_size
+
+    small = TrainConfig(prompts_per_step=4, group_size=4)
+    check_train_config(small)
+    assert resolved_micro_batch_size(small) == 16 and resolved_micro_batch_size(TrainConfig()) == 32
+    with pytest.raises(DrZeroError, match="must divide"):
+        check_train_config(TrainConfig(prompts_per_step=4, group_size=4, micro_batch_size=6))

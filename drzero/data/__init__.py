@@ -8,7 +8,13 @@ Sources understood by ``load_questions``:
 - ``aime24``, ``amc``, ``math500``, ``minerva``, ``olympiadbench``: bundled benchmarks;
 - a local ``.jsonl``/``.json``/``.parquet``/``.csv`` file, or a folder written by
   ``datasets.save_to_disk``;
-- anything else is tried as a Hugging Face hub dataset name (needs the network).
+- a Hugging Face hub dataset name, ``owner/name`` (needs the network, or the local cache
+  under ``HF_HUB_OFFLINE=1``); ``dataset_config`` names its configuration (``gsm8k``
+  needs ``main``).
+Anything else is refused at once, listing the bundled names (``check_source``).
+``dataset_filter`` keeps the rows satisfying a condition on their columns, before the
+question/answer columns are picked (``level in ['Level 3', 'Level 4', 'Level 5']``; grammar
+in ``drzero.data.filter``).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import json
 import os
 from pathlib import Path
 
+from drzero.data.filter import apply_filter
 from drzero.errors import DrZeroError
 
 DATA_DIR = Path(__file__).parent
@@ -32,6 +39,33 @@ BENCHMARKS = {
 BENCHMARK_ALIASES = {"aime": "aime24", "math": "math500", "olympiad": "olympiadbench", "olympiad_bench": "olympiadbench"}
 QUESTION_COLUMNS = ("problem", "question", "input", "prompt", "query")
 ANSWER_COLUMNS = ("answer", "gt_answer", "ground_truth_answer", "target", "final_answer", "solution")
+
+
+BUNDLED = (*BENCHMARKS, "toy:train", "toy:test")
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE (or HF_DATASETS_OFFLINE / TRANSFORMERS_OFFLINE) is set: no network at all."""
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+               for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def check_source(source: str, flag: str = "--dataset") -> None:
+    """Refuse a question source that is none of: a bundled name, an existing path, a hub
+    name ``owner/name``. Touches no network, so a typo is answered at once."""
+    if source == "toy" or source.startswith("toy:"):
+        split = source.partition(":")[2] or "train"
+        if split not in ("train", "test"):
+            raise DrZeroError(f"{flag}: unknown toy split {split!r}; choose toy:train or toy:test")
+        return
+    if source.lower() in BENCHMARKS or source.lower() in BENCHMARK_ALIASES or Path(source).expanduser().exists():
+        return
+    if source.startswith((".", "/", "~")) or source.endswith((".jsonl", ".json", ".csv", ".parquet")):
+        raise DrZeroError(f"{flag}: dataset path {source!r} does not exist")
+    owner, _, name = source.partition("/")
+    if not (owner.strip() and name.strip()) or name.count("/"):
+        raise DrZeroError(f"{flag}: unknown dataset {source!r}; bundled: {', '.join(BUNDLED)}; "
+                          "or give a local file/folder, or a hub dataset as owner/name")
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
@@ -104,23 +138,29 @@ def load_questions(
     question_column: str | None = None,
     answer_column: str | None = None,
     limit: int | None = None,
+    dataset_config: str | None = None,
+    dataset_filter: str | None = None,
 ) -> list[dict]:
     """Rows ``{"problem", "answer"}`` from any source above; see the module docstring."""
-    rows = _load(source, split, question_column, answer_column)
-    return rows[:limit] if limit else rows
+    rows = _load(source, split, question_column, answer_column, dataset_config, dataset_filter)
+    if limit is not None and limit < 1:
+        raise DrZeroError(f"limit must be >= 1 (or None for all), got {limit}")
+    return rows[:limit] if limit is not None else rows
 
 
-def _load(source, split, question_column, answer_column):
+def _load(source, split, question_column, answer_column, dataset_config=None, dataset_filter=None):
+    keep = (lambda rows: apply_filter(rows, dataset_filter, source)) if dataset_filter else (lambda rows: rows)
     if source == "toy" or source.startswith("toy:"):
-        return load_toy_split(source.partition(":")[2] or split or "train")
+        return keep(load_toy_split(source.partition(":")[2] or split or "train"))
     if source.lower() in BENCHMARKS or source.lower() in BENCHMARK_ALIASES:
-        return load_benchmark(source)
+        return keep(load_benchmark(source))
     path = Path(source).expanduser()
     if path.exists():
-        return _rows_from_table(_read_local(path, split), str(path), question_column, answer_column)
-    if source.startswith((".", "/", "~")) or source.endswith((".jsonl", ".json", ".csv", ".parquet")):
-        raise DrZeroError(f"dataset path {source!r} does not exist")
-    return _rows_from_table(_read_hub(source, split), source, question_column, answer_column)
+        if dataset_config:
+            raise DrZeroError(f"{source}: --dataset-config applies to hub datasets, not to a local path")
+        return _rows_from_table(keep(_read_local(path, split)), str(path), question_column, answer_column)
+    check_source(source)  # a typo is answered here, before any hub call
+    return _rows_from_table(keep(_read_hub(source, split, dataset_config)), source, question_column, answer_column)
 
 
 def _read_local(path: Path, split: str | None) -> list[dict]:
@@ -154,13 +194,43 @@ def _read_local(path: Path, split: str | None) -> list[dict]:
     raise DrZeroError(f"{path}: unsupported file type {path.suffix!r} (use .jsonl, .json, .parquet, .csv or a saved dataset folder)")
 
 
-def _read_hub(name: str, split: str | None) -> list[dict]:
-    import datasets
+def _check_on_hub(name: str) -> None:
+    """One quick request before ``datasets`` (which retries for half a minute): a name the
+    hub does not know, or a hub that cannot be reached, is answered at once."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
     try:
-        return datasets.load_dataset(name, split=split or "train").to_list()
+        HfApi().dataset_info(name, timeout=15)
+    except RepositoryNotFoundError:
+        raise DrZeroError(f"unknown dataset {name!r}: not on the Hugging Face hub (or private); "
+                          f"bundled: {', '.join(BUNDLED)}") from None
+    except HfHubHTTPError:
+        return  # gated, rate-limited, ...: the load below says what it is
+    except Exception as e:  # noqa: BLE001 - the network: DNS, refused, timed out, proxy
+        raise DrZeroError(f"dataset {name!r}: cannot reach the Hugging Face hub ({type(e).__name__}); "
+                          f"set HF_HUB_OFFLINE=1 to use the local cache; bundled: {', '.join(BUNDLED)}") from None
+
+
+def _read_hub(name: str, split: str | None, dataset_config: str | None = None) -> list[dict]:
+    import datasets
+
+    offline = hub_offline()
+    if not offline:
+        _check_on_hub(name)
+    saved = datasets.config.HF_HUB_OFFLINE, datasets.config.HF_DATASETS_OFFLINE
+    if offline:  # datasets reads the variables once, when imported: the user may have set them since
+        datasets.config.HF_HUB_OFFLINE = datasets.config.HF_DATASETS_OFFLINE = True
+    try:
+        return datasets.load_dataset(name, dataset_config, split=split or "train").to_list()
     except Exception as e:  # noqa: BLE001
+        if offline:
+            raise DrZeroError(f"dataset {name!r}: offline mode (HF_HUB_OFFLINE=1) and it is not in the local cache; "
+                              f"bundled: {', '.join(BUNDLED)}") from None
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise DrZeroError(
-            f"cannot load dataset {name!r}: not a bundled name, not a local path, and the hub load failed ({msg[:200]})"
+            f"cannot load dataset {name!r}: not a bundled name ({', '.join(BUNDLED)}), not a local path, "
+            f"and the hub load failed ({msg[:200]})"
         ) from None
+    finally:
+        datasets.config.HF_HUB_OFFLINE, datasets.config.HF_DATASETS_OFFLINE = saved

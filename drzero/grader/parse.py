@@ -10,9 +10,17 @@ instead of eating time or memory.
 Values (what an answer string parses to):
 - ``Scalar(ast, percent)``: an expression;
 - ``Seq(open, close, items)``: tuples / intervals, ordered, bracket kinds must match;
-- ``Bag(items)``: ``\\{...\\}`` sets and bare comma lists, unordered;
-- ``Matrix(rows)``; ``Union(items)`` (of intervals, ordered); ``Equation(lhs, rhs)``;
+  one-variable inequalities (``x > 3``, ``-2 < x \\le 4``) are read as intervals;
+- ``Bag(items, explicit)``: ``\\{...\\}`` sets and bare comma lists, unordered (a bare
+  list also equals the tuple of its items in order); ``a \\pm b`` is the bag of both;
+- ``Matrix(rows)``; ``Union(items)`` (of intervals, unordered);
+- ``Equation(lhs, rhs)``: equal to another equation with the same sides, or after
+  rearranging and scaling (``2x+4y-3=0`` = ``y=-x/2+3/4``); a labelled answer
+  (``x = 5``, ``(p,q) = (3,2)``, ``AB = 4, CD = 5``, ``f(x) = ...``) equals its values;
 - ``Text(str)``: anything else, compared as normalised text.
+
+A decimal against a constant is equal at 6 decimal places, math-verify's rule
+(``0.0833333`` = ``1/12``; ``0.333`` != ``1/3``).
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ MAX_DEPTH = 60
 MAX_TOKENS = 400
 MAX_EXACT_DIGITS = 2000
 MAX_FACTORIAL = 200
+MAX_MATCHED_ITEMS = 64  # longer sets/lists are compared as sorted exact numbers, not pairwise
 
 _TOKEN_RE = re.compile(
     r"\s*(?:(?P<num>\d+(?:\.\d*)?(?:[eE][+-]?\d+(?![a-zA-Z]))?|\.\d+)|(?P<cmd>\\[a-zA-Z]+)|(?P<word>[a-zA-Z])|(?P<op>\\\{|\\\}|[-+*/^(){}\[\],!_|']))"
@@ -78,10 +87,11 @@ class _Parser:
     """expr := term (('+'|'-') term)* ; term := unary (('*'|'/'|implicit) unary)* ;
     unary := ('-'|'+') unary | power ; power := postfix ('^' unary)? ; postfix := atom '!'*"""
 
-    def __init__(self, tokens):
+    def __init__(self, tokens, calls: bool = False):
         self.toks = tokens
         self.i = 0
         self.depth = 0
+        self.calls = calls  # read f(x), I(0) as function calls, not products
 
     def peek(self, k=0):
         j = self.i + k
@@ -111,7 +121,7 @@ class _Parser:
     def expr(self):
         self.enter()
         node = self.term()
-        while self.peek()[1] in ("+", "-", "\\pm"):
+        while self.peek()[1] in ("+", "-"):
             op = self.take()[1]
             rhs = self.term()
             node = ("add" if op == "+" else "sub", node, rhs)
@@ -135,7 +145,12 @@ class _Parser:
                 rhs = self.unary()
                 node = ("div" if val in ("/", "\\div") else "mul", node, rhs)
             elif self._starts_atom():
-                node = ("mul", node, self.power())
+                frac_next = self.peek()[1] == "\\frac"
+                rhs = self.power()
+                # a mixed number: 33\frac{1}{3} is 33 + 1/3, not 33 * 1/3
+                mixed = frac_next and node[0] == "num" and node[1].denominator == 1 and not _is_decimal_literal(node)
+                mixed = mixed and rhs[0] == "div" and rhs[1][0] == rhs[2][0] == "num"
+                node = ("add", node, rhs) if mixed else ("mul", node, rhs)
             else:
                 return node
 
@@ -192,7 +207,7 @@ class _Parser:
         self.enter()
         kind, val = self.take()
         if kind == "num":
-            node = ("num", _to_fraction(val))
+            node = ("num", _to_fraction(val), "." in val or "e" in val.lower())
         elif kind == "word":
             node = ("const", "e") if val == "e" else ("const", "i") if val == "i" else ("var", val)
             if self.peek()[1] == "_":  # subscripted variable: x_1, a_{n}
@@ -205,6 +220,10 @@ class _Parser:
                     self.expect("}")
                     sub = "".join(parts)
                 node = ("var", f"{val}_{sub}")
+            if self.calls and self.peek()[1] == "(" and node[0] == "var":
+                self.take()
+                node = ("call", node[1], self.expr())
+                self.expect(")")
         elif val in ("(", "{"):
             closing = ")" if val == "(" else "}"
             node = self.expr()
@@ -223,6 +242,10 @@ class _Parser:
                 node = ("pow", self.arg(), ("num", Fraction(1, 2)))
         elif val in _CONSTS:
             node = ("const", _CONSTS[val])
+        elif val == "\\log" and self.peek()[1] == "_":  # \log_2 8 = ln 8 / ln 2
+            self.take()
+            base = self.arg()
+            node = ("div", ("fn", "ln", self.power()), ("fn", "ln", base))
         elif val is not None and val[1:] in _FUNCS:
             name = val[1:]
             if self.peek()[1] == "^":  # \sin^2 x
@@ -246,12 +269,13 @@ def _to_fraction(text: str) -> Fraction:
     return Fraction(text)
 
 
-def parse_expr_safe(text: str):
-    """Parse an expression into a tuple AST. Raises ParseError / TooComplex."""
+def parse_expr_safe(text: str, calls: bool = False):
+    """Parse an expression into a tuple AST. Raises ParseError / TooComplex. With
+    ``calls``, a letter before ``(`` is a function applied to the bracket (``f(x)``)."""
     tokens = tokenize(text)
     if not tokens:
         raise ParseError("empty")
-    return _Parser(tokens).parse()
+    return _Parser(tokens, calls).parse()
 
 
 # ---------------------------------------------------------------- evaluation
@@ -270,7 +294,7 @@ def eval_exact(node) -> Fraction | None:
     op = node[0]
     if op == "num":
         return node[1]
-    if op in ("var", "const", "fn"):
+    if op in ("var", "const", "fn", "call"):
         return None
     if op == "neg":
         v = eval_exact(node[1])
@@ -323,6 +347,9 @@ def eval_float(node, env: dict[str, complex]) -> complex:
         return -eval_float(node[1], env)
     if op == "fn":
         return _FUNCS[node[1]](eval_float(node[2], env))
+    if op == "call":  # an unknown function: a fixed smooth function per name
+        seed = sum(ord(c) * (k + 1) for k, c in enumerate(node[1])) % 97 / 13.0
+        return 2.0 + cmath.sin(1.3 * eval_float(node[2], env) + seed)
     if op == "fact":
         v = eval_float(node[1], env)
         if abs(v.imag) > 1e-12 or v.real > MAX_FACTORIAL or v.real < 0:
@@ -388,6 +415,8 @@ class Scalar:
 
 @dataclass(frozen=True)
 class Seq:
+    """Tuples and intervals: ordered; the bracket kinds must match."""
+
     open: str
     close: str
     items: tuple
@@ -395,7 +424,11 @@ class Seq:
 
 @dataclass(frozen=True)
 class Bag:
+    """Sets (``explicit``: written with ``\\{ \\}``) and bare comma lists, unordered. A
+    bare list also equals a tuple with the same items in the same order."""
+
     items: tuple
+    explicit: bool = False
 
 
 @dataclass(frozen=True)
@@ -455,15 +488,49 @@ def _balanced(inner: str) -> bool:
 
 
 _MATRIX_RE = re.compile(r"^\\begin\{([pbBvV]?matrix|array)\}(?:\{[^}]*\})?(.*)\\end\{\1\}$", re.DOTALL)
-_THOUSANDS_RE = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
-_CHOICE_RE = re.compile(r"^\(?([A-E])\)?$")
+_CHOICE_RE = re.compile(r"^\(?([A-E])\)?(?:[.:]?\s+.*)?$")
 _MIXED_RE = re.compile(r"^(-?)(\d+)\s*\\frac\{?(\d+)\}?\{?(\d+)\}?$|^(-?)(\d+)\s+(\d+)/(\d+)$")
-_REL_RE = re.compile(r"\\leq|\\geq|\\neq|\\ne\b|\\lt|\\gt|<|>|≤|≥")
+_REL_RE = re.compile(r"\\leq|\\geq|\\neq|\\ne\b|\\lt|\\gt|<|>")
+_REL_SPLIT_RE = re.compile(r"(\\leq|\\geq|\\lt|\\gt|<|>)")
+_REL_FLIP = {"<": ">", ">": "<", "\\leq": "\\geq", "\\geq": "\\leq", "\\lt": "\\gt", "\\gt": "\\lt"}
+_INF = ("const", "inf")
 
 
-def parse_value(text: str, depth: int = 0):
+def _interval(text: str):
+    """``x > 3``, ``-2 < x \\le 4``, ``3 \\geq x`` -> the interval ``Seq``; None otherwise."""
+    parts = [p.strip() for p in _REL_SPLIT_RE.split(text)]
+    if len(parts) not in (3, 5) or not all(parts[::2]):
+        return None
+    sides, ops = parts[::2], [{"\\lt": "<", "\\gt": ">"}.get(o, o) for o in parts[1::2]]
+    var_at = [i for i, p in enumerate(sides) if re.fullmatch(r"[a-zA-Z](?:_\{?\w+\}?)?", p)]
+    if len(var_at) != 1:
+        return None
+    try:
+        bounds = [parse_expr_safe(p) if i != var_at[0] else None for i, p in enumerate(sides)]
+    except (ParseError, TooComplex):
+        return None
+    if any(b is not None and free_vars(b) for b in bounds):
+        return None
+    lo, hi, lo_open, hi_open = ("neg", _INF), _INF, True, True
+    v = var_at[0]
+    for i, op in enumerate(ops):
+        # normalise to "var op bound"
+        if i == v - 1:  # bound op var
+            bound, op = bounds[i], _REL_FLIP[op]
+        elif i == v:  # var op bound
+            bound = bounds[i + 1]
+        else:
+            return None
+        if op in (">", "\\geq"):
+            lo, lo_open = bound, op == ">"
+        else:
+            hi, hi_open = bound, op == "<"
+    return Seq("(" if lo_open else "[", ")" if hi_open else "]", (Scalar(lo), Scalar(hi)))
+
+
+def parse_value(text: str, depth: int = 0, calls: bool = False):
     """Parse a normalised answer into one of the value types above (never raises
-    except TooComplex)."""
+    except TooComplex). ``calls``: see ``parse_expr_safe``."""
     if depth > 8:
         raise TooComplex("nested structures")
     s = text.strip()
@@ -472,11 +539,30 @@ def parse_value(text: str, depth: int = 0):
     m = _MATRIX_RE.match(s)
     if m:
         rows = [r for r in (x.strip() for x in m.group(2).split("\\\\")) if r]
-        return Matrix(tuple(tuple(parse_value(c, depth + 1) for c in row.split("&")) for row in rows))
-    if _THOUSANDS_RE.match(s):
-        s = s.replace(",", "")
+        return Matrix(tuple(tuple(parse_value(c, depth + 1, calls) for c in row.split("&")) for row in rows))
+    for sign in ("\\pm", "\\mp"):  # 1 \pm \sqrt{2}: the two values
+        if s.count(sign) == 1 and "," not in s:
+            plus, minus = s.replace(sign, "+"), s.replace(sign, "-")
+            return Bag((parse_value(plus, depth + 1, calls), parse_value(minus, depth + 1, calls)))
+    union = split_top(s, ("\\cup",))
+    if len(union) > 1:
+        return Union(tuple(parse_value(u, depth + 1, calls) for u in union))
+    if s.startswith("\\{") and s.endswith("\\}") and _balanced(s[2:-2].replace("\\{", "{").replace("\\}", "}")):
+        return Bag(tuple(parse_value(x, depth + 1, calls) for x in split_top(s[2:-2], (",", ";")) if x), explicit=True)
+    if len(s) >= 2 and s[0] in "([" and s[-1] in ")]" and _balanced(s[1:-1]):
+        items = split_top(s[1:-1], (",",))
+        if len(items) > 1:
+            return Seq(s[0], s[-1], tuple(parse_value(x, depth + 1, calls) for x in items))
+    items = split_top(s, (",", ";"))
+    if len(items) > 1:
+        return Bag(tuple(parse_value(x, depth + 1, calls) for x in items if x))
     if _REL_RE.search(s):
-        return Text(re.sub(r"\s+", "", s))
+        interval = _interval(s)
+        return interval if interval is not None else Text(re.sub(r"\s+", "", s))
+    sides = split_top(s, ("=",))
+    if len(sides) >= 2 and all(sides):
+        # a chain "a = b = c" states its value last: keep the first side as the label
+        return Equation(parse_value(sides[0], depth + 1, calls), parse_value(sides[-1], depth + 1, calls))
     m = _MIXED_RE.match(s)
     if m:
         g = [x for x in m.groups() if x is not None]
@@ -484,65 +570,190 @@ def parse_value(text: str, depth: int = 0):
         if den:
             value = whole + Fraction(num, den)
             return Scalar(("num", -value if sign else value))
-    union = split_top(s, ("\\cup",))
-    if len(union) > 1:
-        return Union(tuple(parse_value(u, depth + 1) for u in union))
-    if s.startswith("\\{") and s.endswith("\\}") and _balanced(s[2:-2].replace("\\{", "{").replace("\\}", "}")):
-        return Bag(tuple(parse_value(x, depth + 1) for x in split_top(s[2:-2], (",", ";")) if x))
-    if len(s) >= 2 and s[0] in "([" and s[-1] in ")]" and _balanced(s[1:-1]):
-        items = split_top(s[1:-1], (",",))
-        if len(items) > 1:
-            return Seq(s[0], s[-1], tuple(parse_value(x, depth + 1) for x in items))
-    items = split_top(s, (",", ";"))
-    if len(items) > 1:
-        return Bag(tuple(parse_value(x, depth + 1) for x in items if x))
-    sides = split_top(s, ("=",))
-    if len(sides) == 2:
-        return Equation(parse_value(sides[0], depth + 1), parse_value(sides[1], depth + 1))
     m = _CHOICE_RE.match(s)
-    if m:
+    if m and (len(s) <= 3 or s.startswith("(")):
         return Text(m.group(1))
     if re.search(r"(?<![\\a-zA-Z])[a-zA-Z]{3,}", s):  # a word, not a product of variables
         return Text(re.sub(r"\s+", "", s).lower().replace("\\", ""))
     percent = s.endswith("%")
     body = s.rstrip("%").strip()
     try:
-        return Scalar(parse_expr_safe(body), percent)
+        return Scalar(parse_expr_safe(body, calls), percent)
     except ParseError:
         return Text(re.sub(r"\s+", "", s).lower().replace("\\", ""))
+
+
+# ---------------------------------------------------------------- comparison
+def _is_decimal_literal(node) -> bool:
+    if node[0] == "neg":
+        return _is_decimal_literal(node[1])
+    return node[0] == "num" and len(node) > 2 and bool(node[2])
+
+
+def _rounded_equal(a, b) -> bool:
+    """math-verify's rule for a decimal against a constant: equal at 6 decimal places
+    (so ``0.0833333`` = 1/12 and ``3.1415927`` = pi, but ``0.333`` != 1/3)."""
+    if free_vars(a) or free_vars(b):
+        return False
+    try:
+        va, vb = eval_float(a, {}), eval_float(b, {})
+    except (ZeroDivisionError, OverflowError, ValueError, TooComplex):
+        return False
+    if abs(va.imag) > 1e-12 or abs(vb.imag) > 1e-12 or not (math.isfinite(va.real) and math.isfinite(vb.real)):
+        return False
+    x, y = va.real, vb.real
+    # and relatively close, so that 3.3e-18 and 3.3e-19 (both 0.000000) stay apart
+    return round(x, 6) == round(y, 6) and abs(x - y) <= 1e-4 * max(abs(x), abs(y), 1e-300)
+
+
+def _scalar_equal(a: Scalar, b: Scalar) -> bool:
+    pa = ("div", a.ast, ("num", Fraction(100))) if a.percent else a.ast
+    pb = ("div", b.ast, ("num", Fraction(100))) if b.percent else b.ast
+    pairs = [(a.ast, b.ast)]
+    if a.percent != b.percent:  # "10%" == "0.1", and "10%" == "10"
+        pairs.append((pa, pb))
+    for x, y in pairs:
+        if scalars_equal(x, y):
+            return True
+        if (_is_decimal_literal(x) or _is_decimal_literal(y)) and _rounded_equal(x, y):
+            return True
+    return False
+
+
+def _label_name(value) -> str | None:
+    """The name when ``value`` is a label: a variable (``x``, ``a_5``, ``BC``), a function
+    value (``f(x)``, ``P(A)``) or a sum of variables (``m+n``); no numbers in it."""
+    if not isinstance(value, Scalar) or value.percent:
+        return None
+    ast = value.ast
+
+    def clean(node) -> bool:
+        if node[0] == "var":
+            return True
+        if node[0] == "call":
+            return clean(node[2])
+        if node[0] in ("mul", "add", "sub"):
+            return clean(node[1]) and clean(node[2])
+        return False
+
+    if not clean(ast):
+        return None
+    return repr(ast)
+
+
+def _is_call(value) -> bool:
+    """``f(x)``, ``g_{inv}(t)``: a name applied to a variable."""
+    if not isinstance(value, Scalar):
+        return False
+    ast = value.ast
+    return ast[0] == "call" or (ast[0] == "mul" and ast[1][0] == "var" and ast[2][0] == "var")
+
+
+def _function_labels(x, y) -> bool:
+    """``f(x)`` against ``y`` or ``g(x)``: both name a function's value, so ``f(x) = 2x+3``
+    and ``y = 2x+3`` state the same function (``x = 5`` and ``y = 5`` do not)."""
+    is_y = lambda v: isinstance(v, Scalar) and v.ast == ("var", "y")  # noqa: E731
+    return (_is_call(x) and (is_y(y) or _is_call(y))) or (_is_call(y) and is_y(x))
+
+
+def labelled(value) -> dict | None:
+    """``{label: value}`` for ``a = 3``, ``(p, q) = (3, 2)`` and ``AB = 4, CD = 5``;
+    None if ``value`` is not a labelled answer (or repeats a label: ``x = 1, x = 2``)."""
+    if isinstance(value, Equation):
+        name = _label_name(value.lhs)
+        if name is not None:
+            return {name: value.rhs}
+        if isinstance(value.lhs, Seq) and isinstance(value.rhs, Seq) and len(value.lhs.items) == len(value.rhs.items):
+            names = [_label_name(x) for x in value.lhs.items]
+            if all(names) and len(set(names)) == len(names):
+                return dict(zip(names, value.rhs.items))
+        return None
+    if isinstance(value, Bag) and not value.explicit and all(isinstance(x, Equation) for x in value.items):
+        out: dict = {}
+        for x in value.items:
+            part = labelled(x)
+            if part is None or set(part) & set(out):
+                return None
+            out.update(part)
+        return out
+    return None
+
+
+def _plain_items(value):
+    """The items of a value written as a plain sequence: a bare list, a ``(...)`` tuple, or
+    one value; None for sets, intervals with ``[``, matrices."""
+    if isinstance(value, Bag) and not value.explicit:
+        return value.items
+    if isinstance(value, Seq) and (value.open, value.close) == ("(", ")"):
+        return value.items
+    if isinstance(value, (Scalar, Text)):
+        return (value,)
+    return None
+
+
+def _same_variable_list(value):
+    """``x = 1, x = 2`` (or ``x = 1`` alone) -> the values, as a bare list."""
+    if isinstance(value, Bag) and value.items and all(isinstance(x, Equation) for x in value.items):
+        names = {_label_name(x.lhs) for x in value.items}
+        if len(names) == 1 and None not in names:
+            return Bag(tuple(x.rhs for x in value.items))
+    return None
 
 
 def values_equal(a, b) -> bool:
     """Structural equality of parsed values (see module docstring)."""
     if isinstance(a, Scalar) and isinstance(b, Scalar):
-        if scalars_equal(a.ast, b.ast):
-            return True
-        if a.percent != b.percent:  # "10%" == "0.1"
-            pa = ("div", a.ast, ("num", Fraction(100))) if a.percent else a.ast
-            pb = ("div", b.ast, ("num", Fraction(100))) if b.percent else b.ast
-            return scalars_equal(pa, pb)
+        return _scalar_equal(a, b)
+    for x, y in ((a, b), (b, a)):
+        listed = _same_variable_list(x)
+        if listed is not None:
+            return values_equal(listed, y)
+    la, lb = labelled(a), labelled(b)
+    if la is not None and lb is not None:
+        if set(la) == set(lb):
+            return all(values_equal(la[k], lb[k]) for k in la)
+        if isinstance(a, Equation) and isinstance(b, Equation) and _function_labels(a.lhs, b.lhs):
+            return values_equal(a.rhs, b.rhs)  # f(x) = 2x+3 against y = 2x+3
+        if isinstance(a, Equation) and isinstance(b, Equation):
+            return _equations_equal(a, b)
         return False
-    if isinstance(a, Equation) and not isinstance(b, Equation):
-        return _equation_vs_value(a, b)
-    if isinstance(b, Equation) and not isinstance(a, Equation):
-        return _equation_vs_value(b, a)
+    for x, lx, y in ((a, la, b), (b, lb, a)):
+        if lx is not None and isinstance(x, Equation) and isinstance(y, Equation):
+            return _equations_equal(x, y)  # x + y = 10 against x + y - 10 = 0
+        if lx is not None:
+            # labels on one side only: the values in the labelled side's order
+            values = tuple(lx.values())
+            if len(values) == 1:
+                return values_equal(values[0], y)
+            items = _plain_items(y)
+            return items is not None and _ordered_equal(values, items)
+    if isinstance(a, Equation) and isinstance(b, Equation):
+        return _equations_equal(a, b)
+    if isinstance(a, Equation) or isinstance(b, Equation):
+        return False
     if type(a) is not type(b):
-        # a one-element set/list against a scalar: "{5}" vs "5"
-        if isinstance(a, Bag) and len(a.items) == 1:
+        if isinstance(a, Bag) and len(a.items) == 1:  # "{5}" vs "5"
             return values_equal(a.items[0], b)
         if isinstance(b, Bag) and len(b.items) == 1:
             return values_equal(a, b.items[0])
+        for x, y in ((a, b), (b, a)):  # a bare list against a tuple: same order
+            if isinstance(x, Bag) and not x.explicit and isinstance(y, Seq) and (y.open, y.close) == ("(", ")"):
+                return _ordered_equal(x.items, y.items)
         return False
     if isinstance(a, Text):
         return a.text == b.text
-    if isinstance(a, Equation):
-        return (values_equal(a.lhs, b.lhs) and values_equal(a.rhs, b.rhs)) or (
-            values_equal(a.lhs, b.rhs) and values_equal(a.rhs, b.lhs)
-        )
     if isinstance(a, Seq):
-        return (a.open, a.close) == (b.open, b.close) and _ordered_equal(a.items, b.items)
-    if isinstance(a, (Union,)):
-        return _ordered_equal(a.items, b.items)
+        if len(a.items) != len(b.items):
+            return False
+        if len(a.items) == 2 and _may_be_interval(a) and _may_be_interval(b):
+            # an interval: bracket kinds matter, except at an infinite end
+            if a.open != b.open and not _is_infinite(a.items[0]):
+                return False
+            if a.close != b.close and not _is_infinite(a.items[1]):
+                return False
+        return _ordered_equal(a.items, b.items)  # longer: a tuple or vector, ( ) or [ ]
+    if isinstance(a, Union):
+        return _unordered_equal(a.items, b.items)
     if isinstance(a, Matrix):
         return len(a.rows) == len(b.rows) and all(_ordered_equal(x, y) for x, y in zip(a.rows, b.rows))
     if isinstance(a, Bag):
@@ -550,13 +761,57 @@ def values_equal(a, b) -> bool:
     return False
 
 
-def _equation_vs_value(eq: Equation, other) -> bool:
-    """``x = 5`` against ``5``: the side that is a lone variable is dropped."""
-    if isinstance(eq.lhs, Scalar) and eq.lhs.ast[0] == "var":
-        return values_equal(eq.rhs, other)
-    if isinstance(eq.rhs, Scalar) and eq.rhs.ast[0] == "var":
-        return values_equal(eq.lhs, other)
-    return False
+def _may_be_interval(seq: Seq) -> bool:
+    """False for a pair that cannot be an interval (``(6, 5)``: its ends are in the wrong
+    order), which is then a point whatever its brackets."""
+    lo, hi = seq.items
+    if not (isinstance(lo, Scalar) and isinstance(hi, Scalar)):
+        return True
+    try:
+        a, b = eval_exact(lo.ast), eval_exact(hi.ast)
+    except (TooComplex, ParseError):
+        return True
+    return a is None or b is None or a < b
+
+
+def _is_infinite(value) -> bool:
+    if not isinstance(value, Scalar):
+        return False
+    ast = value.ast
+    while ast[0] == "neg":
+        ast = ast[1]
+    return ast == _INF
+
+
+def _equations_equal(a: Equation, b: Equation) -> bool:
+    """Same sides (either way round), or the same equation after rearranging and scaling:
+    (lhs - rhs) of one is a constant non-zero multiple of the other's."""
+    if (values_equal(a.lhs, b.lhs) and values_equal(a.rhs, b.rhs)) or (
+        values_equal(a.lhs, b.rhs) and values_equal(a.rhs, b.lhs)
+    ):
+        return True
+    if not all(isinstance(x, Scalar) and not x.percent for x in (a.lhs, a.rhs, b.lhs, b.rhs)):
+        return False
+    da, db = ("sub", a.lhs.ast, a.rhs.ast), ("sub", b.lhs.ast, b.rhs.ast)
+    names = sorted(free_vars(da) | free_vars(db))
+    if not names or free_vars(da) != free_vars(db):
+        return False
+    rng = random.Random(54321)
+    ratio = None
+    for _ in range(4):
+        env = {n: complex(rng.uniform(-2.9, 2.9)) for n in names}
+        try:
+            va, vb = eval_float(da, env), eval_float(db, env)
+        except (ZeroDivisionError, OverflowError, ValueError):
+            return False
+        if abs(vb) < 1e-9 or abs(va) < 1e-9:
+            return False
+        r = va / vb
+        if ratio is None:
+            ratio = r
+        elif not _close(r, ratio, 1e-7):
+            return False
+    return True
 
 
 def _ordered_equal(xs, ys) -> bool:
@@ -566,6 +821,9 @@ def _ordered_equal(xs, ys) -> bool:
 def _unordered_equal(xs, ys) -> bool:
     if len(xs) != len(ys):
         return False
+    if len(xs) > MAX_MATCHED_ITEMS:  # long lists: exact numbers only, compared sorted
+        exact = [[eval_exact(v.ast) if isinstance(v, Scalar) and not v.percent else None for v in zs] for zs in (xs, ys)]
+        return all(v is not None for vs in exact for v in vs) and sorted(exact[0]) == sorted(exact[1])
     remaining = list(ys)
     for x in xs:
         for j, y in enumerate(remaining):
@@ -575,3 +833,36 @@ def _unordered_equal(xs, ys) -> bool:
         else:
             return False
     return True
+
+
+# ---------------------------------------------------------------- parse-tree helpers
+def children(value) -> tuple:
+    """The values directly inside a structured value (none for ``Scalar`` and ``Text``)."""
+    if isinstance(value, (Seq, Bag, Union)):
+        return value.items
+    if isinstance(value, Matrix):
+        return tuple(x for row in value.rows for x in row)
+    if isinstance(value, Equation):
+        return (value.lhs, value.rhs)
+    return ()
+
+
+def _has_function(node) -> bool:
+    return node[0] == "fn" or any(isinstance(x, tuple) and _has_function(x) for x in node[1:])
+
+
+def is_exact(value) -> bool:
+    """Whether every part of ``value`` is a number without variables (labels aside) or a
+    choice letter, so the parser's verdict on it is certain. Used to keep a fast "not
+    equal" final: a value with variables, words or unsupported LaTeX may still be equal in
+    a way only math-verify sees."""
+    if isinstance(value, Text):
+        return len(value.text) == 1 and value.text.isupper()
+    if isinstance(value, Scalar):
+        return not free_vars(value.ast) and not _has_function(value.ast)
+    label = labelled(value)
+    if label is not None:
+        return all(is_exact(x) for x in label.values())
+    if isinstance(value, Equation):
+        return False
+    return all(is_exact(x) for x in children(value))

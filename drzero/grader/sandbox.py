@@ -1,12 +1,18 @@
-"""Killable worker processes for the slow, untrusted part of grading.
+"""Killable, pre-warmed worker processes: where every grade runs.
 
 ``signal.alarm`` (what math-verify and the paper's reference grader use for timeouts)
-only works in the main thread of the main process. Here each worker is a separate
-process with a memory cap; a job that outlives its deadline gets its worker terminated
-and replaced, and the caller gets ``None`` for it. Workers are started with ``spawn``
-as ``python -m drzero.grader.sandbox`` (no fork of a parent holding torch threads, and
-no re-import of the caller's ``__main__``, which ``multiprocessing``'s spawn would do)
-and reused across calls.
+only works in the main thread of the main process, and it cannot stop a C-level sympy
+computation. Here each worker is a separate process with a memory cap, started as
+``python -m drzero.grader.sandbox`` (no fork of a parent holding torch threads, and no
+re-import of the caller's ``__main__``, which ``multiprocessing``'s spawn would do).
+
+A worker imports the grader modes and grades a warm-up item in every mode before it
+reports ready, so start-up (about a second: sympy, math-verify, the LaTeX grammar) is
+never charged to an item. A job's deadline starts when it is handed to a ready worker;
+a job that outlives it gets its worker killed and replaced, and the caller gets ``None``
+for it. The pool waits for replacements to warm up before handing them work.
+
+Jobs are named: the worker runs ``modes.JOBS[name](*args)`` and nothing else.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ import time
 from multiprocessing.connection import Connection, wait
 
 WORKER_MEMORY_BYTES = 4 * 1024**3
+STARTUP_TIMEOUT_S = 120.0  # a worker that cannot import and warm up in this long is an error
+_READY = "ready"
 
 
 def _worker_main(conn, memory_bytes: int) -> None:
@@ -28,9 +36,14 @@ def _worker_main(conn, memory_bytes: int) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     except (ImportError, ValueError, OSError):
         pass
-    os.environ["DRZERO_GRADER_WORKER"] = "1"
-    from drzero.grader import core
+    from drzero.grader.modes import JOBS
 
+    for job in JOBS.values():  # warm imports, regex caches and the LaTeX parser
+        try:
+            job("the answer is $\\boxed{\\frac{1}{2}}$", "0.5", "auto")
+        except Exception:  # noqa: BLE001 - warm-up is best effort
+            pass
+    conn.send((_READY, None))
     while True:
         try:
             job = conn.recv()
@@ -38,9 +51,9 @@ def _worker_main(conn, memory_bytes: int) -> None:
             return
         if job is None:
             return
-        job_id, fn_name, args = job
+        job_id, name, args = job
         try:
-            result = getattr(core, fn_name)(*args)
+            result = JOBS[name](*args)
         except MemoryError:
             result = None
         except Exception:  # noqa: BLE001 - a grading failure is a wrong answer, never a crash
@@ -84,6 +97,8 @@ class _Worker:
         os.close(to_parent_w)
         self.duplex = _Duplex(to_parent_r, to_child_w)
         self.conn = self.duplex.reader  # what ``wait`` watches
+        self.started = time.monotonic()
+        self.ready = False
         self.job = None  # (job_id, deadline)
 
     def alive(self) -> bool:
@@ -98,11 +113,12 @@ class _Worker:
 
 
 class WorkerPool:
-    """A fixed number of killable workers; ``map`` runs jobs with per-job deadlines."""
+    """A fixed number of killable workers; ``map`` runs named jobs with per-job deadlines."""
 
     def __init__(self, workers: int):
         self.size = max(1, workers)
         self._workers: list[_Worker] = []
+        self._ensure()  # start (and warm) at once
 
     def _ensure(self):
         for w in [w for w in self._workers if not w.alive()]:
@@ -111,32 +127,55 @@ class WorkerPool:
         while len(self._workers) < self.size:
             self._workers.append(_Worker())
 
-    def map(self, fn_name: str, arg_list: list[tuple], timeout_s: float) -> list:
-        """Run ``core.<fn_name>(*args)`` for each args; ``None`` where it timed out or failed."""
+    def _replace(self, w: _Worker) -> _Worker:
+        w.kill()
+        self._workers.remove(w)
+        fresh = _Worker()
+        self._workers.append(fresh)
+        return fresh
+
+    def warm(self) -> None:
+        """Block until every worker is ready (imports done, warm-up graded)."""
+        self._ensure()
+        self.map("drzero", [], 1.0)
+
+    def map(self, name: str, arg_list: list[tuple], timeout_s: float) -> list:
+        """Run ``JOBS[name](*args)`` for each args; ``None`` where it timed out or failed.
+        Each job gets ``timeout_s`` from the moment a warm worker takes it."""
         results: list = [None] * len(arg_list)
         pending = list(range(len(arg_list)))[::-1]
         self._ensure()
-        idle = list(self._workers)
+        starting = {w.conn: w for w in self._workers if not w.ready}
+        idle = [w for w in self._workers if w.ready]
         busy: dict = {}
-        while pending or busy:
+        while pending or busy or (starting and not arg_list):
             while pending and idle:
                 w = idle.pop()
                 job_id = pending.pop()
                 try:
-                    w.duplex.send((job_id, fn_name, arg_list[job_id]))
+                    w.duplex.send((job_id, name, arg_list[job_id]))
                 except (BrokenPipeError, OSError):
                     pending.append(job_id)
-                    self._replace(w)
-                    idle.append(self._workers[-1])
+                    fresh = self._replace(w)
+                    starting[fresh.conn] = fresh
                     continue
                 w.job = (job_id, time.monotonic() + timeout_s)
                 busy[w.conn] = w
-            if not busy:
+            if not busy and not starting:
                 continue
             now = time.monotonic()
-            next_deadline = min(w.job[1] for w in busy.values())
-            ready = wait(list(busy), timeout=max(0.0, next_deadline - now))
+            deadlines = [w.job[1] for w in busy.values()] + [w.started + STARTUP_TIMEOUT_S for w in starting.values()]
+            ready = wait(list(busy) + list(starting), timeout=max(0.0, min(deadlines) - now))
             for conn in ready:
+                if conn in starting:
+                    w = starting.pop(conn)
+                    try:
+                        conn.recv()  # the ready message
+                        w.ready = True
+                        idle.append(w)
+                    except (EOFError, OSError):
+                        raise RuntimeError("a grader worker exited while starting (python -m drzero.grader.sandbox)")
+                    continue
                 w = busy.pop(conn)
                 try:
                     job_id, result = conn.recv()
@@ -144,20 +183,18 @@ class WorkerPool:
                     w.job = None
                     idle.append(w)
                 except (EOFError, OSError):  # worker died (memory cap): replace it
-                    self._replace(w)
-                    idle.append(self._workers[-1])
+                    fresh = self._replace(w)
+                    starting[fresh.conn] = fresh
             now = time.monotonic()
             for conn, w in list(busy.items()):
                 if w.job[1] <= now:
                     busy.pop(conn)
-                    self._replace(w)
-                    idle.append(self._workers[-1])
+                    fresh = self._replace(w)
+                    starting[fresh.conn] = fresh
+            for conn, w in list(starting.items()):
+                if w.started + STARTUP_TIMEOUT_S <= now:
+                    raise RuntimeError(f"a grader worker did not start within {STARTUP_TIMEOUT_S:.0f} s")
         return results
-
-    def _replace(self, w: _Worker):
-        w.kill()
-        self._workers.remove(w)
-        self._workers.append(_Worker())
 
     def close(self):
         for w in self._workers:
@@ -173,7 +210,7 @@ _POOLS: dict[int, WorkerPool] = {}
 
 
 def get_pool(workers: int) -> WorkerPool:
-    """A process-wide pool of ``workers`` workers, created on first use."""
+    """A process-wide pool of ``workers`` workers, started (and warming) on first use."""
     if workers not in _POOLS:
         _POOLS[workers] = WorkerPool(workers)
     return _POOLS[workers]

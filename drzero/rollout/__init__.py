@@ -42,8 +42,39 @@ class SamplingParams:
     temperature: float = 1.0  # 0 = greedy
     top_p: float = 1.0
     max_new_tokens: int = 256
-    stop: tuple[str, ...] = ()  # stop strings; the string is cut from text, kept in token_ids
+    stop: tuple[str, ...] = ()  # stop strings; the text ends with the one that stopped it (kept, as in token_ids)
     seed: int | None = None
+    stop_token_ids: tuple[int, ...] = ()  # more tokens that end a response, besides the model's EOS (see stop_rule)
+
+
+def model_eos_ids(tokenizer, generation_config=None) -> set[int]:
+    """The token ids a model ends a response with: the tokenizer's EOS and every id of the
+    generation config's ``eos_token_id`` (an int or a list), the same set vLLM stops on."""
+    ids = set()
+    for eos in (getattr(tokenizer, "eos_token_id", None), getattr(generation_config, "eos_token_id", None)):
+        ids |= set(eos if isinstance(eos, (list, tuple)) else [] if eos is None else [eos])
+    return ids
+
+
+def special_token_ids(tokenizer) -> dict[str, int]:
+    """Special tokens (text -> id): the tokenizer's special and added-special tokens."""
+    out = {tok.content: i for i, tok in getattr(tokenizer, "added_tokens_decoder", {}).items() if tok.special}
+    for text in getattr(tokenizer, "all_special_tokens", []):
+        out.setdefault(text, tokenizer.convert_tokens_to_ids(text))
+    return out
+
+
+def stop_rule(params: SamplingParams, eos_ids: set[int], special: dict[str, int]) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The one stop rule both engines apply: (stop strings, stop token ids).
+
+    A response ends at any of ``eos_ids`` (the model's EOS), at ``params.stop_token_ids``,
+    or at a stop string. A stop string that is a special token (``<|im_end|>``) becomes its
+    token id: engines leave special tokens out of the text (vLLM by default, ours to match),
+    so as a string it would never match there. Plain strings (``</answer>``) are matched on
+    the text and cut from it; their tokens stay in ``token_ids``."""
+    strings = tuple(s for s in params.stop if s not in special)
+    ids = set(eos_ids) | set(params.stop_token_ids) | {special[s] for s in params.stop if s in special}
+    return strings, tuple(sorted(ids))
 
 
 @dataclass
@@ -53,7 +84,7 @@ class Generation:
     prompt_index: int  # index into the prompts list
     prompt_token_ids: list[int]
     token_ids: list[int]  # response tokens (EOS / stop tokens included)
-    text: str  # decoded response, stop string and EOS removed
+    text: str  # decoded response: special tokens (EOS) left out, a stop string that ended it kept
     finish_reason: str  # "stop" (EOS or stop string) or "length" (hit max_new_tokens)
     logprobs: list[float] = field(default_factory=list)  # sampled-token log-probs at the sampling temperature
 

@@ -11,6 +11,10 @@ on small hardware:
 The decode attention is registered with transformers as ``drzero_decode`` and switched on
 for the decode steps of the architectures listed in ``FAST_DECODE``; any other model runs
 the plain loop (a ``DynamicCache`` repeated ``n`` times). CPU and GPU, same code.
+
+Stops as the vLLM engine does (``drzero.rollout.stop_rule``): at the model's EOS ids, at
+special-token stops given as token ids, at plain stop strings matched on the text; special
+tokens are left out of the text, and a stop string that ended a response is kept in it.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import torch
 from transformers import AttentionInterface, DynamicCache
 
 from drzero import dist
-from drzero.rollout import Generation, SamplingParams
+from drzero.rollout import Generation, SamplingParams, model_eos_ids, special_token_ids, stop_rule
 
 FAST_DECODE = ("qwen2", "llama")  # decoders whose attention calls transformers' attention interface
 
@@ -36,10 +40,9 @@ class HFEngine:
         self.dtype = dtype  # compute dtype under autocast (e.g. bfloat16 with float32 weights); None: the weights
         self.tokenizer = tokenizer
         self.batch_size = batch_size
-        ids = set(stop_token_ids or [])
-        eos = getattr(model.generation_config, "eos_token_id", None) or tokenizer.eos_token_id
-        ids |= set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        self.stop_token_ids = sorted(ids)
+        # the model's end tokens (tokenizer EOS + generation config EOS, as vLLM), plus any given
+        self.stop_token_ids = sorted(model_eos_ids(tokenizer, model.generation_config) | set(stop_token_ids or []))
+        self.special = special_token_ids(tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.stop_token_ids[0]
         self._stop_enders_cache: dict[tuple[str, ...], set[int]] = {}
 
@@ -124,24 +127,24 @@ class HFEngine:
         logps: list[list[float]] = [[] for _ in range(N)]
         finish = ["length"] * N
         results: list[Generation | None] = [None] * N
-        stop_ids = set(self.stop_token_ids)
+        stop_strings, stop_ids = stop_rule(params, set(self.stop_token_ids), self.special)  # the rule vLLM applies too
+        stop_ids = set(stop_ids)
 
         def finished(rows: list[int]) -> None:
             for row in rows:
                 p = row // n
                 ids = tokens[row]
-                text = self.tokenizer.decode([t for t in ids if t not in stop_ids], skip_special_tokens=False)
-                if finish[row] == "stop":
-                    for s in params.stop:
-                        cut = text.find(s)
-                        if cut >= 0:
-                            text = text[:cut]
+                # special tokens (EOS included) are left out of the text, as vLLM does by default
+                text = self.tokenizer.decode(ids, skip_special_tokens=True)
+                if finish[row] == "stop":  # end the text right after the stop string (vLLM's include_stop_str_in_output)
+                    ends = [text.find(s) + len(s) for s in stop_strings if s in text]
+                    text = text[: min(ends)] if ends else text
                 results[row] = Generation(offset + p, prompt_ids[p], ids, text, finish[row], logps[row])
             if on_finished is not None and rows:
                 on_finished([results[row] for row in rows])
 
-        tail = max((len(s) for s in params.stop), default=0)
-        may_end_stop = self._stop_enders(params.stop) if tail else set()
+        tail = max((len(s) for s in stop_strings), default=0)
+        may_end_stop = self._stop_enders(stop_strings) if tail else set()
         with kv:
             for step in range(params.max_new_tokens):
                 token, logp = self._sample(logits.float(), params, gen)
@@ -152,7 +155,7 @@ class HFEngine:
                     t = token_list[j]
                     tokens[row].append(t)
                     logps[row].append(logp_list[j])
-                    if t in stop_ids or (t in may_end_stop and self._hit_stop(tokens[row], params.stop, tail)):
+                    if t in stop_ids or (t in may_end_stop and self._hit_stop(tokens[row], stop_strings, tail)):
                         finish[row] = "stop"
                         done_rows.append(j)
                 if step == params.max_new_tokens - 1:
@@ -171,20 +174,20 @@ class HFEngine:
 
     def _stop_enders(self, stops: tuple[str, ...]) -> set[int]:
         """Token ids after which a stop string can have just appeared: their own text holds a
-        stop string's last character (or a partial UTF-8 sequence, or nothing). Only after
-        these is the tail decoded and searched."""
+        stop string's last character (or a partial UTF-8 sequence, or nothing: special tokens,
+        left out of the text). Only after these is the tail decoded and searched."""
         if stops not in self._stop_enders_cache:
             last = {s[-1] for s in stops if s}
             ids = set()
             for i in range(len(self.tokenizer)):
-                text = self.tokenizer.decode([i], skip_special_tokens=False)
+                text = self.tokenizer.decode([i], skip_special_tokens=True)
                 if not text or "\ufffd" in text or any(c in text for c in last):
                     ids.add(i)
             self._stop_enders_cache[stops] = ids
         return self._stop_enders_cache[stops]
 
     def _hit_stop(self, ids: list[int], stops: tuple[str, ...], tail: int) -> bool:
-        text = self.tokenizer.decode(ids[-(tail + 2) :], skip_special_tokens=False)
+        text = self.tokenizer.decode(ids[-(tail + 2) :], skip_special_tokens=True)
         return any(s in text for s in stops)
 
     @staticmethod

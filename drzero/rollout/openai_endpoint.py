@@ -19,6 +19,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from drzero.config import check_url
 from drzero.errors import DrZeroError
 from drzero.rollout import Generation, SamplingParams
 
@@ -41,27 +42,51 @@ def post_json(url: str, payload: dict, *, api_key: str | None = None, timeout_s:
     headers = {"Content-Type": "application/json"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
+    check_url(url, "endpoint")
     last = None
     for attempt in range(retries + 1):
         try:
             req = urllib.request.Request(url, data=body, headers=headers, method="POST")
             with urllib.request.urlopen(req, timeout=timeout_s) as resp:
-                return json.loads(resp.read())
+                raw = resp.read()
         except urllib.error.HTTPError as e:
             last = f"HTTP {e.code}"
             if e.code not in (408, 409, 429) and e.code < 500:
-                detail = e.read()[:200].decode(errors="replace")
+                detail = " ".join(e.read()[:200].decode(errors="replace").split())
                 raise DrZeroError(f"endpoint {url} refused the request: HTTP {e.code} {detail}") from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError, json.JSONDecodeError) as e:
-            last = str(getattr(e, "reason", e))
+        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
+            last = " ".join(str(getattr(e, "reason", e)).split())
+        else:  # the server answered: a body that is not JSON is its fault, not the network's
+            try:
+                return json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                start = " ".join(raw[:80].decode(errors="replace").split())
+                raise DrZeroError(f"endpoint {url} answered with invalid JSON (is it an OpenAI-compatible API? "
+                                  f"the body starts {start!r})") from None
         if attempt < retries:
             time.sleep(backoff_s * 2**attempt)
     raise DrZeroError(f"endpoint {url} unreachable after {retries + 1} attempts ({last})")
 
 
+def check_completion(response, url: str, n: int) -> None:
+    """``response`` has ``n`` choices, each with a string ``text``; else a one-line error
+    (and the response is not cached)."""
+    choices = response.get("choices") if isinstance(response, dict) else None
+    if not isinstance(choices, list):
+        raise DrZeroError(f"endpoint {url} returned no 'choices' (is it an OpenAI-compatible completions API?)")
+    if len(choices) < n:
+        raise DrZeroError(f"endpoint {url} returned {len(choices)} choices for n={n}")
+    for c in choices:
+        if not isinstance(c, dict) or not isinstance(c.get("text"), str):
+            got = c.get("text") if isinstance(c, dict) else c
+            raise DrZeroError(f"endpoint {url} returned a choice whose text is {json.dumps(got)[:60]}, not a string "
+                              "(is it a completions API, not chat/completions?)")
+
+
 class EndpointEngine:
     def __init__(self, url: str, model: str, *, api_key: str | None = None, concurrency: int = 8,
                  timeout_s: float = 300.0, retries: int = 5, backoff_s: float = 1.0, cache_path: str | None = None):
+        check_url(url, "--endpoint")
         url = url.rstrip("/")
         self.url = url if url.endswith("/completions") else (url + "/completions" if url.endswith("/v1") else url + "/v1/completions")
         self.model = model
@@ -77,9 +102,10 @@ class EndpointEngine:
             for line in self.cache_path.read_text().splitlines():
                 try:
                     entry = json.loads(line)
+                    check_completion(entry["response"], self.url, 0)
                     self._cache[entry["key"]] = entry["response"]
-                except (json.JSONDecodeError, KeyError):
-                    continue  # a line cut by a crash: that request is redone
+                except (json.JSONDecodeError, KeyError, TypeError, DrZeroError):
+                    continue  # a line cut by a crash (or an unusable answer): that request is redone
 
     def _key(self, prompt: str, params: SamplingParams) -> str:
         blob = json.dumps([self.model, prompt, params.n, params.temperature, params.top_p, params.max_new_tokens,
@@ -102,8 +128,7 @@ class EndpointEngine:
         if params.seed is not None:
             payload["seed"] = params.seed
         response = self._post(payload)
-        if "choices" not in response:
-            raise DrZeroError(f"endpoint {self.url} returned no 'choices' (is it an OpenAI-compatible completions API?)")
+        check_completion(response, self.url, params.n)
         with self._lock:
             self._cache[key] = response
             if self.cache_path:
@@ -134,7 +159,10 @@ class EndpointEngine:
             for c in choices[: params.n]:
                 tokens = (c.get("logprobs") or {}).get("tokens")
                 n_tokens = len(tokens) if tokens else (resp.get("usage", {}).get("completion_tokens", 0) if params.n == 1 else 0)
-                text = c.get("text", "")
+                text = c["text"]
+                stop = c.get("stop_reason")  # vLLM and SGLang name the stop string that ended it
+                if isinstance(stop, str) and stop in params.stop and not text.endswith(stop):
+                    text += stop  # kept, as the local engines keep it
                 if not n_tokens:
                     n_tokens = len(text.split())
                 out.append(Generation(i, [], [0] * n_tokens, text,
