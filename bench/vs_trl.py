@@ -1,91 +1,101 @@
-"""drzero vs Hugging Face TRL's GRPOTrainer on identical work, in one run.
+"""drzero vs Hugging Face TRL's GRPOTrainer on identical work, in alternating rounds.
 
 Needs the extra `trl` (``pip install -e ".[trl]"``); installs nothing itself.
 
+    python bench/vs_trl.py --rounds 3          # drzero, TRL, drzero, TRL, drzero, TRL
+    python bench/vs_trl.py --rounds 1 --steps 10
+
 Both train the bundled toy base model on the toy questions with Dr. GRPO (TRL:
 ``loss_type="dr_grpo"``, ``scale_rewards="none"``, ``beta=0``), drzero's grader as the
-reward, the same template (r1, generation stopping at ``</answer>`` in both), group size, prompts per step, max new tokens,
-learning rate and seed, on this machine (CPU), alternating between the two trainers
-round by round. Held-out greedy accuracy on the toy test split is measured every
-``--eval-every`` steps, outside the timed work, for both with the same evaluator.
+reward, the same template (r1, generation stopping at ``</answer>`` in both), group size,
+prompts per step, max new tokens, learning rate, seed and torch threads, on this machine.
 
-    python bench/vs_trl.py                     # defaults below
-    python bench/vs_trl.py --steps 30 --rounds 1
+Each run is its own subprocess, so each side's peak resident memory (the trainer
+process's ``ru_maxrss``, read when training ends) is its own. Rounds alternate the two
+sides so that a change in the machine's load hits both.
 
-Prints per trainer: seconds per step (median, min, max), the per-phase breakdown
-(generate, grade, train, other), the wall time to reach --threshold accuracy, then the
-ratios drzero/TRL, ending with ``step_time_ratio R`` and ``time_to_accuracy_ratio R``.
+Time to accuracy, read every step at no cost to the timed run: every run saves its
+weights after every step (outside the timed work; the model is 7 MB), and after the run
+this process evaluates them in step order, with one evaluator for both sides (greedy,
+``--eval-questions`` held-out toy questions), until the first step at or above
+``--threshold``, then the last step. Time to accuracy is the summed step time up to that
+first step.
+
+Prints per round: each side's median step time and per-phase means (generate, grade,
+train, other), time to accuracy, peak RSS and the ratios; then the medians over rounds,
+ending with the two lines ``step_time_ratio R`` and ``time_to_accuracy_ratio R``
+(medians of the per-round ratios, drzero over TRL).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-
-from drzero.evaluate import evaluate_rows
-from drzero.grader import Grader
-from drzero.grader import grade_batch
-from drzero.models import load_model_and_tokenizer
-from drzero.rollout.hf import HFEngine
-from drzero.templates import TEMPLATES
-from drzero.data import load_toy_split as load_split
-
-TEMPLATE = TEMPLATES["r1"]  # the toy default: RL has to teach the format, accuracy moves fast
+TEMPLATE_NAME = "r1"  # the toy default: RL has to teach the format, accuracy moves fast
+PHASES = ("generate", "grade", "train", "other")
 
 
-def held_out_accuracy(model, tokenizer, rows, max_new_tokens) -> float:
-    engine = HFEngine(model, tokenizer, batch_size=256)
-    res = evaluate_rows(engine, rows, TEMPLATE, n=1, temperature=0.0, max_new_tokens=max_new_tokens, grader=Grader(workers=2))
-    return res.metrics["accuracy"]
+# ----------------------------------------------------------------------------- the two trainers (one per subprocess)
+def run_drzero(args, out: Path) -> dict:
+    """drzero's own loop, ``train(cfg)``. Its per-step evaluation hook is replaced by a
+    weight snapshot (timed as ``time/eval``, which is left out of the step time)."""
+    import torch
 
-
-def run_drzero(args, eval_rows, out: Path) -> dict:
+    import drzero.train
     from drzero.config import TrainConfig
-    from drzero.train import train
 
-    cfg = TrainConfig(model="toy", algo="dr_grpo", template=TEMPLATE.name, dataset="toy:train", output_dir=str(out),
-                      max_steps=args.steps, prompts_per_step=args.prompts, group_size=args.group, micro_batch_size=32,
-                      max_new_tokens=args.max_new_tokens, lr=args.lr, seed=args.seed, eval_datasets="toy:test",
-                      eval_limit=args.eval_questions, eval_every=args.eval_every, save_every=0, progress=False,
-                      grader_workers=2)
-    train(cfg)
-    metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    steps = [m for m in metrics if "time/step" in m and m["step"] > 0]
-    per_step, phases, reach, wall = [], {"generate": [], "grade": [], "train": [], "other": []}, None, 0.0
-    for m in steps:
+    def snapshot(s):
+        step = sum(1 for _ in out.glob("snap-*.pt"))  # 0 = the initial weights, then one per step
+        torch.save({k: v.detach().clone() for k, v in s.model.state_dict().items()}, out / f"snap-{step:04d}.pt")
+        return {}
+
+    drzero.train.evaluate_policy = snapshot
+    cfg = TrainConfig(model="toy", algo="dr_grpo", template=TEMPLATE_NAME, dataset="toy:train", output_dir=str(out / "run"),
+                      max_steps=args.steps, prompts_per_step=args.prompts, group_size=args.group,
+                      micro_batch_size=args.micro_batch_size, max_new_tokens=args.max_new_tokens, lr=args.lr,
+                      seed=args.seed, eval_datasets="toy:test", eval_limit=1, eval_every=1, save_every=0,
+                      progress=False, grader_workers=2)
+    drzero.train.train(cfg)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB, before anything else runs
+    metrics = [json.loads(x) for x in (out / "run" / "metrics.jsonl").read_text().splitlines()]
+    steps = []
+    for m in (m for m in metrics if "time/step" in m and m["step"] > 0):
         t = m["time/step"] - m.get("time/eval", 0.0)
-        per_step.append(t)
-        wall += t
-        for p in ("generate", "grade", "train"):
-            phases[p].append(m[f"time/{p}"])
-        phases["other"].append(t - m["time/generate"] - m["time/grade"] - m["time/train"])
-        acc = m.get("eval/toy:test/accuracy")
-        if acc is not None and reach is None and acc >= args.threshold:
-            reach = wall
-    base = next(m["eval/toy:test/accuracy"] for m in metrics if m["step"] == 0)
-    final = [m["eval/toy:test/accuracy"] for m in metrics if "eval/toy:test/accuracy" in m][-1]
-    return {"per_step": per_step, "phases": phases, "time_to_threshold": reach, "base_acc": base, "final_acc": final}
+        phases = {p: m[f"time/{p}"] for p in ("generate", "grade", "train")}
+        phases["other"] = t - sum(phases.values())
+        steps.append({"step": m["step"], "time": t, **phases})
+    return {"steps": steps, "peak_rss_mib": peak}
 
 
-def run_trl(args, eval_rows, out: Path) -> dict:
+def run_trl(args, out: Path) -> dict:
+    import torch
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
+    from drzero.data import load_toy_split
+    from drzero.grader import grade_batch
+    from drzero.models import load_model_and_tokenizer
+    from drzero.templates import TEMPLATES
+
+    template = TEMPLATES[TEMPLATE_NAME]
     model, tokenizer = load_model_and_tokenizer("toy")
-    rows = load_split("train")
-    dataset = Dataset.from_list([{"prompt": TEMPLATE.render(r["problem"]), "answer": r["answer"]} for r in rows])
+    dataset = Dataset.from_list([{"prompt": template.render(r["problem"]), "answer": r["answer"]}
+                                 for r in load_toy_split("train")])
     timing = {"generate": 0.0, "grade": 0.0}
 
     def reward(completions, answer, **kwargs):
         t = time.perf_counter()
-        grades = grade_batch(list(completions), list(answer), answer_format=TEMPLATE.answer_format, workers=2)
+        grades = grade_batch(list(completions), list(answer), answer_format=template.answer_format, workers=2)
         timing["grade"] += time.perf_counter() - t
         return [float(g.correct) for g in grades]
 
@@ -99,95 +109,181 @@ def run_trl(args, eval_rows, out: Path) -> dict:
             timing["generate"] += time.perf_counter() - t
 
     model.generate = timed_generate
-    record = {"per_step": [], "phases": {"generate": [], "grade": [], "train": [], "other": []}, "time_to_threshold": None}
-    state = {"t0": None, "wall": 0.0}
+    steps: list[dict] = []
+    clock = {"t0": 0.0}
+
+    def snapshot(step: int) -> None:
+        torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, out / f"snap-{step:04d}.pt")
 
     class Clock(TrainerCallback):
         def on_step_begin(self, a, s, c, **kw):
             timing["generate"] = timing["grade"] = 0.0
-            state["t0"] = time.perf_counter()
+            clock["t0"] = time.perf_counter()
 
         def on_step_end(self, a, s, c, **kw):
-            dt = time.perf_counter() - state["t0"]
-            state["wall"] += dt
-            record["per_step"].append(dt)
-            record["phases"]["generate"].append(timing["generate"])
-            record["phases"]["grade"].append(timing["grade"])
-            record["phases"]["other"].append(0.0)
-            record["phases"]["train"].append(dt - timing["generate"] - timing["grade"])
-            if s.global_step % args.eval_every == 0 or s.global_step == args.steps:
-                acc = held_out_accuracy(model, tokenizer, eval_rows, args.max_new_tokens)
-                record.setdefault("evals", []).append((s.global_step, acc))
-                if acc >= args.threshold and record["time_to_threshold"] is None:
-                    record["time_to_threshold"] = state["wall"]
+            dt = time.perf_counter() - clock["t0"]  # read first: the snapshot is not timed
+            steps.append({"step": s.global_step, "time": dt, "generate": timing["generate"], "grade": timing["grade"],
+                          "train": dt - timing["generate"] - timing["grade"], "other": 0.0})
+            snapshot(s.global_step)
 
     config = GRPOConfig(
-        output_dir=str(out), loss_type="dr_grpo", scale_rewards="none", beta=0.0, num_generations=args.group,
+        output_dir=str(out / "run"), loss_type="dr_grpo", scale_rewards="none", beta=0.0, num_generations=args.group,
         per_device_train_batch_size=args.prompts * args.group, gradient_accumulation_steps=1, num_iterations=1,
         max_completion_length=args.max_new_tokens, learning_rate=args.lr, lr_scheduler_type="constant",
         warmup_steps=0, weight_decay=0.0, adam_beta2=0.999, max_grad_norm=1.0, temperature=1.0, top_p=1.0,
         seed=args.seed, max_steps=args.steps, logging_steps=1, report_to="none", save_strategy="no", use_cpu=True,
-        bf16=False, disable_dropout=True, generation_kwargs={"stop_strings": list(TEMPLATE.stop)},
+        bf16=False, disable_dropout=True, generation_kwargs={"stop_strings": list(template.stop)},
     )
-    record["base_acc"] = held_out_accuracy(model, tokenizer, eval_rows, args.max_new_tokens)
+    snapshot(0)
     trainer = GRPOTrainer(model=model, reward_funcs=reward, args=config, train_dataset=dataset, processing_class=tokenizer,
                           callbacks=[Clock()])
     trainer.train()
-    record["final_acc"] = record["evals"][-1][1]
-    return record
+    return {"steps": steps, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def summarize(name: str, runs: list[dict]) -> dict:
-    per_step = [t for r in runs for t in r["per_step"]]
-    phases = {p: statistics.fmean([t for r in runs for t in r["phases"][p]]) for p in ("generate", "grade", "train", "other")}
-    reach = [r["time_to_threshold"] for r in runs]
-    reach_med = statistics.median(reach) if all(x is not None for x in reach) else None
-    s = {"name": name, "median": statistics.median(per_step), "min": min(per_step), "max": max(per_step), "phases": phases,
-         "time_to_threshold": reach_med, "base_acc": runs[0]["base_acc"], "final_acc": statistics.fmean(r["final_acc"] for r in runs)}
-    step = statistics.fmean(per_step)
-    outside = phases["other"] + phases["grade"]
-    print(f"{name:<8} step s: median {s['median']:.2f}  min {s['min']:.2f}  max {s['max']:.2f} | "
-          f"generate {phases['generate']:.2f}  grade {phases['grade']:.2f}  train {phases['train']:.2f}  other {phases['other']:.2f} "
-          f"({100 * outside / step:.1f}% outside generation and forward/backward) | accuracy {s['base_acc']:.3f} -> {s['final_acc']:.3f} | "
-          f"time to {args_threshold:.2f}: {'%.1f s' % reach_med if reach_med is not None else 'not reached'}")
-    return s
+# ----------------------------------------------------------------------------- evaluation of the snapshots (this process)
+def held_out_curve(args, out: Path, n_steps: int) -> dict[int, float]:
+    """Greedy accuracy of the saved weights, in step order, until the first step at or above
+    the threshold (then the last step): ``{step: accuracy}``."""
+    import torch
+
+    from drzero.data import load_toy_split
+    from drzero.evaluate import evaluate_rows
+    from drzero.grader import Grader
+    from drzero.models import load_model_and_tokenizer
+    from drzero.rollout.hf import HFEngine
+    from drzero.templates import TEMPLATES
+
+    model, tok = load_model_and_tokenizer("toy")
+    engine = HFEngine(model, tok, batch_size=256)
+    rows = load_toy_split("test")[: args.eval_questions]
+    curve: dict[int, float] = {}
+
+    def accuracy(step: int) -> float:
+        model.load_state_dict(torch.load(out / f"snap-{step:04d}.pt"))
+        res = evaluate_rows(engine, rows, TEMPLATES[TEMPLATE_NAME], n=1, temperature=0.0,
+                            max_new_tokens=args.max_new_tokens, grader=Grader(workers=2))
+        return res.metrics["accuracy"]
+
+    for step in range(n_steps + 1):
+        curve[step] = accuracy(step)
+        if curve[step] >= args.threshold:
+            break
+    if n_steps not in curve:
+        curve[n_steps] = accuracy(n_steps)
+    return curve
 
 
+def summarize_run(args, record: dict, curve: dict[int, float]) -> dict:
+    steps = record["steps"]
+    times = [s["time"] for s in steps]
+    reach_step = next((k for k in sorted(curve) if k > 0 and curve[k] >= args.threshold), None)
+    tta = sum(s["time"] for s in steps if s["step"] <= reach_step) if reach_step is not None else None
+    return {"median_step_s": statistics.median(times), "mean_step_s": statistics.fmean(times),
+            "phases": {p: statistics.fmean(s[p] for s in steps) for p in PHASES}, "time_to_accuracy_s": tta,
+            "reach_step": reach_step, "base_acc": curve[0], "final_acc": curve[max(curve)],
+            "peak_rss_mib": record["peak_rss_mib"]}
+
+
+def describe(name: str, s: dict, threshold: float) -> str:
+    ph = s["phases"]
+    outside = 100 * ph["other"] / s["mean_step_s"]
+    reach = (f"{s['time_to_accuracy_s']:.1f} s (step {s['reach_step']})" if s["time_to_accuracy_s"] is not None
+             else "not reached")
+    return (f"  {name:<7} step s: median {s['median_step_s']:.2f} | generate {ph['generate']:.2f}  grade {ph['grade']:.2f}  "
+            f"train {ph['train']:.2f}  other {ph['other']:.3f} ({outside:.1f}% outside generation, forward/backward and "
+            f"grading) | "
+            f"accuracy {s['base_acc']:.3f} -> {s['final_acc']:.3f} | time to {threshold:.2f}: {reach} | "
+            f"peak RSS {s['peak_rss_mib']:.0f} MiB")
+
+
+def ratio(a, b) -> float:
+    if a is not None and b is not None:
+        return a / b
+    if a is None and b is None:
+        return float("nan")  # neither reached the threshold
+    return 0.0 if a is not None else float("inf")  # only drzero reached it / only TRL did
+
+
+def load() -> str:
+    return "load %.1f %.1f %.1f" % os.getloadavg()
+
+
+# ----------------------------------------------------------------------------- main
 def main():
-    global args_threshold
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=20, help="optimizer steps per run")
-    ap.add_argument("--rounds", type=int, default=1, help="alternating rounds (drzero, TRL, drzero, TRL, ...)")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds (drzero, TRL, drzero, TRL, ...)")
     ap.add_argument("--prompts", type=int, default=16, help="prompts per step")
     ap.add_argument("--group", type=int, default=8, help="samples per prompt")
     ap.add_argument("--max-new-tokens", type=int, default=96)
     ap.add_argument("--lr", type=float, default=5e-5)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--eval-every", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads, both sides (see docs/performance.md)")
+    ap.add_argument("--micro-batch-size", type=int, default=32, help="drzero's micro-batch (TRL: one batch of all)")
     ap.add_argument("--eval-questions", type=int, default=200)
     ap.add_argument("--threshold", type=float, default=0.4, help="held-out greedy accuracy to reach (base model: 4%%)")
+    ap.add_argument("--worker", choices=["drzero", "trl"], help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    args_threshold = args.threshold
-    torch.set_num_threads(2)
-    eval_rows = load_split("test")[: args.eval_questions]
-    results = {"drzero": [], "trl": []}
+
+    if args.worker:  # one training run in this process
+        import torch
+
+        torch.set_num_threads(args.threads)
+        out = Path(args.out)
+        record = (run_drzero if args.worker == "drzero" else run_trl)(args, out)
+        (out / "record.json").write_text(json.dumps(record))
+        return
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    forwarded = sys.argv[1:]
+    summaries: dict[str, list[dict]] = {"drzero": [], "trl": []}
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
-            print(f"round {r + 1}/{args.rounds}: drzero", flush=True)
-            results["drzero"].append(run_drzero(args, eval_rows, Path(tmp) / f"drzero-{r}"))
-            print(f"round {r + 1}/{args.rounds}: TRL GRPOTrainer", flush=True)
-            results["trl"].append(run_trl(args, eval_rows, Path(tmp) / f"trl-{r}"))
+            print(f"round {r + 1}/{args.rounds} ({load()})", flush=True)
+            for side in ("drzero", "trl"):
+                out = Path(tmp) / f"{side}-{r}"
+                out.mkdir()
+                t = time.perf_counter()
+                done = subprocess.run([sys.executable, __file__, *forwarded, "--worker", side, "--out", str(out)],
+                                      capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
+                if done.returncode != 0:
+                    sys.exit(f"{side} run failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}")
+                wall = time.perf_counter() - t
+                record = json.loads((out / "record.json").read_text())
+                t = time.perf_counter()
+                curve = held_out_curve(args, out, args.steps)
+                s = summarize_run(args, record, curve)
+                s["curve"], s["run_wall_s"], s["eval_wall_s"] = curve, wall, time.perf_counter() - t
+                summaries[side].append(s)
+                for f in out.glob("snap-*.pt"):
+                    f.unlink()
+                print(describe(side, s, args.threshold) + f" | run {wall:.0f} s, evaluation {s['eval_wall_s']:.0f} s "
+                      f"({len(curve)} points; {load()})", flush=True)
+            ours, theirs = summaries["drzero"][-1], summaries["trl"][-1]
+            rows.append((ours["median_step_s"] / theirs["median_step_s"],
+                         ratio(ours["time_to_accuracy_s"], theirs["time_to_accuracy_s"]),
+                         ours["peak_rss_mib"] / theirs["peak_rss_mib"]))
+            print(f"  round {r + 1}: step_time_ratio {rows[-1][0]:.3f}  time_to_accuracy_ratio {rows[-1][1]:.3f}  "
+                  f"peak_rss_ratio {rows[-1][2]:.3f}", flush=True)
     print()
-    ours, theirs = summarize("drzero", results["drzero"]), summarize("trl", results["trl"])
-    step_ratio = ours["median"] / theirs["median"]
-    if ours["time_to_threshold"] is not None and theirs["time_to_threshold"] is not None:
-        tta = ours["time_to_threshold"] / theirs["time_to_threshold"]
-    elif ours["time_to_threshold"] is not None:
-        tta = 0.0  # TRL never reached the threshold within the step budget
-    else:
-        tta = float("inf")
-    print(f"step_time_ratio {step_ratio:.3f}")
-    print(f"time_to_accuracy_ratio {tta:.3f}")
+    for side, runs in summaries.items():
+        med = lambda key: statistics.median(x[key] for x in runs)  # noqa: E731
+        reach = [x["time_to_accuracy_s"] for x in runs]
+        reach_text = f"{statistics.median(reach):.1f} s" if all(x is not None for x in reach) else "not reached every round"
+        ph = {p: statistics.median(x["phases"][p] for x in runs) for p in PHASES}
+        outside = 100 * ph["other"] / med("mean_step_s")
+        print(f"{side:<7} median of {len(runs)} rounds: step {med('median_step_s'):.2f} s (generate {ph['generate']:.2f}, "
+              f"grade {ph['grade']:.2f}, train {ph['train']:.2f}, other {ph['other']:.3f}; {outside:.1f}% outside "
+              f"generation, forward/backward and grading); time to {args.threshold:.2f}: {reach_text}; "
+              f"peak RSS {med('peak_rss_mib'):.0f} MiB")
+    print(f"peak_rss_ratio {statistics.median(r[2] for r in rows):.3f}")
+    print(f"step_time_ratio {statistics.median(r[0] for r in rows):.3f}")
+    print(f"time_to_accuracy_ratio {statistics.median(r[1] for r in rows):.3f}")
 
 
 if __name__ == "__main__":

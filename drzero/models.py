@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from transformers.cache_utils import Cache, DynamicLayer
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 from drzero import dist
 from drzero.config import TOY_CHECKPOINT, check_model  # noqa: F401 - TOY_CHECKPOINT re-exported
@@ -76,18 +78,48 @@ def add_lora(model, *, rank: int, alpha: float, target_modules: str, adapter_dir
 def collate(prompts: list[list[int]], responses: list[list[int]], pad_id: int, device):
     """Left-pad prompts and right-pad responses so every response starts at one column.
     Returns ``input_ids [M, P+T]``, ``attention_mask [M, P+T]``, ``response_mask [M, T]``, ``P``."""
-    P = max(len(p) for p in prompts)
-    T = max(max(len(r) for r in responses), 1)
-    M = len(prompts)
-    input_ids = torch.full((M, P + T), pad_id, dtype=torch.long)
-    attention = torch.zeros((M, P + T), dtype=torch.long)
-    response_mask = torch.zeros((M, T), dtype=torch.float32)
-    for i, (p, r) in enumerate(zip(prompts, responses)):
-        input_ids[i, P - len(p) : P] = torch.tensor(p)
-        input_ids[i, P : P + len(r)] = torch.tensor(r, dtype=torch.long)
-        attention[i, P - len(p) : P + len(r)] = 1
-        response_mask[i, : len(r)] = 1.0
-    return input_ids.to(device), attention.to(device), response_mask.to(device), P
+    prompt_ids, prompt_attn = _left_pad(prompts, pad_id)  # [M, P]
+    response_ids, response_mask = _right_pad(responses, pad_id)  # [M, T]
+    input_ids = torch.cat([prompt_ids, response_ids], dim=1)
+    attention = torch.cat([prompt_attn, response_mask.long()], dim=1)
+    return input_ids.to(device), attention.to(device), response_mask.to(device), prompt_ids.shape[1]
+
+
+def _left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``ids [M, P]`` (left-padded) and ``attention [M, P]`` (long)."""
+    P = max(len(r) for r in rows)
+    ids = torch.full((len(rows), P), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), P), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, P - len(r) :] = torch.tensor(r, dtype=torch.long)
+        attention[i, P - len(r) :] = 1
+    return ids, attention
+
+
+def _right_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``ids [M, T]`` (right-padded, T >= 1) and ``mask [M, T]`` (float)."""
+    T = max(max(len(r) for r in rows), 1)
+    ids = torch.full((len(rows), T), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), T), dtype=torch.float32)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[i, : len(r)] = 1.0
+    return ids, mask
+
+
+def _token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: float, with_entropy: bool):
+    """``logits [M, T, V]`` (position t scores token t) -> log-probs ``[M, T]`` of ``targets``
+    under the sampling temperature, and entropies ``[M, T]`` when asked."""
+    logits = logits.float()
+    if temperature > 0:
+        logits = logits / temperature
+    logp_all = torch.log_softmax(logits, dim=-1)
+    logp = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # [M, T]
+    entropy = None
+    if with_entropy:
+        with torch.no_grad():
+            entropy = -(logp_all.exp() * logp_all).sum(-1)  # [M, T]
+    return logp, entropy
 
 
 def response_logprobs(model, input_ids, attention_mask, prompt_width: int, temperature: float, with_entropy=False):
@@ -98,23 +130,150 @@ def response_logprobs(model, input_ids, attention_mask, prompt_width: int, tempe
     T = input_ids.shape[1] - prompt_width
     logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=False,
                    logits_to_keep=T + 1).logits  # [M, T+1, V]: position t predicts token t+1
-    logits = logits[:, :-1].float()  # [M, T, V]
-    if temperature > 0:
-        logits = logits / temperature
-    logp_all = torch.log_softmax(logits, dim=-1)
-    targets = input_ids[:, prompt_width:]
-    logp = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # [M, T]
-    entropy = None
-    if with_entropy:
-        with torch.no_grad():
-            entropy = -(logp_all.exp() * logp_all).sum(-1)  # [M, T]
-    return logp, entropy
+    return _token_logprobs(logits[:, :-1], input_ids[:, prompt_width:], temperature, with_entropy)
+
+
+class PromptPrefill:
+    """Distinct prompts run once, their keys/values shared by every response to them.
+
+    ``PromptPrefill(model, prompts)`` runs the U distinct prompts of ``prompts`` (with
+    gradients when enabled) and keeps, per layer, their keys/values ``[U, H_kv, P, D]`` and
+    the last position's logits ``[U, V]``. ``logprobs(prompts, responses)`` then runs
+    responses to any of them on those keys/values: each response's row indexes its
+    prompt's (the index's backward sums the responses' gradients into the prompt), so the
+    sums are those of the unshared forward, on U*P + M*(T-1) positions instead of M*(P+T).
+
+    ``separate_backward=True`` lets several micro-batches use one prefill, each with its own
+    ``loss.backward()``: the responses see detached copies (leaves) that collect gradients,
+    and ``backward()`` pushes the collected gradients through the prefill once at the end.
+    Otherwise the gradient flows through the prefill in each ``loss.backward()``."""
+
+    def __init__(self, model, prompts: list[list[int]], *, pad_id: int, device, dtype: torch.dtype | None,
+                 separate_backward: bool = False):
+        self.model, self.pad_id, self.device, self.dtype = model, pad_id, device, dtype
+        self.index: dict[tuple[int, ...], int] = {}
+        for p in prompts:
+            self.index.setdefault(tuple(p), len(self.index))
+        ids, attn = (t.to(device) for t in _left_pad([list(p) for p in self.index], pad_id))  # [U, P]
+        self.prompt_attn = attn
+        cache = Cache(layer_class_to_replicate=_PromptLayer)
+        with dist.autocast(device, dtype), _cache_kept_under_checkpointing(model):
+            out = model(input_ids=ids, attention_mask=attn, position_ids=(attn.cumsum(-1) - 1).clamp(min=0),
+                        past_key_values=cache, use_cache=False, logits_to_keep=1)
+        self.outputs = [t for layer in cache.layers for t in (layer.keys, layer.values)] + [out.logits[:, -1]]
+        self.separate = separate_backward and torch.is_grad_enabled()
+        # leaves in float32: the micro-batches' gradients add up there, not in a half dtype
+        self.inputs = ([t.detach().float().requires_grad_(t.requires_grad) for t in self.outputs] if self.separate
+                       else self.outputs)
+
+    def logprobs(self, prompts: list[list[int]], responses: list[list[int]], *, temperature: float,
+                 with_entropy: bool = False):
+        """``(logprobs [M, T], entropy [M, T] or None, response_mask [M, T])`` of ``responses``,
+        response i answering ``prompts[i]`` (one of this prefill's)."""
+        device = self.device
+        own = torch.tensor([self.index[tuple(p)] for p in prompts], dtype=torch.long, device=device)  # [M]
+        response_ids, response_mask = (t.to(device) for t in _right_pad(responses, self.pad_id))  # [M, T]
+        T = response_ids.shape[1]
+        *kv, last = [x[own].to(o.dtype) for x, o in zip(self.inputs, self.outputs)]  # [M, ...]: each response's prompt
+        with dist.autocast(device, self.dtype):
+            logits = last[:, None]  # [M, 1, V]: the prompt's last position predicts response token 0
+            if T > 1:  # the last response token is only a target: feed tokens 0..T-2
+                cache = Cache(layers=[_PrefixLayer(kv[2 * i], kv[2 * i + 1]) for i in range(len(kv) // 2)])
+                attn = torch.cat([self.prompt_attn[own], response_mask[:, :-1].long()], dim=1)  # [M, P+T-1]
+                positions = self.prompt_attn.sum(-1)[own][:, None] + torch.arange(T - 1, device=device)  # [M, T-1]
+                with _cache_kept_under_checkpointing(self.model):
+                    rest = self.model(input_ids=response_ids[:, :-1], attention_mask=attn, position_ids=positions,
+                                      past_key_values=cache, use_cache=False).logits  # [M, T-1, V]
+                logits = torch.cat([logits, rest], dim=1)  # [M, T, V]
+            logp, entropy = _token_logprobs(logits, response_ids, temperature, with_entropy)
+        return logp, entropy, response_mask
+
+    def backward(self) -> None:
+        """With ``separate_backward``: the prompts' share of the gradient, once, after every
+        micro-batch's own backward."""
+        if not self.separate:
+            return
+        pairs = [(o, i.grad.to(o.dtype)) for o, i in zip(self.outputs, self.inputs)
+                 if o.requires_grad and i.grad is not None]
+        if pairs:
+            torch.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
+        self.outputs = self.inputs = []
+
+
+class _PromptLayer(DynamicLayer):
+    """Holds the keys/values it was last given (a replacement, not an append, so the
+    recompute of gradient checkpointing stores the same tensors again)."""
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        self.keys, self.values = key_states, value_states
+        return key_states, value_states
+
+
+class _PrefixLayer(DynamicLayer):
+    """Fixed keys/values (the prompts', one row per response) put in front of each call's
+    own; stores nothing, so a recompute sees the same."""
+
+    def __init__(self, keys, values):
+        super().__init__()
+        self.lazy_initialization(keys, values)
+        self.keys, self.values = keys, values
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        return torch.cat([self.keys, key_states], dim=-2), torch.cat([self.values, value_states], dim=-2)
+
+
+class _cache_kept_under_checkpointing:
+    """transformers drops the cache inside a checkpointed decoder layer, because a layer that
+    appends to it would append twice when recomputed. ``_PromptLayer`` and ``_PrefixLayer``
+    give the same result on a recompute, so the layers may keep them for this forward."""
+
+    def __init__(self, model):
+        self.layers = [m for m in model.modules() if _is_checkpoint_layer(m) and m.gradient_checkpointing]
+
+    def __enter__(self):
+        for layer in self.layers:
+            layer._can_checkpoint_with_cache = True
+
+    def __exit__(self, *exc):
+        for layer in self.layers:
+            del layer._can_checkpoint_with_cache  # back to the class's False
+
+
+def _is_checkpoint_layer(module) -> bool:
+    return isinstance(module, GradientCheckpointingLayer)
+
+
+def can_share_prompts(model) -> bool:
+    """Whether the update may run each prompt once for its responses: every layer is full
+    (causal) attention, and under gradient checkpointing the decoder layers are
+    transformers' ``GradientCheckpointingLayer`` (which can be told to keep the cache),
+    checkpointed without re-entrance (re-entrant checkpointing runs the forward without
+    gradients, so the prompt keys/values would carry none)."""
+    config = getattr(model, "config", None)
+    if config is None or getattr(config, "use_sliding_window", False):
+        return False
+    if set(getattr(config, "layer_types", None) or ["full_attention"]) != {"full_attention"}:
+        return False
+    if getattr(model, "is_gradient_checkpointing", False):
+        layers = [m for m in model.modules() if _is_checkpoint_layer(m) and m.gradient_checkpointing]
+        return bool(layers) and all(
+            getattr(getattr(m, "_gradient_checkpointing_func", None), "keywords", {}).get("use_reentrant") is False
+            for m in layers)
+    return True
 
 
 def policy_logprobs(model, prompts: list[list[int]], responses: list[list[int]], *, pad_id: int, device,
-                    dtype: torch.dtype | None, temperature: float, with_entropy: bool = False):
+                    dtype: torch.dtype | None, temperature: float, with_entropy: bool = False,
+                    share_prompts: bool = True):
     """The learner's forward on a micro-batch of (prompt, response) token lists, in ``dtype``
-    under autocast: ``(logprobs [M, T], entropy [M, T] or None, response_mask [M, T])``."""
+    under autocast: ``(logprobs [M, T], entropy [M, T] or None, response_mask [M, T])``.
+    With ``share_prompts`` (where ``can_share_prompts``) a prompt shared by several
+    responses of the micro-batch runs once (``PromptPrefill``)."""
+    if share_prompts and len({tuple(p) for p in prompts}) < len(prompts) and can_share_prompts(model):
+        prefill = PromptPrefill(model, prompts, pad_id=pad_id, device=device, dtype=dtype)
+        return prefill.logprobs(prompts, responses, temperature=temperature, with_entropy=with_entropy)
     input_ids, attn, response_mask, P = collate(prompts, responses, pad_id, device)
     with dist.autocast(device, dtype):
         logp, entropy = response_logprobs(model, input_ids, attn, P, temperature, with_entropy=with_entropy)

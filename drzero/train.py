@@ -34,7 +34,8 @@ from drzero.data import load_questions
 from drzero.errors import DrZeroError
 from drzero.evaluate import evaluate_rows
 from drzero.grader import Grader
-from drzero.models import add_lora, load_model_and_tokenizer, load_template, policy_logprobs, resolve_model_path
+from drzero.models import (PromptPrefill, add_lora, can_share_prompts, load_model_and_tokenizer, load_template,
+                           policy_logprobs, resolve_model_path)
 from drzero.reward import RewardFunction, load_reward_function
 from drzero.rollout import Engine, Rollouts, SamplingParams, generate_and_grade
 from drzero.templates import Template
@@ -320,56 +321,100 @@ def update_policy(s: Setup, batch: Rollouts, step: int) -> dict:
     return out
 
 
+def micro_batch_plan(gens: list, micro_batch_size: int, share_prompts: bool) -> list[list[list[int]]]:
+    """How one optimizer step's responses are cut: chunks of micro-batches (response indices).
+
+    Sharing prompts: a chunk is up to ``micro_batch_size`` distinct prompts with all their
+    responses (prompts with long responses together); its prompts are prefilled once, and
+    its responses, sorted by length (least padding), are cut into micro-batches of
+    ``micro_batch_size``. A chunk's prefill holds no more activations than a micro-batch's
+    prompts did before sharing. Otherwise: one micro-batch per chunk, all by length."""
+    length = lambda i: len(gens[i].token_ids)  # noqa: E731
+    if not share_prompts:
+        order = sorted(range(len(gens)), key=length)
+        return [[order[m : m + micro_batch_size]] for m in range(0, len(order), micro_batch_size)]
+    by_prompt: dict[tuple[int, ...], list[int]] = {}
+    for i, g in enumerate(gens):
+        by_prompt.setdefault(tuple(g.prompt_token_ids), []).append(i)
+    groups = sorted(by_prompt.values(), key=lambda idx: max(map(length, idx)))
+    plan = []
+    for c in range(0, len(groups), micro_batch_size):
+        order = sorted((i for idx in groups[c : c + micro_batch_size] for i in idx), key=length)
+        plan.append([order[m : m + micro_batch_size] for m in range(0, len(order), micro_batch_size)])
+    return plan
+
+
 def accumulate_gradients(model, batch: Rollouts, objective: Objective, *, ref_model=None, micro_batch_size: int,
-                         temperature: float, pad_id: int, device, dtype=torch.float32, tis_cap: float = 0.0) -> dict:
+                         temperature: float, pad_id: int, device, dtype=torch.float32, tis_cap: float = 0.0,
+                         share_prompts: bool = True) -> dict:
     """Backward the loss of one optimizer step's responses (``batch``, with ``advantages``
     and ``keep`` set) in micro-batches. The normalisers (responses, tokens) are the step's
     global totals, so the accumulated gradient does not depend on ``micro_batch_size`` or
     on the number of ranks. pi_old is ``batch.old_logprobs`` when set, else the detached
     current log-probs (on-policy: ratio exactly 1, no extra forward pass). ``tis_cap`` > 0
     weights each token by min(pi_old/pi_rollout, cap), pi_rollout being the engine's
-    log-probs. Returns the step's loss and its metrics, averaged over micro-batches."""
+    log-probs. ``share_prompts``: each prompt runs once per chunk of micro-batches, its
+    keys/values shared by all its responses (``micro_batch_plan``, ``models.PromptPrefill``;
+    the same gradient). Returns the step's loss and its metrics, averaged over micro-batches."""
     gens = batch.generations
     n_resp = dist.all_sum(float(len(batch)))
     n_tok = dist.all_sum(float(sum(len(g.token_ids) for g, k in zip(gens, batch.keep.tolist()) if k)))
-    order = sorted(range(len(batch)), key=lambda i: len(gens[i].token_ids))  # similar lengths together: less padding
+    share_prompts = share_prompts and can_share_prompts(model)
     total = 0.0
     stats: dict[str, list[float]] = {k: [] for k in ("clip_frac_low", "clip_frac_high", "ratio_mean", "kl", "entropy",
                                                       "logprob_gap", "tis_weight_mean", "tis_clip_frac")}
-    for m in range(0, len(order), micro_batch_size):
-        mb = batch.select(order[m : m + micro_batch_size])
-        prompts, responses = [g.prompt_token_ids for g in mb.generations], [g.token_ids for g in mb.generations]
-        logp, ent, mask = policy_logprobs(model, prompts, responses, pad_id=pad_id, device=device, dtype=dtype,
-                                          temperature=temperature, with_entropy=True)  # [M, T]
-        mask = mask * mb.keep.to(device).float()[:, None]  # [M, T]
-        old = logp.detach() if mb.old_logprobs is None else _pad_rows(mb.old_logprobs, logp.shape, device)
-        ref = None
-        if ref_model is not None:
-            with torch.no_grad():
-                ref, _, _ = policy_logprobs(ref_model, prompts, responses, pad_id=pad_id, device=device, dtype=dtype,
-                                            temperature=temperature)
-        engine_lp, is_w = None, None
-        if all(len(g.logprobs) == len(g.token_ids) for g in mb.generations):  # the engine's own log-probs
-            engine_lp = _pad_rows([torch.tensor(g.logprobs) for g in mb.generations], logp.shape, device)
-            stats["logprob_gap"].append(masked_mean((logp.detach() - engine_lp).abs(), mask).item())
-        if tis_cap > 0:
-            if engine_lp is None:
-                raise DrZeroError("tis_cap needs the generation engine's sampled-token log-probs, which it did not return")
-            is_w = tis_weights(old, engine_lp, tis_cap)  # [M, T]
-            stats["tis_weight_mean"].append(masked_mean(is_w, mask).item())
-            stats["tis_clip_frac"].append(masked_mean(((old - engine_lp).exp() > tis_cap).float(), mask).item())
-        loss, lm = policy_loss(
-            logp, old, mb.advantages.to(device), mask, aggregation=objective.aggregation,
-            constant_normalizer=objective.constant_normalizer, clip_eps_low=objective.clip_eps_low,
-            clip_eps_high=objective.clip_eps_high, ref_logprobs=ref, beta=objective.beta,
-            num_responses=n_resp, num_tokens=n_tok, is_weights=is_w,
-        )
-        loss.backward()
-        total += loss.item()
-        for k in ("clip_frac_low", "clip_frac_high", "ratio_mean"):
-            stats[k].append(lm[k])
-        stats["kl"].append(lm.get("kl", 0.0))
-        stats["entropy"].append(masked_mean(ent, mask).item())
+    for chunk in micro_batch_plan(gens, micro_batch_size, share_prompts):
+        prefill = ref_prefill = None
+        if share_prompts:  # the chunk's prompts, once (the prompts' gradient goes through them after the last micro-batch)
+            chunk_prompts = [gens[i].prompt_token_ids for idx in chunk for i in idx]
+            prefill = PromptPrefill(model, chunk_prompts, pad_id=pad_id, device=device, dtype=dtype,
+                                    separate_backward=len(chunk) > 1)
+            if ref_model is not None:
+                with torch.no_grad():
+                    ref_prefill = PromptPrefill(ref_model, chunk_prompts, pad_id=pad_id, device=device, dtype=dtype)
+        for idx in chunk:
+            mb = batch.select(idx)
+            prompts, responses = [g.prompt_token_ids for g in mb.generations], [g.token_ids for g in mb.generations]
+            if prefill is not None:
+                logp, ent, mask = prefill.logprobs(prompts, responses, temperature=temperature, with_entropy=True)
+            else:
+                logp, ent, mask = policy_logprobs(model, prompts, responses, pad_id=pad_id, device=device, dtype=dtype,
+                                                  temperature=temperature, with_entropy=True, share_prompts=False)
+            mask = mask * mb.keep.to(device).float()[:, None]  # [M, T]
+            old = logp.detach() if mb.old_logprobs is None else _pad_rows(mb.old_logprobs, logp.shape, device)
+            ref = None
+            if ref_model is not None:
+                with torch.no_grad():
+                    if ref_prefill is not None:
+                        ref, _, _ = ref_prefill.logprobs(prompts, responses, temperature=temperature)
+                    else:
+                        ref, _, _ = policy_logprobs(ref_model, prompts, responses, pad_id=pad_id, device=device,
+                                                    dtype=dtype, temperature=temperature, share_prompts=False)
+            engine_lp, is_w = None, None
+            if all(len(g.logprobs) == len(g.token_ids) for g in mb.generations):  # the engine's own log-probs
+                engine_lp = _pad_rows([torch.tensor(g.logprobs) for g in mb.generations], logp.shape, device)
+                stats["logprob_gap"].append(masked_mean((logp.detach() - engine_lp).abs(), mask).item())
+            if tis_cap > 0:
+                if engine_lp is None:
+                    raise DrZeroError("tis_cap needs the generation engine's sampled-token log-probs, which it did not "
+                                      "return")
+                is_w = tis_weights(old, engine_lp, tis_cap)  # [M, T]
+                stats["tis_weight_mean"].append(masked_mean(is_w, mask).item())
+                stats["tis_clip_frac"].append(masked_mean(((old - engine_lp).exp() > tis_cap).float(), mask).item())
+            loss, lm = policy_loss(
+                logp, old, mb.advantages.to(device), mask, aggregation=objective.aggregation,
+                constant_normalizer=objective.constant_normalizer, clip_eps_low=objective.clip_eps_low,
+                clip_eps_high=objective.clip_eps_high, ref_logprobs=ref, beta=objective.beta,
+                num_responses=n_resp, num_tokens=n_tok, is_weights=is_w,
+            )
+            loss.backward()
+            total += loss.item()
+            for k in ("clip_frac_low", "clip_frac_high", "ratio_mean"):
+                stats[k].append(lm[k])
+            stats["kl"].append(lm.get("kl", 0.0))
+            stats["entropy"].append(masked_mean(ent, mask).item())
+        if prefill is not None:
+            prefill.backward()
     return {"loss": total, **{k: mean_or_nan(v) for k, v in stats.items()}}
 
 
@@ -377,16 +422,20 @@ def frozen_logprobs(s: Setup, batch: Rollouts) -> list[torch.Tensor]:
     """pi_old log-probs ``[T_i]`` of every response, before any update of this iteration."""
     gens = batch.generations
     out: list[torch.Tensor] = [None] * len(gens)  # type: ignore[list-item]
-    order = sorted(range(len(gens)), key=lambda i: len(gens[i].token_ids))
+    share = can_share_prompts(s.model)
     with torch.no_grad():
-        micro = resolved_micro_batch_size(s.cfg)
-        for m in range(0, len(order), micro):
-            ids = order[m : m + micro]
-            logp, _, _ = policy_logprobs(s.model, [gens[i].prompt_token_ids for i in ids], [gens[i].token_ids for i in ids],
-                                         pad_id=s.engine.pad_id, device=s.device, dtype=s.dtype,
-                                         temperature=s.cfg.temperature)
-            for k, i in enumerate(ids):
-                out[i] = logp[k, : len(gens[i].token_ids)].float().cpu()
+        for chunk in micro_batch_plan(gens, resolved_micro_batch_size(s.cfg), share):
+            prefill = PromptPrefill(s.model, [gens[i].prompt_token_ids for idx in chunk for i in idx],
+                                    pad_id=s.engine.pad_id, device=s.device, dtype=s.dtype) if share else None
+            for ids in chunk:
+                prompts, responses = [gens[i].prompt_token_ids for i in ids], [gens[i].token_ids for i in ids]
+                if prefill is not None:
+                    logp, _, _ = prefill.logprobs(prompts, responses, temperature=s.cfg.temperature)
+                else:
+                    logp, _, _ = policy_logprobs(s.model, prompts, responses, pad_id=s.engine.pad_id, device=s.device,
+                                                 dtype=s.dtype, temperature=s.cfg.temperature, share_prompts=False)
+                for k, i in enumerate(ids):
+                    out[i] = logp[k, : len(gens[i].token_ids)].float().cpu()
     return out
 
 

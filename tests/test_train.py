@@ -70,8 +70,13 @@ def test_gradient_same_for_micro_batch_1_and_4(preset):
                              device="cpu", dtype=torch.float64)
         grads.append(torch.cat([p.grad.reshape(-1) for p in model.parameters() if p.grad is not None]))
     assert grads[0].abs().sum() > 0
-    assert torch.allclose(grads[0], grads[1], atol=1e-10, rtol=1e-8)
-    assert torch.allclose(grads[0], grads[2], atol=1e-10, rtol=1e-8)
+    # Micro-batches of 4 and 8 run each prompt once for its responses (models.PromptPrefill),
+    # micro-batches of 1 run it per response: the same sums in another order, and the model's
+    # RMSNorm computes in float32 even with float64 weights, so they agree to float32 rounding
+    # (~1e-8 of the largest entry). A normaliser that depended on micro-batching would be off by O(1).
+    scale = grads[0].abs().max()
+    assert (grads[0] - grads[1]).abs().max() <= 1e-6 * scale
+    assert (grads[0] - grads[2]).abs().max() <= 1e-6 * scale
 
 
 def test_data_order_is_a_permutation_per_epoch():

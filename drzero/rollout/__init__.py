@@ -4,7 +4,9 @@ An engine (``Engine``) has ``pad_id`` and four methods:
 
     generate(prompts: list[str], params: SamplingParams) -> list[Generation]
         ``len(prompts) * params.n`` generations, prompt-major (all samples of prompt 0,
-        then prompt 1, ...);
+        then prompt 1, ...); an engine may also take ``on_finished``, a callable it hands
+        responses to as soon as they stop (``HFEngine`` does; ``generate_and_grade`` grades
+        them while the rest decode);
     sync(model)      make the learner's current weights the ones that generate next;
     sleep(), wake_up()   free and retake accelerator memory around the learner's update
                          (no-ops where that means nothing).
@@ -20,6 +22,9 @@ returned as one typed batch, ``Rollouts``.
 
 from __future__ import annotations
 
+import inspect
+import queue
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -151,18 +156,88 @@ def generate_and_grade(engine: Engine, rows: list[dict], template: Template, par
     """``params.n`` responses to each question row under ``template``, graded against the
     row's answer. Reward: 1 if correct and not truncated (a response cut by the budget
     scores 0, as the paper), else 0; plus, or replaced by (``reward_mode``), the user's
-    ``reward_fn(responses, references, rows)`` (``drzero.reward``)."""
+    ``reward_fn(responses, references, rows)`` (``drzero.reward``).
+
+    With an engine that reports responses as they stop (``on_finished``), they are graded
+    on a background thread while the engine decodes the rest; ``time/grade`` is then only
+    the grading left after generation ends, and ``time/grade_busy`` all of it."""
+    prompts = [template.render(r["problem"]) for r in rows]
+    grading = GradeAsTheyFinish(grader, rows, template.answer_format)
     t = time.perf_counter()
-    gens = engine.generate([template.render(r["problem"]) for r in rows], params)
-    t_generate = time.perf_counter() - t
-    t = time.perf_counter()
+    try:
+        if "on_finished" in inspect.signature(engine.generate).parameters:
+            gens = engine.generate(prompts, params, on_finished=grading.submit)
+        else:
+            gens = engine.generate(prompts, params)
+    finally:
+        t_generate = time.perf_counter() - t
+        t = time.perf_counter()
+        grading.submit(None)  # no more; the thread stops once it has graded everything sent
+    grades = grading.results(gens)
     answered = [rows[g.prompt_index] for g in gens]
     texts, references = [g.text for g in gens], [r["answer"] for r in answered]
-    grades = grader(texts, references, template.answer_format)
     rewards = torch.tensor([float(gr.correct and not g.truncated) for g, gr in zip(gens, grades)])
     if reward_fn is not None:
         custom = torch.tensor(custom_rewards(reward_fn, texts, references, answered), dtype=torch.float32)
         rewards = custom if reward_mode == "replace" else rewards + custom
     t_grade = time.perf_counter() - t
     return Rollouts(answered, gens, grades, rewards, group_size=params.n,
-                    timing={"time/generate": t_generate, "time/grade": t_grade})
+                    timing={"time/generate": t_generate, "time/grade": t_grade, "time/grade_busy": grading.busy})
+
+
+class GradeAsTheyFinish:
+    """Grades responses on one background thread as they are ``submit``-ted (the grader's own
+    worker processes do the slow cases), coalescing whatever has arrived into one grader
+    call. ``results(gens)`` waits for the rest and returns the grades in ``gens`` order,
+    grading here whatever was never submitted."""
+
+    def __init__(self, grader: Grader, rows: list[dict], answer_format: str):
+        self.grader, self.rows, self.answer_format = grader, rows, answer_format
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.grades: dict[int, Grade] = {}  # id(Generation) -> its grade
+        self.keep: list[Generation] = []  # graded objects stay alive, so their ids stay unique
+        self.error: BaseException | None = None
+        self.busy = 0.0  # seconds spent grading
+        self.thread = threading.Thread(target=self._run, name="drzero-grading", daemon=True)
+        self.thread.start()
+
+    def submit(self, gens: list[Generation] | None) -> None:
+        """Queue finished responses; ``None`` means no more will come."""
+        self.queue.put(gens)
+
+    def _run(self) -> None:
+        done = False
+        while not done:
+            batch = []
+            item = self.queue.get()  # wait for the first, then take all that is there
+            while True:
+                if item is None:
+                    done = True
+                else:
+                    batch.extend(item)
+                if self.queue.empty():
+                    break
+                item = self.queue.get()
+            if batch and self.error is None:
+                try:
+                    self._grade(batch)
+                except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+                    self.error = e
+
+    def _grade(self, gens: list[Generation]) -> None:
+        t = time.perf_counter()
+        grades = self.grader([g.text for g in gens], [self.rows[g.prompt_index]["answer"] for g in gens],
+                             self.answer_format)
+        for g, gr in zip(gens, grades):
+            self.grades[id(g)] = gr
+        self.keep.extend(gens)
+        self.busy += time.perf_counter() - t
+
+    def results(self, gens: list[Generation]) -> list[Grade]:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        missing = [g for g in gens if id(g) not in self.grades]
+        if missing:
+            self._grade(missing)
+        return [self.grades[id(g)] for g in gens]
