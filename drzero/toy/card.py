@@ -103,6 +103,21 @@ def measure(model, tokenizer, rows: list[dict], *, n_samples: int = 8, log=print
     return results
 
 
+def _reproduce(checkpoint: Path) -> str:
+    """The ``drzero toy build`` command line of the settings in build_config.json."""
+    path = checkpoint / "build_config.json"
+    cfg = json.loads(path.read_text()) if path.is_file() else {}
+    cmd = "drzero toy build --output DIR"
+    if cfg.get("init"):
+        cmd += f" --init {cfg['init']}"
+    if cfg.get("packed"):
+        cmd += " --packed"
+    for key in ("block_size", "batch_size", "lr", "steps"):
+        if key in cfg:
+            cmd += f" --{key.replace('_', '-')} {cfg[key]:g}" if isinstance(cfg[key], float) else f" --{key.replace('_', '-')} {cfg[key]}"
+    return f"`{cmd} --threads 1`"
+
+
 def write_model_card(checkpoint: Path, rows: list[dict], log=print) -> dict:
     """Measure the checkpoint on ``rows`` (the test split) and write measurements.json and README.md."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -111,9 +126,18 @@ def write_model_card(checkpoint: Path, rows: list[dict], log=print) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     results = measure(model, tokenizer, rows, log=log)
     (Path(checkpoint) / "measurements.json").write_text(json.dumps(results, indent=2))
+    write_readme(checkpoint, results, sum(p.numel() for p in model.parameters()))
+    return results
+
+
+def write_readme(checkpoint: Path, results: dict, n_params: int) -> None:
+    """README.md (the model card) from ``results`` (measurements.json)."""
     t = results["templates"]
     s = results["sampled"]
-    n_params = sum(p.numel() for p in model.parameters())
+    path = Path(checkpoint) / "build_config.json"
+    build_cfg = json.loads(path.read_text()) if path.is_file() else {}
+    origin = (f"continued from the `{build_cfg['init']}` model for {build_cfg['steps']} steps by `drzero toy build --init`"
+              if build_cfg.get("init") else "pretrained from scratch by `drzero toy build`")
     lines = [
         "---",
         "library_name: transformers",
@@ -121,15 +145,15 @@ def write_model_card(checkpoint: Path, rows: list[dict], log=print) -> dict:
         "---",
         "# drzero toy base model (v2)",
         "",
-        f"A {n_params / 1e6:.2f}M-parameter Qwen2 *base* model pretrained from scratch by `drzero toy build` on a",
-        "synthetic arithmetic corpus (drzero/toy/task.py). It imitates the base models of",
+        f"A {n_params / 1e6:.2f}M-parameter Qwen2 *base* model {origin} on a",
+        "synthetic arithmetic corpus (toy world v2, drzero/toy/task.py; bundled as `toy-v2`). It imitates the base models of",
         "Liu et al. (2025): it often makes arithmetic slips; after a slip it tends to re-check",
         "and re-affirm the wrong value, sometimes for several rounds, and rarely repeats itself",
-        "past any budget; a few of its solutions self-verify; and whether it answers at all",
+        "past any budget; a few of its solutions self-verify; and whether it answers correctly",
         "depends on the prompt template. docs/toy.md explains why (GRPO's length bias needs",
         "length choices that depend on having gone wrong).",
         "",
-        f"## Measured on the toy test split ({results['n_questions']} questions, {results['max_new_tokens']} new tokens)",
+        f"## Measured on the toy-v2 test split (its first {results['n_questions']} questions, {results['max_new_tokens']} new tokens)",
         "",
         "| template | greedy accuracy | answering rate (greedy) | format rate | mean response tokens | truncated |",
         "|---|---|---|---|---|---|",
@@ -164,8 +188,7 @@ def write_model_card(checkpoint: Path, rows: list[dict], log=print) -> dict:
         "Length histogram (tokens): " + ", ".join(
             f"{lo}-{hi - 1}: {n}" for lo, hi, n in zip(bins[:-1], bins[1:], counts)),
         "",
-        "Reproduce: `drzero toy build --output DIR` (seeded; numbers in measurements.json).",
+        "Reproduce: " + _reproduce(Path(checkpoint)) + " (seeded; numbers in measurements.json; settings in build_config.json).",
         "",
     ]
     (Path(checkpoint) / "README.md").write_text("\n".join(lines))
-    return results
