@@ -14,10 +14,10 @@ The parity in the question is what lets the model *see* that it went wrong. A so
 ends with a check of its result against it (``Check: 28 is even. Yes.`` or ``Check: 27
 is odd, not even.``); most slips are odd, so most wrong results fail the check. Seeing
 an error in one's own arithmetic would need the model to recompute and compare numbers,
-which a model this small does not learn in minutes (docs/toy.md has the measurement);
+which a model this small does not learn in minutes;
 reading the last digit of a number is easy. What follows the check depends on what it
 found, because GRPO's length bias (paper Sec. 3) can only act on length choices made
-*after* a response has visibly gone wrong (docs/toy.md works through why):
+*after* a response has visibly gone wrong (docs/simulate.md works through why):
 - after a failed check, the solution often re-checks in a loop that repeats the
   contradiction ("Wait, let me check again. 27 is odd, not even." a geometric number
   of times), rarely falls into a repetition that runs past any sensible budget, and
