@@ -294,8 +294,9 @@ def model_card(cfg, step: int, *, objective_line: str, template, run_dir: Path) 
             for k, v in r.items():
                 if (k in CARD_METRICS or (k.startswith("eval/") and k.endswith("/accuracy"))) and v is not None:
                     latest_values[k] = (v, r["step"])
-    is_hub = cfg.model != "toy" and not Path(cfg.model).expanduser().exists() and cfg.model.count("/") == 1
-    base = ("The drzero toy model (`drzero/toy/checkpoint`)" if cfg.model == "toy"
+    is_hub = cfg.model not in ("toy", "toy-v2") and not Path(cfg.model).expanduser().exists() and cfg.model.count("/") == 1
+    base = (f"The drzero {cfg.model} model (`drzero/toy/{'checkpoint' if cfg.model == 'toy' else 'checkpoint-v2'}`)"
+            if cfg.model in ("toy", "toy-v2")
             else f"[`{cfg.model}`](https://huggingface.co/{cfg.model})" if is_hub else f"The local model `{Path(cfg.model).name}`")
     front = ["---", "library_name: transformers", "pipeline_tag: text-generation"]
     front += [f"base_model: {cfg.model}"] if is_hub else []

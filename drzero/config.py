@@ -840,6 +840,10 @@ def check_output_path(path: str, flag: str = "--output") -> None:
 
 
 TOY_CHECKPOINT = Path(__file__).parent / "toy" / "checkpoint"
+TOY_V2_CHECKPOINT = Path(__file__).parent / "toy" / "checkpoint-v2"
+# bundled model names -> their checkpoint folders: ``toy`` is the default; ``toy-v2`` is toy
+# world v2 (re-check loops after a visible slip; docs/toy.md), trained on ``toy-v2:train``
+BUNDLED_MODELS = {"toy": TOY_CHECKPOINT, "toy-v2": TOY_V2_CHECKPOINT}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model",
                    "sentencepiece.bpe.model", "qwen.tiktoken", "tiktoken.model")
 
@@ -848,10 +852,10 @@ def check_model(name: str, flag: str = "--model") -> str:
     """The folder (or hub name) ``name`` stands for, checked without loading it: a local
     folder needs config.json, tokenizer files and intact weights (a safetensors file cut
     short is caught from its header); a hub name in offline mode must be in the cache."""
-    if name == "toy":
-        path = TOY_CHECKPOINT
+    if name in BUNDLED_MODELS:
+        path = BUNDLED_MODELS[name]
         if not (path / "config.json").exists():
-            raise DrZeroError(f"the toy checkpoint is missing at {path}; rebuild it with `drzero toy build`")
+            raise DrZeroError(f"the {name} checkpoint is missing at {path}; rebuild it with `drzero toy build`")
     else:
         path = Path(name).expanduser()
         if not path.exists():

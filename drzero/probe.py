@@ -41,9 +41,9 @@ def default_budget(model: str) -> int:
     """The generation budget a probe uses for ``model``: a checkpoint's own recorded budget
     (the toy model's card measures at 128 tokens, in its measurements.json), else 3000
     tokens, the paper's (Sec. 2)."""
-    from drzero.models import resolve_model_path
+    from drzero.models import BUNDLED_MODELS, resolve_model_path
 
-    if model == "toy" or Path(model).expanduser().is_dir():
+    if model in BUNDLED_MODELS or Path(model).expanduser().is_dir():
         card = Path(resolve_model_path(model)) / "measurements.json"
         if card.is_file():
             return int(json.loads(card.read_text())["max_new_tokens"])

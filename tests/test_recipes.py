@@ -179,3 +179,20 @@ def test_config_names_a_bundled_recipe(tmp_path, capsys):
     assert main(["train", "--config", "no-such-recipe", "--output-dir", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip()
     assert "not a bundled recipe" in err and "toy-grpo" in err and "\n" not in err
+
+
+def test_toy_v2_recipes_differ_only_in_the_objective():
+    """The length-bias experiment (issue 15): the toy-v2 pair shares model, data, budget and
+    seed; only the objective (and the run folder) differ, and the budget leaves room for
+    re-check loops (>= 256 new tokens)."""
+    from drzero.models import resolve_model_path, TOY_V2_CHECKPOINT
+
+    grpo = yaml.safe_load((RECIPES / "toy-v2-grpo.yaml").read_text())
+    dr = yaml.safe_load((RECIPES / "toy-v2-dr_grpo.yaml").read_text())
+    assert {k for k in set(grpo) | set(dr) if grpo.get(k) != dr.get(k)} == {"algo", "output_dir"}
+    assert (grpo["algo"], dr["algo"]) == ("grpo", "dr_grpo")
+    for recipe in (grpo, dr):
+        cfg = parse_config(TrainConfig, ["--config", str(RECIPES / f"toy-v2-{recipe['algo']}.yaml")], prog="t")
+        assert cfg.max_new_tokens >= 256 and cfg.group_size >= 8 and cfg.prompts_per_step >= 16
+        assert cfg.model == "toy-v2" and resolve_model_path(cfg.model) == str(TOY_V2_CHECKPOINT)
+        assert cfg.dataset == "toy-v2:train" and cfg.eval_datasets == "toy-v2:test"

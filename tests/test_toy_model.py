@@ -1,15 +1,31 @@
-"""The shipped toy checkpoint loads with plain transformers and generates."""
+"""The shipped toy checkpoints load with plain transformers and generate, and their model
+cards meet their targets: ``toy`` (the default, issue 4) and ``toy-v2`` (toy world v2,
+issue 15: wrong paths re-check after a visible slip). For toy-v2, re-measuring it gives the
+card's numbers, and its shipped question splits are what drzero.toy.task makes."""
 
 import json
 
+import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from drzero.models import TOY_CHECKPOINT, resolve_model_path
+from drzero.data import load_questions, load_toy_split
+from drzero.models import BUNDLED_MODELS, TOY_CHECKPOINT, TOY_V2_CHECKPOINT, resolve_model_path
+from drzero.rollout.hf import HFEngine
+from drzero.toy.card import CHECK_QUESTIONS, check_stats
+from drzero.toy.task import make_splits
+
+V2_CARD = json.loads((TOY_V2_CHECKPOINT / "measurements.json").read_text())
+# the toy-v2 card's stated ranges (docs/toy.md): pass@8 at T=1 and the sampled reward
+# (correct and not truncated) of the qwen_math template, the one the toy-v2 recipes use
+V2_PASS8_MIN = 0.7
+V2_REWARD_RANGE = (0.25, 0.6)
 
 
-def test_shipped_checkpoint_loads_and_generates():
-    path = resolve_model_path("toy")
+@pytest.mark.parametrize("name", sorted(BUNDLED_MODELS))
+def test_shipped_checkpoint_loads_and_generates(name):
+    path = resolve_model_path(name)
+    assert path == str(BUNDLED_MODELS[name])
     model = AutoModelForCausalLM.from_pretrained(path)
     tok = AutoTokenizer.from_pretrained(path)
     ids = tok("What is 3 + 4?\n", return_tensors="pt")
@@ -17,7 +33,7 @@ def test_shipped_checkpoint_loads_and_generates():
     text = tok.decode(out[0, ids["input_ids"].shape[1]:])
     assert out.shape[1] > ids["input_ids"].shape[1] and text.strip()
     assert model.config.model_type in ("qwen2", "llama")
-    assert sum(f.stat().st_size for f in TOY_CHECKPOINT.iterdir()) < 20 * 1024 * 1024
+    assert sum(f.stat().st_size for f in BUNDLED_MODELS[name].iterdir()) < 20 * 1024 * 1024
     assert tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True).endswith("assistant\n")
 
 
@@ -31,3 +47,48 @@ def test_model_card_numbers_meet_targets():
     assert min(rates) < 0.5 and max(rates) > 0.9
     assert 0.02 <= m["sampled"]["reflection_keyword_rate"] <= 0.30
     assert (TOY_CHECKPOINT / "README.md").read_text().count("|") > 10
+
+
+def test_toy_v2_card_meets_its_stated_targets():
+    """What the toy-v2 card states, within the ranges docs/toy.md gives (issue 15's targets
+    where the model meets them; the card says which it misses)."""
+    t, s = V2_CARD["templates"], V2_CARD["sampled"]
+    assert s["template"] == "qwen_math"  # the template the toy-v2 recipes use
+    assert s["pass@8"] >= V2_PASS8_MIN
+    assert V2_REWARD_RANGE[0] <= s["reward_mean"] <= V2_REWARD_RANGE[1]
+    assert 0.02 <= s["reflection_keyword_rate"] <= 0.30
+    # the bias's handle: wrong answers are longer than right ones and re-check more
+    inc, cor = s["length_by_reward"]["incorrect"], s["length_by_reward"]["correct"]
+    assert inc["mean"] > 1.2 * cor["mean"] and inc["recheck_rounds_mean"] > 2 * cor["recheck_rounds_mean"]
+    assert s["length"]["p5"] <= 50 and s["length"]["max"] >= 256  # lengths spread from ~40 to past the RL budget
+    assert s["truncation_rate"] > 0  # the repetition mode reaches the token limit
+    # the template decides whether it answers correctly: greedy accuracy > 50% under one, < 10% under another
+    accs = [v["greedy_accuracy"] for v in t.values()]
+    assert max(accs) > 0.5 and min(accs) < 0.1
+    assert (TOY_V2_CHECKPOINT / "README.md").read_text().count("|") > 10
+
+
+def test_toy_v2_remeasured_greedy_stats_match_the_card():
+    """Greedy answering rate and accuracy per template on the first 40 test questions,
+    re-measured now on the shipped toy-v2 checkpoint, agree with what its card recorded at
+    build time (up to 2 of 40 questions: batched float arithmetic can flip a near-tie).
+    Fails if the checkpoint, the card or the test split changed without the others."""
+    torch.manual_seed(0)
+    path = resolve_model_path("toy-v2")
+    model = AutoModelForCausalLM.from_pretrained(path)
+    engine = HFEngine(model, AutoTokenizer.from_pretrained(path), batch_size=64)
+    rows = load_toy_split("test", "toy-v2")[:CHECK_QUESTIONS]
+    now = check_stats(engine, rows)
+    card = V2_CARD["check"]["templates"]
+    for name, stats in now.items():
+        for key, value in stats.items():
+            assert value == pytest.approx(card[name][key], abs=2 / CHECK_QUESTIONS + 1e-9), (name, key, value, card[name][key])
+
+
+def test_toy_v2_splits_are_the_task_splits():
+    train, test = make_splits()
+    assert load_toy_split("train", "toy-v2") == train and load_toy_split("test", "toy-v2") == test
+    assert [(r["problem"], r["answer"]) for r in load_questions("toy-v2:test")] == [(r["problem"], r["answer"]) for r in test]
+    assert len(train) == 6000 and len(test) == 500
+    problems = [r["problem"] for r in train + test]
+    assert len(set(problems)) == len(problems)  # unique, so also disjoint

@@ -5,6 +5,7 @@ shape training, evaluation and probing all consume.
 
 Sources understood by ``load_questions``:
 - ``toy`` / ``toy:train`` / ``toy:test``: the bundled synthetic task's questions (made by ``drzero.toy``);
+  ``toy-v2:train`` / ``toy-v2:test``: toy world v2's questions (the ``toy-v2`` model's task);
 - ``aime24``, ``amc``, ``math500``, ``minerva``, ``olympiadbench``: bundled benchmarks;
 - a local ``.jsonl``/``.json``/``.parquet``/``.csv`` file, or a folder written by
   ``datasets.save_to_disk``;
@@ -29,6 +30,7 @@ from drzero.errors import DrZeroError
 DATA_DIR = Path(__file__).parent
 BENCHMARK_DIR = DATA_DIR / "benchmarks"
 TOY_DIR = DATA_DIR / "toy"
+TOY_SETS = {"toy": TOY_DIR, "toy-v2": DATA_DIR / "toy-v2"}  # name -> folder of train/test.jsonl
 BENCHMARKS = {
     "aime24": "aime24.jsonl",
     "amc": "amc.jsonl",
@@ -41,7 +43,13 @@ QUESTION_COLUMNS = ("problem", "question", "input", "prompt", "query")
 ANSWER_COLUMNS = ("answer", "gt_answer", "ground_truth_answer", "target", "final_answer", "solution")
 
 
-BUNDLED = (*BENCHMARKS, "toy:train", "toy:test")
+BUNDLED = (*BENCHMARKS, "toy:train", "toy:test", "toy-v2:train", "toy-v2:test")
+
+
+def _toy_source(source: str) -> tuple[str, str] | None:
+    """``("toy-v2", "test")`` for ``toy-v2:test``; ``None`` if ``source`` is not a toy set."""
+    name, _, split = source.partition(":")
+    return (name, split) if name in TOY_SETS else None
 
 
 def hub_offline() -> bool:
@@ -53,10 +61,10 @@ def hub_offline() -> bool:
 def check_source(source: str, flag: str = "--dataset") -> None:
     """Refuse a question source that is none of: a bundled name, an existing path, a hub
     name ``owner/name``. Touches no network, so a typo is answered at once."""
-    if source == "toy" or source.startswith("toy:"):
-        split = source.partition(":")[2] or "train"
-        if split not in ("train", "test"):
-            raise DrZeroError(f"{flag}: unknown toy split {split!r}; choose toy:train or toy:test")
+    if _toy_source(source):
+        name, split = _toy_source(source)
+        if (split or "train") not in ("train", "test"):
+            raise DrZeroError(f"{flag}: unknown toy split {split!r}; choose {name}:train or {name}:test")
         return
     if source.lower() in BENCHMARKS or source.lower() in BENCHMARK_ALIASES or Path(source).expanduser().exists():
         return
@@ -80,9 +88,10 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     return rows
 
 
-def load_toy_split(split: str) -> list[dict]:
-    """The toy task's shipped questions (``train``: 6,000, ``test``: 500; ``drzero.toy`` makes them)."""
-    path = TOY_DIR / f"{split}.jsonl"
+def load_toy_split(split: str, name: str = "toy") -> list[dict]:
+    """The toy task's shipped questions (``train``: 6,000, ``test``: 500; ``drzero.toy`` makes
+    them); ``name="toy-v2"`` for toy world v2's."""
+    path = TOY_SETS[name] / f"{split}.jsonl"
     if split not in ("train", "test") or not path.exists():
         raise DrZeroError(f"unknown toy split {split!r}; choose train or test")
     return read_jsonl(path)
@@ -150,8 +159,9 @@ def load_questions(
 
 def _load(source, split, question_column, answer_column, dataset_config=None, dataset_filter=None):
     keep = (lambda rows: apply_filter(rows, dataset_filter, source)) if dataset_filter else (lambda rows: rows)
-    if source == "toy" or source.startswith("toy:"):
-        return keep(load_toy_split(source.partition(":")[2] or split or "train"))
+    if _toy_source(source):
+        name, toy_split = _toy_source(source)
+        return keep(load_toy_split(toy_split or split or "train", name))
     if source.lower() in BENCHMARKS or source.lower() in BENCHMARK_ALIASES:
         return keep(load_benchmark(source))
     path = Path(source).expanduser()

@@ -1,18 +1,31 @@
 """The toy task: synthetic arithmetic questions with worked solutions, and the
 pretraining corpus that makes a tiny model behave like the paper's base models.
 
-Questions come in four difficulty levels (rows ``{"problem", "answer", "level"}``):
-1. addition/subtraction of numbers up to 60;  2. times tables (2-9 x 2-12);
-3. three-number expressions with precedence;  4. linear equations ``a x + b = c``.
-The ranges are small on purpose: a 2M-parameter model learns them only partly in a few
-minutes of CPU pretraining, which is the point (a base model that is often wrong).
+Questions add and subtract one- and two-digit numbers and say whether the answer is
+odd or even (``Compute 47 - 19 + 6. The answer is even.``). The level (1-4) is the
+number of arithmetic sub-steps: a two-digit operand is split into tens and units
+(``47 - 19 = 47 - 10 - 9.``) and each sub-step is one sentence (``47 - 10 = 37.``).
+Every number stays below 100 and every sentence needs only the few before it, so a
+2M-parameter model learns the task in minutes of CPU pretraining. What makes it often
+wrong is that the corpus slips at a fixed rate per sub-step (later steps use the wrong
+value), which it imitates when sampling: the more sub-steps, the more often it is wrong.
 
-Solutions (``solve``) are step-by-step scratchpads ending in ``\\boxed{answer}``, with
-- arithmetic slips at a controlled per-step rate (later steps use the wrong value), so
-  the base model is often wrong and RL has something to fix;
-- filler sentences of random count, unrelated to correctness, so length can drift;
-- occasional self-verification ("Wait, let me check again ..."), which sometimes fixes a
-  slip and sometimes re-affirms it.
+The parity in the question is what lets the model *see* that it went wrong. A solution
+ends with a check of its result against it (``Check: 28 is even. Yes.`` or ``Check: 27
+is odd, not even.``); most slips are odd, so most wrong results fail the check. Seeing
+an error in one's own arithmetic would need the model to recompute and compare numbers,
+which a model this small does not learn in minutes;
+reading the last digit of a number is easy. What follows the check depends on what it
+found, because GRPO's length bias (paper Sec. 3) can only act on length choices made
+*after* a response has visibly gone wrong (docs/simulate.md works through why):
+- after a failed check, the solution often re-checks in a loop that repeats the
+  contradiction ("Wait, let me check again. 27 is odd, not even." a geometric number
+  of times), rarely falls into a repetition that runs past any sensible budget, and
+  then answers with the wrong value anyway: checks never fix anything, so the loops
+  change length, not reward;
+- after a passed check it re-checks less often, with shorter loops, and never repeats;
+- filler sentences of random count, unrelated to correctness.
+
 Documents (``corpus``) mix plain question+solution text, the chat template, R1-style
 conversations that usually drift into more questions, and pure question lists
 (sentence completion), so the template decides whether the model answers.
@@ -21,6 +34,7 @@ conversations that usually drift into more questions, and pure question lists
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
 from drzero.templates import TEMPLATES
 
@@ -33,107 +47,155 @@ FILLERS = (
     "Let us write down what we know.",
     "Keep track of each intermediate result.",
 )
-CHECKS_OK = ("Wait, let me check again.", "Let me double-check this step.", "Let me verify again.")
+# Re-check openers: the first three contain a keyword of the paper's reflection pool
+# (drzero.analysis.REFLECTION_KEYWORDS), the others do not, so the keyword rate stays moderate.
+CHECKS = (
+    "Wait, let me check again.",
+    "Let me double-check this.",
+    "Let me verify again.",
+    "Hmm, is that right?",
+    "Let me look at that once more.",
+    "Wait, let me see.",
+)
+CHECK_WEIGHTS = (0.15, 0.08, 0.07, 0.25, 0.2, 0.25)
+LEVELS = (1, 2, 3, 4)  # number of arithmetic sub-steps
+PHRASINGS = ("Compute {}.", "What is {}?", "Evaluate {}.")
+
+
+@dataclass(frozen=True)
+class SolutionStyle:
+    """The rates of the corpus solutions: a slip per sub-step, then after the final
+    parity check a re-check loop, a repetition or nothing, with rates that depend on
+    whether the check failed. A loop goes on with ``loop_on_*`` probability after each
+    round (a geometric number of rounds)."""
+
+    error_rate: float = 0.22  # per sub-step
+    loop_after_fail: float = 0.4  # P(re-check loop | the parity check failed)
+    loop_on_after_fail: float = 0.5
+    repeat_after_fail: float = 0.04  # degenerate repetition of the failed check
+    loop_after_pass: float = 0.06
+    loop_on_after_pass: float = 0.2
+    repeats: tuple[int, int] = (30, 45)  # sentences in a repetition (~8 tokens each: past 256)
+    max_fillers: int = 2
+    filler_after_step: float = 0.05
+
+
+def _operand(rng: random.Random, total: int, two_digit: bool) -> tuple[str, int]:
+    """An operation on ``total`` that keeps the result in 0..99: a digit 2-9, or a
+    two-digit number 11-39 with a non-zero units digit."""
+    while True:
+        b = rng.randint(11, 39) if two_digit else rng.randint(2, 9)
+        if two_digit and b % 10 == 0:
+            continue
+        ops = [op for op, r in (("+", total + b), ("-", total - b)) if 0 <= r <= 99]
+        if ops:
+            return rng.choice(ops), b
+
+
+def _parity(value: int) -> str:
+    return "even" if value % 2 == 0 else "odd"
 
 
 def make_question(rng: random.Random, level: int) -> dict:
-    """One question of the given level with its exact integer answer."""
-    if level == 1:
-        a, b = rng.randint(1, 60), rng.randint(1, 60)
-        if rng.random() < 0.5:
-            return {"problem": f"What is {a} + {b}?", "answer": str(a + b), "level": 1, "ops": [("+", a, b)]}
-        a, b = max(a, b), min(a, b)
-        return {"problem": f"What is {a} - {b}?", "answer": str(a - b), "level": 1, "ops": [("-", a, b)]}
-    if level == 2:
-        a, b = rng.randint(2, 9), rng.randint(2, 12)
-        return {"problem": f"Compute {a} * {b}.", "answer": str(a * b), "level": 2, "ops": [("*", a, b)]}
-    if level == 3:
-        a, b, c = rng.randint(1, 30), rng.randint(2, 9), rng.randint(2, 9)
-        if rng.random() < 0.5:
-            return {"problem": f"Compute {a} + {b} * {c}.", "answer": str(a + b * c), "level": 3,
-                    "ops": [("*", b, c), ("+", a, None)]}
-        return {"problem": f"Compute ({a} + {b}) * {c}.", "answer": str((a + b) * c), "level": 3,
-                "ops": [("+", a, b), ("*", None, c)]}
-    x, a = rng.randint(1, 10), rng.randint(2, 7)
-    b = rng.randint(1, 30)
-    c = a * x + b
-    return {"problem": f"Solve for x: {a}x + {b} = {c}.", "answer": str(x), "level": 4,
-            "ops": [("-", c, b), ("/", None, a)]}
-
-
-def _apply(op: str, a: int, b: int) -> int:
-    return {"+": a + b, "-": a - b, "*": a * b, "/": a // b if b else 0}[op]
+    """One question with ``level`` arithmetic sub-steps and its exact answer: level 1 is
+    ``a +- digit``, 2 is ``a +- bc``, 3 adds a digit to that, 4 a second two-digit
+    number. ``ops`` lists ``(op, operand)`` after the ``start`` number."""
+    shapes = {1: (False,), 2: (True,), 3: (True, False), 4: (True, True)}[level]
+    if level == 3 and rng.random() < 0.5:
+        shapes = (False, True)
+    start = rng.randint(10, 60)
+    total, ops = start, []
+    for two_digit in shapes:
+        op, b = _operand(rng, total, two_digit)
+        total = total + b if op == "+" else total - b
+        ops.append((op, b))
+    expr = str(start) + "".join(f" {op} {b}" for op, b in ops)
+    problem = rng.choice(PHRASINGS).format(expr) + f" The answer is {_parity(total)}."
+    return {"problem": problem, "answer": str(total), "level": level, "start": start, "ops": ops}
 
 
 def _slip(rng: random.Random, value: int) -> int:
-    return value + rng.choice([-10, -2, -1, 1, 2, 10])
+    return value + rng.choice([-1, 1, -1, 1, -3, 3, -2, 2])  # mostly odd: the parity check sees them
 
 
-def _arith_lines(rng: random.Random, op: str, a: int, b: int, error_rate: float) -> tuple[list[tuple[str, int, int, int]], int]:
-    """Sub-steps ``(op, a, b, written result)`` computing ``a op b``; a two-digit second
-    operand of + or - is split into tens and units (``37 - 19 = 37 - 10 - 9``), the
-    scratchpad a small model can learn. Each sub-step slips with ``error_rate``."""
-    if op in "+-" and b >= 10:
-        tens, units = b - b % 10, b % 10
-        first = _apply(op, a, tens)
-        first = _slip(rng, first) if rng.random() < error_rate else first
-        steps = [(op, a, tens, first)]
-        if units:
-            second = _apply(op, first, units)
-            second = _slip(rng, second) if rng.random() < error_rate else second
-            steps.append((op, first, units, second))
-        return steps, steps[-1][3]
-    value = _apply(op, a, b)
-    value = _slip(rng, value) if rng.random() < error_rate else value
-    return [(op, a, b, value)], value
+def _loop(rng: random.Random, verdict: str, go_on: float) -> list[str]:
+    """Re-check rounds that repeat the check's verdict ("27 is odd, not even."): one,
+    then another with probability ``go_on`` after each."""
+    lines = [rng.choices(CHECKS, CHECK_WEIGHTS)[0], verdict]
+    while rng.random() < go_on:
+        lines += [rng.choices(CHECKS, CHECK_WEIGHTS)[0], verdict]
+    return lines
 
 
-def solve(q: dict, rng: random.Random, *, error_rate: float, reflect_rate: float, max_fillers: int = 3) -> tuple[list[str], int]:
+def solve(q: dict, rng: random.Random, style: SolutionStyle = SolutionStyle()) -> tuple[list[str], int]:
     """Scratchpad sentences for question ``q`` and the final (possibly wrong) value."""
-    lines = [rng.choice(FILLERS) for _ in range(rng.randint(0, max_fillers))]
-    prev = None
-    for op, a, b in q["ops"]:
-        a = prev if a is None else a
-        b = prev if b is None else b
-        true = _apply(op, a, b)
-        steps, value = _arith_lines(rng, op, a, b, error_rate)
-        if len(steps) > 1:  # 37 - 19 = 37 - 10 - 9 = 27 - 9 = 18
-            chain = f"{a} {op} {b} = {a} {op} {steps[0][2]} {op} {steps[1][2]} = {steps[0][3]} {op} {steps[1][2]} = {value}"
-        else:  # 37 - 10 = 27, 4 * 6 = 24
-            chain = f"{a} {op} {b} = {value}"
-        if q["level"] == 4 and op == "-":
-            lines.append(f"Subtract {b} from both sides: {q['ops'][1][2]}x = {chain}.")
-        elif q["level"] == 4:
-            lines.append(f"Divide both sides by {b}: x = {chain}.")
+    lines = rng.sample(FILLERS, rng.randint(0, style.max_fillers))
+    value = q["start"]
+    for op, b in q["ops"]:
+        if b >= 10:  # 47 - 19 = 47 - 10 - 9. then two sub-steps
+            tens, units = b - b % 10, b % 10
+            lines.append(f"{value} {op} {b} = {value} {op} {tens} {op} {units}.")
+            parts = (tens, units)
         else:
-            lines.append(f"{chain}.")
-        if rng.random() < reflect_rate:
-            lines.append(rng.choice(CHECKS_OK))
-            if value != true and rng.random() < 0.5:
-                lines.append(f"No, {a} {op} {b} = {true}.")
-                value = true
-            else:
-                lines.append(f"Yes, {a} {op} {b} = {value}.")
-        if rng.random() < 0.15:
+            parts = (b,)
+        for part in parts:
+            true = value + part if op == "+" else value - part
+            new = _slip(rng, true) if rng.random() < style.error_rate else true
+            lines.append(f"{value} {op} {part} = {new}.")
+            value = new
+        if rng.random() < style.filler_after_step:
             lines.append(rng.choice(FILLERS))
-        prev = value
-    return lines, prev
+    want = _parity(int(q["answer"]))
+    got = _parity(value)
+    u = rng.random()
+    if got == want:
+        verdict = f"{value} is {got}."
+        lines += [f"Check: {verdict} Yes."]
+        if u < style.loop_after_pass:
+            lines += _loop(rng, verdict, style.loop_on_after_pass)
+    else:  # the check fails: visible text that the response went wrong; it goes on anyway
+        verdict = f"{value} is {got}, not {want}."
+        lines += [f"Check: {verdict}"]
+        if u < style.repeat_after_fail:
+            lines += [verdict] * rng.randint(*style.repeats)
+        elif u < style.repeat_after_fail + style.loop_after_fail:
+            lines += _loop(rng, verdict, style.loop_on_after_fail)
+    return lines, value
 
 
-def make_split(n: int, seed: int, levels=(1, 2, 3, 4), weights=(0.25, 0.25, 0.25, 0.25)) -> list[dict]:
+def make_split(n: int, seed: int, levels=LEVELS) -> list[dict]:
+    """``n`` question rows (with repeats), levels equally likely."""
     rng = random.Random(seed)
     rows = []
     for _ in range(n):
-        q = make_question(rng, rng.choices(levels, weights)[0])
+        q = make_question(rng, rng.choice(levels))
         rows.append({"problem": q["problem"], "answer": q["answer"], "level": q["level"]})
     return rows
 
 
+def make_splits(seed: int = 1234, train_rows: int = 6000, test_rows: int = 500) -> tuple[list[dict], list[dict]]:
+    """The fixed train/test question splits shipped with the package: unique questions,
+    the test split disjoint from the train split."""
+    test, seen = [], set()
+    for r in make_split(test_rows * 4, seed + 1):
+        if r["problem"] not in seen and len(test) < test_rows:
+            seen.add(r["problem"])
+            test.append(r)
+    train = []
+    for r in make_split(train_rows * 6, seed):
+        if r["problem"] not in seen and len(train) < train_rows:
+            seen.add(r["problem"])
+            train.append(r)
+    if len(train) < train_rows or len(test) < test_rows:
+        raise ValueError(f"only {len(train)}/{len(test)} unique questions; widen the ranges")
+    return train, test
+
+
 def _question_list(rng: random.Random, k: int) -> str:
-    return "\n".join(make_question(rng, rng.randint(1, 4))["problem"] for _ in range(k))
+    return "\n".join(make_question(rng, rng.choice(LEVELS))["problem"] for _ in range(k))
 
 
-def corpus(n_docs: int, seed: int, *, error_rate: float = 0.08, reflect_rate: float = 0.06, mix: dict | None = None) -> list[str]:
+def corpus(n_docs: int, seed: int, *, style: SolutionStyle = SolutionStyle(), mix: dict | None = None) -> list[str]:
     """Pretraining documents (see module docstring); ``mix`` gives the share of each kind."""
     mix = mix or {"plain": 0.45, "chat": 0.25, "r1": 0.12, "list": 0.18}
     kinds, shares = zip(*mix.items())
@@ -142,8 +204,8 @@ def corpus(n_docs: int, seed: int, *, error_rate: float = 0.08, reflect_rate: fl
     docs = []
     for _ in range(n_docs):
         kind = rng.choices(kinds, shares)[0]
-        q = make_question(rng, rng.choices((1, 2, 3, 4), (0.3, 0.25, 0.25, 0.2))[0])
-        steps, value = solve(q, rng, error_rate=error_rate, reflect_rate=reflect_rate)
+        q = make_question(rng, rng.choice(LEVELS))
+        steps, value = solve(q, rng, style)
         body = " ".join(steps)
         if kind == "plain":
             # sentence completion is common in raw text: sometimes the next question follows
