@@ -330,6 +330,58 @@ class ReportConfig:
 
 
 @dataclass
+class ToyBuildConfig:
+    """Build a toy base model (Hugging Face format, with its question splits and, unless
+    --no-card, its measured model card). The defaults rebuild the bundled toy-v2 model: the
+    default toy model continued on the toy world v2 corpus (docs/toy.md). The bundled default
+    toy model itself was built by the v1 task code, which is no longer in the tree."""
+
+    config: str | None = None
+    """YAML file whose values become the defaults; flags override them."""
+
+    output: str = ""
+    """Checkpoint folder to write (required)."""
+    seed: int = 0
+    """Seed for the corpus, the initialisation and the batches."""
+    init: str = "toy"
+    """Continue pretraining this checkpoint (a folder or a bundled name such as toy) on the v2 corpus; "" trains from scratch (which gave a model that does not read the question: docs/toy.md)."""
+    steps: int = 400
+    """Pretraining steps."""
+    lr: float = 1e-3
+    """Peak AdamW learning rate (linear warm-up, then cosine)."""
+    warmup: int = 30
+    """Warm-up steps."""
+    batch_size: int = 32
+    """Sequences per step."""
+    block_size: int = 256
+    """Tokens per sequence (packed blocks) or the longest document kept (one document per row)."""
+    packed: bool = True
+    """Random packed blocks of block_size tokens; --no-packed: one document per row."""
+    n_docs: int = 60_000
+    """Corpus documents."""
+    vocab_size: int = 512
+    """Tokenizer vocabulary (from scratch only; --init keeps its tokenizer)."""
+    hidden_size: int = 192
+    """Model width (from scratch only)."""
+    layers: int = 4
+    """Decoder layers (from scratch only)."""
+    heads: int = 4
+    """Attention heads (from scratch only)."""
+    intermediate_size: int = 512
+    """MLP width (from scratch only)."""
+    splits_seed: int = 1234
+    """Seed of the question splits (independent of the model seed)."""
+    train_rows: int = 6000
+    """Training questions written to splits/."""
+    test_rows: int = 500
+    """Held-out questions written to splits/."""
+    card: bool = True
+    """Measure the model and write its model card (README.md, measurements.json); --no-card skips it."""
+    threads: int = 1
+    """CPU threads (on a busy 2-core machine one thread is the faster)."""
+
+
+@dataclass
 class SimulateConfig:
     """Simulate GRPO's length and difficulty biases on a tiny policy over response shapes (exact, CPU, seconds)."""
 
@@ -654,6 +706,9 @@ RANGES: dict[str, tuple] = {
 # Where one command needs a narrower range than the table's.
 COMMAND_RANGES: dict[str, dict[str, tuple]] = {
     "TrainConfig": {"temperature": (lambda v: v > 0, "> 0 (at 0 every sample of a group is the same and nothing is learned)")},
+    "ToyBuildConfig": {k: _AT_LEAST_1 for k in ("steps", "block_size", "n_docs", "vocab_size", "hidden_size", "layers",
+                                                "heads", "intermediate_size", "train_rows", "test_rows", "threads")}
+    | {"lr": _POSITIVE, "warmup": _AT_LEAST_0, "splits_seed": _AT_LEAST_0},
 }
 
 
@@ -814,7 +869,8 @@ def check_url(url: str, flag: str) -> None:
 
 
 CHECKS = {TrainConfig: check_train_config, EvalConfig: check_eval_config, ProbeConfig: check_probe_config,
-          ReportConfig: check_report_config, SimulateConfig: check_simulate_config, PushConfig: check_push_config}
+          ReportConfig: check_report_config, SimulateConfig: check_simulate_config, PushConfig: check_push_config,
+          ToyBuildConfig: check_ranges}
 
 
 def check_config(cfg) -> None:
@@ -941,6 +997,12 @@ def check_inputs(cfg) -> None:
         check_output_path(cfg.output)
     elif isinstance(cfg, SimulateConfig) and cfg.output:
         check_output_path(cfg.output)
+    elif isinstance(cfg, ToyBuildConfig):
+        if not cfg.output:
+            raise DrZeroError("--output is required: the folder to write the toy model to")
+        check_output_path(cfg.output)
+        if cfg.init:
+            check_model(cfg.init, "--init")
 
 
 def validate(cfg) -> None:

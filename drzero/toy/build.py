@@ -1,20 +1,19 @@
-"""Build the toy base model from scratch: question splits -> corpus -> tokenizer -> Qwen2
-model -> pretraining -> Hugging Face checkpoint with a model card of measured numbers.
+"""Build a toy base model: question splits -> corpus -> tokenizer (from scratch) or the
+--init checkpoint's -> Qwen2 model -> pretraining -> Hugging Face checkpoint with a model
+card of measured numbers.
 
-    drzero toy build --output DIR [--seed 0] [--steps N] [--init toy --packed ...]
+    drzero toy build --output DIR        # the shipped toy-v2 model (drzero/toy/checkpoint-v2)
+    drzero toy build --output DIR --init ""   # from scratch (see below)
 
 writes the checkpoint to DIR and the question splits to DIR/splits/{train,test}.jsonl
 (the card is measured on that test split). Deterministic for a given seed on a given
-machine and thread count. This code builds toy world v2 (``task.py``). The shipped
-``toy-v2`` checkpoint (``drzero/toy/checkpoint-v2``, splits ``drzero/data/toy-v2``) is
-
-    drzero toy build --output DIR --init toy --packed --block-size 256 --batch-size 32 \
-        --lr 1e-3 --steps 400 --threads 1
-
-a warm start from the default toy model (12.6 minutes on one busy core): from scratch, 800
-steps on the v2 corpus did not teach the 1.7M model to read the question's numbers
-(greedy accuracy ~5%). The default ``toy`` checkpoint (``drzero/toy/checkpoint``,
-``drzero/data/toy``) was built by the v1 task code, in git history before toy world v2.
+machine and thread count. This code builds toy world v2 (``task.py``); the defaults
+(``drzero.config.ToyBuildConfig``) are the shipped ``toy-v2`` build, a warm start from the
+default toy model: 400 steps of packed 32 x 256-token blocks at lr 1e-3 on one thread
+(12.6 minutes on one busy core). From scratch, 800 steps on the v2 corpus did not teach the
+1.7M model to read the question's numbers (greedy accuracy ~5%). The default ``toy``
+checkpoint (``drzero/toy/checkpoint``, ``drzero/data/toy``) was built by the v1 task code,
+in git history before toy world v2.
 """
 
 from __future__ import annotations
@@ -23,11 +22,12 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
+from drzero.config import ToyBuildConfig
 from drzero.toy.task import SolutionStyle, corpus, make_splits
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -36,31 +36,6 @@ CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
-
-
-@dataclass
-class BuildConfig:
-    output: str
-    seed: int = 0
-    n_docs: int = 60_000
-    vocab_size: int = 512
-    hidden_size: int = 192
-    layers: int = 4
-    heads: int = 4
-    intermediate_size: int = 512
-    block_size: int = 512  # longest document kept (a prompt plus a response run to a 256-token budget fits)
-    batch_size: int = 64  # documents per step
-    steps: int = 800
-    lr: float = 3e-3
-    warmup: int = 30
-    splits_seed: int = 1234  # the question splits do not depend on the model seed
-    train_rows: int = 6000
-    test_rows: int = 500
-    card: bool = True  # measure and write the model card
-    # warm start: continue pretraining this checkpoint (its tokenizer and weights) on the v2
-    # corpus instead of starting from scratch; ``toy`` names the bundled default model
-    init: str | None = None
-    packed: bool = False  # random packed blocks of block_size tokens (the v1 build's batches)
 
 
 def build_tokenizer(docs: list[str], vocab_size: int):
@@ -133,7 +108,7 @@ def _pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor
     return ids, mask, ids.masked_fill(mask == 0, -100)
 
 
-def build(cfg: BuildConfig, log=print) -> Path:
+def build(cfg: ToyBuildConfig, log=print) -> Path:
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
     t0 = time.time()
