@@ -29,6 +29,7 @@ from drzero.rollout.hf import HFEngine
 from drzero.templates import TEMPLATES
 from drzero.data import load_toy_split as load_split
 from drzero.train import accumulate_gradients
+from resume_equal import assert_same_metrics, assert_same_weights
 
 G = 4
 
@@ -139,10 +140,10 @@ def test_fsdp_training_run_matches_data_parallel_and_resumes(tmp_path):
     resumed = _torchrun(tmp_path / "resumed", "--sharding", "fsdp", "--max-steps", "2", "--gradient-checkpointing",
                         "--resume", str(tmp_path / "resumed"))
     assert [m["step"] for m in resumed] == [m["step"] for m in fs] == [0, 1, 2]
-    for a, b in zip(fs, resumed):  # (the stopped run also evaluated at step 1, its last)
-        assert {k: b[k] for k in a if not k.startswith("time/")} == {k: v for k, v in a.items() if not k.startswith("time/")}
+    # (the stopped run also evaluated at step 1, its last)
+    assert_same_metrics([{k: v for k, v in a.items() if not k.startswith("time/")} for a in fs],
+                        [{k: b[k] for k in a if not k.startswith("time/")} for a, b in zip(fs, resumed)])
     w_re = _weights(tmp_path / "resumed", 2)
-    for k in w_fs:
-        assert torch.equal(w_fs[k], w_re[k]), k
+    assert_same_weights({k: w_fs[k] for k in w_fs}, {k: w_re[k] for k in w_fs})
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "fsdp" / "checkpoints" / "step-000002")  # HF format
     assert torch.equal(model.lm_head.weight, w_fs["model.embed_tokens.weight"])  # tied weights stay tied

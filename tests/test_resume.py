@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 from safetensors.torch import load_file
+from resume_equal import assert_same_metrics, assert_same_weights
 
 ARGS = ["--template", "qwen_math", "--max-steps", "4", "--prompts-per-step", "2", "--group-size", "4", "--micro-batch-size", "4",
         "--max-new-tokens", "80", "--eval-every", "0", "--eval-limit", "8", "--save-every", "1",
@@ -49,6 +49,5 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     m_full, p_full = _final(tmp_path / "full")
     m_res, p_res = _final(tmp_path / "killed")
     strip = lambda ms: [{k: v for k, v in m.items() if not k.startswith("time/")} for m in ms]  # noqa: E731
-    assert strip(m_full) == strip(m_res)
-    for k in p_full:
-        assert torch.equal(p_full[k], p_res[k]), k
+    assert_same_metrics(strip(m_full), strip(m_res))
+    assert_same_weights(p_full, p_res)
