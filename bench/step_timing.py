@@ -169,8 +169,8 @@ def main() -> None:
         sync(device)
         t_train = time.perf_counter() - t
         tokens = sum(len(g.token_ids) for g in gens)
-        row = {"step": rep, "responses": n, "generated_tokens": tokens, "generate_s": round(t_gen, 3),
-               "train_s": round(t_train, 3), "gen_tokens_per_s": round(tokens / t_gen, 1),
+        row = {"step": rep, "responses": n, "generated_tokens": tokens, "generate_s": round(t_gen, 6),
+               "train_s": round(t_train, 6), "gen_tokens_per_s": round(tokens / t_gen, 1),
                "train_tokens_per_s": round(n * (args.prompt_tokens + args.max_new_tokens) / t_train, 1),
                "generation_share": round(t_gen / (t_gen + t_train), 3),
                "mfu": (gen_flops + train_flops) / ((t_gen + t_train) * peak * 1e12),
