@@ -106,12 +106,14 @@ def test_toy_build_command_from_scratch_and_warm_start(tmp_path, capsys):
     assert "--steps (key steps) must be >= 1" in capsys.readouterr().err
     tiny = ["--steps", "2", "--n-docs", "300", "--batch-size", "4", "--block-size", "64", "--train-rows", "20",
             "--test-rows", "10", "--no-card", "--warmup", "1"]
+    vocab = {}
     for name, init in (("scratch", ""), ("warm", "toy")):
         out = tmp_path / name
         assert main(["toy", "build", "--output", str(out), "--init", init, *tiny]) == 0
         model = AutoModelForCausalLM.from_pretrained(out)
-        tok = AutoTokenizer.from_pretrained(out)
+        vocab[name] = AutoTokenizer.from_pretrained(out).get_vocab()
         assert model.config.num_hidden_layers == 4 and len((out / "splits" / "test.jsonl").read_text().splitlines()) == 10
         recorded = json.loads((out / "build_config.json").read_text())
         assert recorded["steps"] == 2 and recorded["init"] == init
-    assert AutoTokenizer.from_pretrained(tmp_path / "warm").get_vocab() == AutoTokenizer.from_pretrained(TOY_CHECKPOINT).get_vocab()
+    toy_vocab = AutoTokenizer.from_pretrained(TOY_CHECKPOINT).get_vocab()
+    assert vocab["warm"] == toy_vocab and vocab["scratch"] != toy_vocab  # --init "" trains its own tokenizer
