@@ -166,7 +166,8 @@ def test_fast_decode_equals_the_plain_decode_loop(monkeypatch):
     """The engine's decode (each prompt's keys/values once, samples' own keys/values in a
     growing buffer, finished rows swapped out) samples the same tokens with the same
     log-probs as transformers' DynamicCache repeated per sample: prompts of different
-    lengths, rows stopping at different steps, more tokens than the buffer's first size."""
+    lengths, rows stopping at different steps, more tokens than the buffer's first size.
+    With one sample per prompt the state is ``RowKV`` (prompt and own keys in one buffer)."""
     import drzero.rollout.hf as hf
     from drzero.rollout import SamplingParams
 
@@ -176,17 +177,18 @@ def test_fast_decode_equals_the_plain_decode_loop(monkeypatch):
     prompts = [tpl.render(r["problem"]) for r in load_split("test")[:5]]
     assert len({len(tok(p)["input_ids"]) for p in prompts}) > 1  # left padding is exercised
     calls, longest = [], 0
-    attend = hf.SharedPrefixKV.attend
-    monkeypatch.setattr(hf.SharedPrefixKV, "attend", lambda self, *a: calls.append(1) or attend(self, *a))
+    for cls in (hf.SharedPrefixKV, hf.RowKV):
+        monkeypatch.setattr(cls, "attend", lambda self, *a, _f=cls.attend: calls.append(type(self)) or _f(self, *a))
     for params in (SamplingParams(n=3, temperature=1.0, max_new_tokens=100, seed=4),
                    SamplingParams(n=2, temperature=0.8, top_p=0.9, max_new_tokens=70, seed=5, stop=("=",)),
-                   SamplingParams(n=1, temperature=0.0, max_new_tokens=90)):
+                   SamplingParams(n=1, temperature=0.0, max_new_tokens=90),
+                   SamplingParams(n=1, temperature=1.0, max_new_tokens=150, seed=6)):
         monkeypatch.setattr(hf, "FAST_DECODE", ())
         plain = engine.generate(prompts, params)
         monkeypatch.setattr(hf, "FAST_DECODE", ("qwen2",))
         calls.clear()
         fast = engine.generate(prompts, params)
-        assert calls  # the fast path ran
+        assert set(calls) == {hf.RowKV if params.n == 1 else hf.SharedPrefixKV}  # the fast path ran
         lengths = [len(g.token_ids) for g in plain]
         assert len(set(lengths)) > 1  # rows stop apart
         longest = max(longest, *lengths)
@@ -241,3 +243,37 @@ def test_generation_runs_on_one_cpu_thread_on_a_machine_with_few_cores(monkeypat
             assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_lean_decode_step_is_bit_identical_to_the_models_forward(monkeypatch):
+    """``lean_step`` runs a Qwen2/Llama decode step through the same modules as the model's
+    ``forward`` minus per-step overhead: the same tokens and exactly the same log-probs, for
+    the shared-prompt state (G samples) and the one-sample state; a wrapped model (hooks)
+    is left to its own ``forward``."""
+    import drzero.rollout.hf as hf
+    from drzero.rollout import SamplingParams
+
+    model, tok = load_model_and_tokenizer("toy")
+    engine = hf.HFEngine(model, tok)
+    prompts = [TEMPLATES["qwen_math"].render(r["problem"]) for r in load_split("test")[:4]]
+    assert hf.lean_decode(model)
+    used = []
+    lean_step = hf.lean_step
+    monkeypatch.setattr(hf, "lean_step", lambda *a: used.append(1) or lean_step(*a))
+    for params in (SamplingParams(n=3, temperature=1.0, max_new_tokens=80, seed=2),
+                   SamplingParams(n=1, temperature=0.0, max_new_tokens=80)):
+        used.clear()
+        lean = engine.generate(prompts, params)
+        assert used
+        with monkeypatch.context() as m:
+            m.setattr(hf, "lean_decode", lambda model: False)
+            used.clear()
+            full = engine.generate(prompts, params)
+            assert not used
+        assert [g.token_ids for g in lean] == [g.token_ids for g in full]
+        assert [g.logprobs for g in lean] == [g.logprobs for g in full]  # bit-identical
+    handle = model.register_forward_hook(lambda *a: None)
+    try:
+        assert not hf.lean_decode(model)
+    finally:
+        handle.remove()

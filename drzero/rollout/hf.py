@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 
 import torch
 from transformers import AttentionInterface, DynamicCache
@@ -121,7 +122,8 @@ class HFEngine:
         logits = logits.repeat_interleave(n, dim=0)  # [N, V]
         N = B * n
         next_pos = attn.sum(-1).repeat_interleave(n)  # [N]
-        kv = (SharedPrefixKV if fast_decode(self.model) else RepeatedCache)(self.model, cache, attn, n, params.max_new_tokens)
+        state = (RowKV if n == 1 else SharedPrefixKV) if fast_decode(self.model) else RepeatedCache
+        kv = state(self.model, cache, attn, n, params.max_new_tokens)
         active = torch.arange(N, device=device)  # rows of the original N still generating
         tokens: list[list[int]] = [[] for _ in range(N)]
         logps: list[list[float]] = [[] for _ in range(N)]
@@ -316,8 +318,11 @@ class SharedPrefixKV:
                 v[dst, :, :t] = v[src, :, :t]
 
     def step(self, token: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        logits = self.model(input_ids=token[:, None], position_ids=positions[:, None], use_cache=False,
-                            drzero_decode=self).logits[:, -1, :]
+        if lean_decode(self.model):
+            logits = lean_step(self.model, token, positions, self)
+        else:
+            logits = self.model(input_ids=token[:, None], position_ids=positions[:, None], use_cache=False,
+                                drzero_decode=self).logits[:, -1, :]
         self.length += 1
         return logits
 
@@ -359,6 +364,89 @@ class SharedPrefixKV:
         out = (w_grid.view(B, Hkv, n * g, P) @ v_pre).view(B, Hkv, n, g, D)[owner, :, sample]  # [N, H_kv, g, D]
         out = out + w_own @ v_own[:N, :, : t + 1]
         return out.reshape(N, 1, H, D)
+
+
+class RowKV(SharedPrefixKV):
+    """The decode state for one sample per prompt (greedy evaluation, probing): per layer,
+    each live row's prompt keys/values (left-padded) and its own in one buffer
+    ``[N, H_kv, P + cap, D]`` that doubles its own part when full. A decode step's attention
+    is one product, one softmax and one product, with nothing gathered or scattered per
+    step (``SharedPrefixKV`` lays queries out per prompt for its G samples, which with one
+    sample is pure overhead). Rows that stop leave as there: few move."""
+
+    def __init__(self, model, cache: DynamicCache, attn: torch.Tensor, n: int, max_new_tokens: int):
+        if n != 1:
+            raise ValueError(f"RowKV holds one sample per prompt, not {n}")
+        super().__init__(model, cache, attn, n, max_new_tokens)
+        self.bias = self.prefix_bias[:, 0, 0, :]  # [N, P]: -inf on the prompt's left padding
+
+    def keep(self, rows: torch.Tensor) -> None:
+        self.bias = self.bias[rows]
+        dst = (rows != torch.arange(len(rows), device=rows.device)).nonzero().squeeze(-1)
+        if len(dst):
+            src, end = rows[dst], self.bias.shape[1] + self.length
+            for k, v in self.own:
+                k[dst, :, :end] = k[src, :, :end]
+                v[dst, :, :end] = v[src, :, :end]
+
+    def attend(self, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scaling: float | None):
+        N, H, _, D = query.shape
+        Hkv = key.shape[1]
+        P, t = self.bias.shape[1], self.length
+        if layer == len(self.own):  # first step: this layer's buffer, the prompt's keys/values at its front
+            k_pre, v_pre = self.prefix[layer]
+            cap = P + min(self.max_new_tokens, 64)
+            k_buf, v_buf = key.new_zeros(N, Hkv, cap, D), value.new_zeros(N, Hkv, cap, D)
+            k_buf[:, :, :P], v_buf[:, :, :P] = k_pre, v_pre
+            self.own.append((k_buf, v_buf))
+            self.prefix[layer] = None  # now held in the buffer
+        k_buf, v_buf = self.own[layer]
+        if P + t == k_buf.shape[2]:  # full: double its own part
+            grow = min(2 * t, self.max_new_tokens) - t
+            k_buf = torch.cat([k_buf, k_buf.new_zeros(k_buf.shape[0], Hkv, grow, D)], dim=2)
+            v_buf = torch.cat([v_buf, v_buf.new_zeros(v_buf.shape[0], Hkv, grow, D)], dim=2)
+            self.own[layer] = (k_buf, v_buf)
+        k_buf[:N, :, P + t] = key[:, :, 0]
+        v_buf[:N, :, P + t] = value[:, :, 0]
+        scale = scaling if scaling is not None else 1.0 / math.sqrt(D)
+        q = query.view(N, Hkv, H // Hkv, D)  # head h reads key head h // g, as transformers' repeat_kv
+        s = (q @ k_buf[:N, :, : P + t + 1].transpose(-1, -2)) * scale  # [N, H_kv, g, P+t+1]
+        s[..., :P] += self.bias[:, None, None, :]
+        w = torch.softmax(s.float(), dim=-1).to(q.dtype)
+        return (w @ v_buf[:N, :, : P + t + 1]).reshape(N, 1, H, D)
+
+
+LEAN_DECODE = ("Qwen2ForCausalLM", "LlamaForCausalLM")  # plain modules whose decode step ``lean_step`` runs
+
+
+def lean_decode(model) -> bool:
+    """Whether ``lean_step`` can run this model's decode steps: an unwrapped Qwen2 or Llama
+    causal LM (a LoRA-wrapped or hooked model runs through its own ``forward``)."""
+    return (type(model).__name__ in LEAN_DECODE and not getattr(model, "_hf_hook", None)
+            and not model._forward_hooks and not model._forward_pre_hooks)
+
+
+def lean_step(model, token: torch.Tensor, positions: torch.Tensor, kv) -> torch.Tensor:
+    """One decode step of a Qwen2/Llama model, ``token [N]`` at ``positions [N]`` -> logits
+    ``[N, V]``: the same modules, in the same order, as the model's ``forward`` (bit-identical
+    logits, tested), without the per-step work a one-token step does not need (mask
+    construction, the attention-interface lookup, output records, and the logits of nothing
+    but this token). The attention is ``kv.attend``."""
+    inner = model.model
+    rotate = sys.modules[type(inner.layers[0].self_attn).__module__].apply_rotary_pos_emb
+    h = inner.embed_tokens(token[:, None])  # [N, 1, C]
+    N = h.shape[0]
+    cos, sin = inner.rotary_emb(h, positions[:, None])
+    for i, layer in enumerate(inner.layers[: model.config.num_hidden_layers]):
+        attn = layer.self_attn
+        x = layer.input_layernorm(h)
+        q = attn.q_proj(x).view(N, 1, -1, attn.head_dim).transpose(1, 2)
+        k = attn.k_proj(x).view(N, 1, -1, attn.head_dim).transpose(1, 2)
+        v = attn.v_proj(x).view(N, 1, -1, attn.head_dim).transpose(1, 2)
+        q, k = rotate(q, k, cos, sin)
+        h = h + attn.o_proj(kv.attend(i, q, k, v, attn.scaling).reshape(N, 1, -1).contiguous())
+        h = h + layer.mlp(layer.post_attention_layernorm(h))
+    return model.lm_head(inner.norm(h))[:, -1, :]
 
 
 def _fill_holes(n: int, done: list[int]) -> list[int]:
