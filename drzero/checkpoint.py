@@ -25,12 +25,16 @@ included) and removes checkpoints of the abandoned steps after it.
 
 A run directory holds one run: training into one that holds a run is refused unless the
 command says ``--resume`` or ``--overwrite`` (``check_run_dir``), and nothing is written
-before the config, model and data have been validated (``start_run``).
+before the config, model and data have been validated (``start_run``). One process at a
+time: the trainer holds an advisory lock on ``RUN/.lock`` (``lock_run_dir``) from before it
+loads until it exits, so a second ``drzero train`` on the same folder (say, a ``--resume``
+started while the run still goes) stops with one line instead of mixing two runs' files.
 """
 
 from __future__ import annotations
 
 import copy
+import errno
 import hashlib
 import json
 import os
@@ -45,6 +49,8 @@ from drzero import dist
 from drzero.errors import DrZeroError
 
 LATEST = "latest"
+LOCK = ".lock"  # held (flock) by the process training into the folder; never removed
+_held_locks: dict[Path, object] = {}  # run dir -> its open lock file, kept open until the process ends
 MANIFEST = "manifest.json"
 TRAINER = "trainer"  # the trainer state's folder inside step-N/
 RUN_FILES = ("config.yaml", "metrics.jsonl", "samples.jsonl", "weights.jsonl", "trackers.json")  # what a run writes ...
@@ -76,6 +82,39 @@ def check_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
                           f"or replace it with --overwrite")
 
 
+def lock_run_dir(run_dir: Path) -> bool:
+    """Take the run folder's lock for this process (rank 0), or stop in one line if another
+    process holds it. Returns False when the folder does not exist yet (``start_run`` locks
+    it once created). Held until the process ends; the lock file holds the holder's pid."""
+    run_dir = Path(run_dir)
+    key = run_dir.resolve()
+    if not dist.is_main() or key in _held_locks:
+        return True
+    if not run_dir.is_dir():
+        return False
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): not locked
+        return True
+    f = open(run_dir / LOCK, "a+")
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            raise
+        f.seek(0)
+        holder = f.read().strip() or "?"
+        f.close()
+        raise DrZeroError(f"{run_dir} is in use by another drzero process (pid {holder}); wait for it to finish "
+                          "or stop it, then --resume") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    _held_locks[key] = f
+    return True
+
+
 def start_run(run_dir: Path, config_text: str, *, overwrite: bool, resumed_step: int | None,
               resumed_from: Path | None) -> None:
     """The first writes of a run (rank 0; everything has been validated by now). A new
@@ -85,6 +124,12 @@ def start_run(run_dir: Path, config_text: str, *, overwrite: bool, resumed_step:
     half-written ones, point ``latest`` at ``resumed_from``."""
     if not dist.is_main():
         return
+    if not lock_run_dir(run_dir):  # a new folder: create it and lock it before the first write
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock_run_dir(run_dir)
+        if resumed_step is None and not overwrite and holds_run(run_dir):  # another run began here meanwhile
+            raise DrZeroError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, "
+                              f"or replace it with --overwrite")
     if overwrite:
         for name in RUN_FILES:
             (run_dir / name).unlink(missing_ok=True)

@@ -158,6 +158,7 @@ def setup(cfg: TrainConfig) -> Setup:
                           "(whole groups are assigned to ranks)")
     run_dir = Path(cfg.resume or cfg.output_dir)
     checkpoint.check_run_dir(run_dir, resume=bool(cfg.resume), overwrite=cfg.overwrite)
+    checkpoint.lock_run_dir(run_dir)  # one process per run folder (a new one is locked when created)
     check_trackers(cfg)
     ckpt, start_step = None, 0
     if cfg.resume:

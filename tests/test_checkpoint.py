@@ -7,6 +7,8 @@ JSON and plain progress lines off a terminal."""
 
 import json
 import math
+import os
+import re
 import sys
 import types
 from pathlib import Path
@@ -212,7 +214,38 @@ def test_run_dir_checks(tmp_path):
     other.write_text("mine")
     (run / "checkpoints" / "step-000001").mkdir(parents=True)
     checkpoint.start_run(run, "a: 1\n", overwrite=True, resumed_step=None, resumed_from=None)
-    assert sorted(p.name for p in run.iterdir()) == ["config.yaml", "notes.txt"]
+    assert sorted(p.name for p in run.iterdir()) == [".lock", "config.yaml", "notes.txt"]
+
+
+def test_one_process_per_run_dir(tmp_path):
+    """A second process training into a folder another one is using (a --resume started
+    while the run still goes) stops in one line, naming the holder; once the holder exits,
+    the folder is free. A new folder is locked when start_run creates it."""
+    import subprocess
+    import sys
+    import textwrap
+
+    run = tmp_path / "run"
+    checkpoint.start_run(run, "a: 1\n", overwrite=False, resumed_step=None, resumed_from=None)
+    assert (run / ".lock").read_text().strip() == str(os.getpid())
+    assert checkpoint.lock_run_dir(run)  # this process holds it already
+    probe = textwrap.dedent(f"""
+        import sys
+        from drzero import checkpoint
+        from drzero.errors import DrZeroError
+        try:
+            checkpoint.lock_run_dir(checkpoint.Path({str(run)!r}))
+        except DrZeroError as e:
+            print("REFUSED", e); sys.exit(2)
+        print("LOCKED")
+    """)
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"is in use by another drzero process (pid {os.getpid()})" in done.stdout
+    checkpoint._held_locks.pop(run.resolve()).close()  # the holder ends
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "LOCKED" in done.stdout, done.stdout + done.stderr
+    assert not checkpoint.lock_run_dir(tmp_path / "not-yet")  # nothing to lock before it exists
 
 
 # ----------------------------------------------------------------------------- push
@@ -351,7 +384,10 @@ def test_wandb_run_is_named_after_the_run_dir_and_resume_continues_it(tmp_path, 
         assert wandb.run is None  # finished
     stored = json.loads((run / "trackers.json").read_text())["wandb_id"]
     assert [(k["name"], k["id"], k["resume"]) for k in inits] == [("my-run", stored, "allow")] * 2
-    assert len([p for p in (run / "wandb").glob(f"offline-run-*-{stored}")]) == 2  # one wandb run, written twice
+    # one wandb run, written twice: both offline folders carry its id (wandb names them by the
+    # second they start; a second start within the same second gets a "-1" suffix)
+    written = [p.name for p in (run / "wandb").glob("offline-run-*")]
+    assert len(written) == 2 and all(re.search(rf"-{stored}(-\d+)?$", name) for name in written), written
 
 
 @pytest.mark.slow
