@@ -67,12 +67,24 @@ _NOT_THE_EXPERIMENT = {"seed", "output_dir", "resume", "config", "progress", "wa
                        "overwrite", "device", "grader_workers"}
 
 
+def experiment_key(config: dict) -> dict:
+    """What makes runs one experiment: the config minus ``_NOT_THE_EXPERIMENT``; under a
+    constant learning rate also minus the length of the run (``max_steps``/``max_epochs``
+    then change nothing an iteration computes: a run resumed to more iterations, or a seed
+    run for fewer, is the same experiment; plots use the iterations all of them have)."""
+    out = {k: v for k, v in config.items() if k not in _NOT_THE_EXPERIMENT}
+    if config.get("lr_schedule", "constant") == "constant":
+        out.pop("max_steps", None)
+        out.pop("max_epochs", None)
+    return out
+
+
 def seed_groups(runs: list[dict]) -> list[dict]:
-    """Runs grouped by their config minus the seed: ``{"label", "runs"}`` in input order."""
+    """Runs grouped by ``experiment_key`` (their config minus the seed): ``{"label", "runs"}``
+    in input order."""
     groups: dict[str, dict] = {}
     for run in runs:
-        key = json.dumps({k: v for k, v in run["config"].items() if k not in _NOT_THE_EXPERIMENT}, sort_keys=True,
-                         default=str) if run["config"] else str(run["dir"])
+        key = json.dumps(experiment_key(run["config"]), sort_keys=True, default=str) if run["config"] else str(run["dir"])
         groups.setdefault(key, {"runs": []})["runs"].append(run)
     for g in groups.values():
         first = g["runs"][0]

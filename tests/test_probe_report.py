@@ -72,9 +72,9 @@ def test_probe_toy_with_judge(tmp_path, judge_url):
     assert "keywords+judge" in (out / "scorecard.json").read_text()
 
 
-def _fake_run(path, algo, inc_growth, seed=0):
+def _fake_run(path, algo, inc_growth, seed=0, extra=""):
     path.mkdir()
-    (path / "config.yaml").write_text(f"algo: {algo}\nseed: {seed}\noutput_dir: {path}\n")
+    (path / "config.yaml").write_text(f"algo: {algo}\nseed: {seed}\noutput_dir: {path}\n{extra}")
     with open(path / "metrics.jsonl", "w") as f, open(path / "weights.jsonl", "w") as w:
         f.write(json.dumps({"step": 0, "eval/toy:test/accuracy": 0.1}) + "\n")
         for s in range(1, 11):
@@ -109,6 +109,18 @@ def test_report_draws_seeds_of_one_experiment_as_one_line_with_a_band(tmp_path):
     assert g["length_incorrect_last5_std"] == pytest.approx(8.0)
     assert "grpo (2 seeds)" in (tmp_path / "rep" / "summary.md").read_text()
     assert "dr_grpo (2 seeds)" not in groups and "d0 (dr_grpo)" in groups  # a different experiment, one seed
+
+
+def test_report_groups_seeds_run_for_different_lengths_under_a_constant_lr(tmp_path):
+    """A seed resumed to more iterations is the same experiment when the learning rate is
+    constant; with a decaying schedule the length changes every iteration's lr: apart."""
+    _fake_run(tmp_path / "g0", "grpo", 4.0, seed=0, extra="max_steps: 400\nlr_schedule: constant\n")
+    _fake_run(tmp_path / "g1", "grpo", 6.0, seed=1, extra="max_steps: 300\nlr_schedule: constant\n")
+    _fake_run(tmp_path / "c0", "grpo", 4.0, seed=0, extra="max_steps: 400\nlr_schedule: cosine\n")
+    _fake_run(tmp_path / "c1", "grpo", 6.0, seed=1, extra="max_steps: 300\nlr_schedule: cosine\n")
+    make_report([str(tmp_path / d) for d in ("g0", "g1", "c0", "c1")], str(tmp_path / "rep"))
+    labels = [s["label"] for s in json.loads((tmp_path / "rep" / "summary.json").read_text())]
+    assert "grpo (2 seeds)" in labels and "c0 (grpo)" in labels and "c1 (grpo)" in labels
 
 
 def test_report_on_a_non_run_is_a_clear_error(tmp_path, capsys):
