@@ -43,7 +43,8 @@ def run_engine(args) -> dict:
 
         torch.set_num_threads(args.threads)
         model, tok = load_model_and_tokenizer("toy")
-        engine, chunk = HFEngine(model, tok, batch_size=args.hf_batch), args.hf_batch
+        engine = HFEngine(model, tok, batch_size=args.hf_batch, decode_threads=args.decode_threads)
+        chunk = args.hf_batch
     else:
         from drzero.models import resolve_model_path
         from drzero.rollout.vllm_engine import VLLMEngine
@@ -74,6 +75,8 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=1024, help="the budget, both engines")
     ap.add_argument("--hf-batch", type=int, default=64, help="questions per HF generate call (drzero eval's --batch-size)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the HF engine")
+    ap.add_argument("--decode-threads", type=int, default=None,
+                    help="HF engine's threads while decoding (drzero eval --decode-threads; default: its rule, 1 on <= 4 cores)")
     ap.add_argument("--vllm-memory", type=float, default=0.1,
                     help="vLLM's gpu_memory_utilization: on CPU, the share of RAM it reserves for its KV cache")
     ap.add_argument("--worker", choices=["hf", "vllm"], help=argparse.SUPPRESS)

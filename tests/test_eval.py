@@ -160,6 +160,24 @@ def test_unknown_benchmark_is_one_line_error(capsys, tmp_path):
     assert not (tmp_path / "e").exists()
 
 
+def test_decode_threads_reach_the_hf_engine_and_are_checked(capsys, tmp_path, monkeypatch):
+    """``drzero eval --decode-threads N`` decodes on N CPU threads (``DecodeThreads``);
+    0 is a one-line error before anything loads."""
+    import drzero.rollout.hf as hf
+    from drzero.evaluate import load_engine
+
+    engine = load_engine("toy", decode_threads=2)
+    assert engine.decode_threads == 2
+    monkeypatch.setattr(hf.os, "cpu_count", lambda: 2)  # a machine with few cores: the rule says 1, the flag wins
+    assert hf.DecodeThreads(engine, "cpu").threads == 2
+    assert hf.DecodeThreads(load_engine("toy"), "cpu").threads == 1
+    capsys.readouterr()  # the loads' progress bars
+    code = cli_main(["eval", "--decode-threads", "0", "--benchmarks", "toy:test", "--output", str(tmp_path / "e")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--decode-threads (key decode_threads) must be >= 1" in err and "\n" not in err
+    assert not (tmp_path / "e").exists()
+
+
 @pytest.mark.slow
 def test_eval_toy_math500_writes_files(tmp_path):
     out = tmp_path / "ev"
