@@ -363,20 +363,23 @@ def test_endpoint_invalid_json_is_reported_as_such_at_once(server, tmp_path, cap
 
 
 def test_endpoint_dying_late_keeps_finished_work_and_resumes(server, tmp_path, capsys, monkeypatch):
-    """The server goes down after 5 requests: the two finished chunks (4 questions) stay on
+    """The server goes down after 4 requests: the two finished chunks (4 questions) stay on
     disk, the error says so, and the rerun, once the server is back, matches an
     uninterrupted eval."""
     assert cli_main(_endpoint_eval(server, tmp_path / "full")) == 0
     capsys.readouterr()
     _Server.requests = 0
     real = _Server.do_POST
+    lock, served = threading.Lock(), [0]
 
-    def dies_after_5(self):
-        if type(self).requests >= 5:
-            type(self).mode = "down"
+    def dies_after_4(self):  # counted under a lock: the server answers requests of one chunk concurrently
+        with lock:
+            served[0] += 1
+            if served[0] > 4:
+                type(self).mode = "down"
         real(self)
 
-    monkeypatch.setattr(_Server, "do_POST", dies_after_5)
+    monkeypatch.setattr(_Server, "do_POST", dies_after_4)
     code = cli_main(_endpoint_eval(server, tmp_path / "late"))
     err = capsys.readouterr().err
     _one_line_error(code, err)
@@ -526,7 +529,9 @@ def test_eval_output_holding_unknown_samples_is_refused(tmp_path, capsys):
 
 
 # ----------------------------------------------------------------------------- the real thing: signals
-EVAL_ARGS = ["--model", "toy", "--benchmarks", "toy:test,math500", "--limit", "8", "--max-new-tokens", "32",
+# long enough that an interrupt sent after the first few samples lands mid-run (the HF engine
+# finished the earlier 8 questions x 32 tokens in about 0.1 s after the 5th sample)
+EVAL_ARGS = ["--model", "toy", "--benchmarks", "toy:test,math500", "--limit", "24", "--max-new-tokens", "48",
              "--batch-size", "2", "--grader-workers", "1", "--device", "cpu"]
 
 
@@ -568,7 +573,7 @@ def uninterrupted(tmp_path_factory):
 def test_eval_killed_twice_and_resumed_matches_uninterrupted(uninterrupted, tmp_path):
     out = tmp_path / "killed"
     finished: list[str] = []
-    for n in (3, 11):  # mid toy:test; then, resumed, mid math500
+    for n in (3, 27):  # mid toy:test; then, resumed, mid math500
         proc, on_disk, _ = _interrupt_after(out, n, signal.SIGKILL)
         assert proc.returncode == -signal.SIGKILL
         whole = [line for line in on_disk if line.endswith("}")]
