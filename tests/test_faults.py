@@ -542,8 +542,10 @@ def _eval_process(out: Path, wait=True):
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
         assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
         return proc
+    # a terminal's foreground process takes Ctrl-C; a test run started in the background of a
+    # shell without job control (nohup ... &) inherits SIGINT ignored, so give it back its default
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _interrupt_after(out: Path, n_samples: int, sig) -> tuple[subprocess.Popen, list[str], str]:
