@@ -127,9 +127,8 @@ def start_run(run_dir: Path, config_text: str, *, overwrite: bool, resumed_step:
     if not lock_run_dir(run_dir):  # a new folder: create it and lock it before the first write
         run_dir.mkdir(parents=True, exist_ok=True)
         lock_run_dir(run_dir)
-        if resumed_step is None and not overwrite and holds_run(run_dir):  # another run began here meanwhile
-            raise DrZeroError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, "
-                              f"or replace it with --overwrite")
+        if resumed_step is None:  # another run may have begun here since check_run_dir
+            check_run_dir(run_dir, resume=False, overwrite=overwrite)
     if overwrite:
         for name in RUN_FILES:
             (run_dir / name).unlink(missing_ok=True)

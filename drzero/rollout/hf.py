@@ -295,6 +295,7 @@ class SharedPrefixKV:
         self.owner, self.sample = rows // n, rows % n  # [N]: each live row's prompt and sample slot
         self.own: list[tuple[torch.Tensor, torch.Tensor]] = []  # per layer: [N, H_kv, cap, D] keys, values
         self.length = 0  # tokens of its own each live row has in the buffer
+        self.lean = lean_decode(model)  # decode steps through ``lean_step``
 
     def __enter__(self):
         config = self.model.config
@@ -310,15 +311,27 @@ class SharedPrefixKV:
         """Only ``rows`` (indices into the live rows) go on; only the keys/values of rows that
         change place move (``_fill_holes`` moves few)."""
         self.owner, self.sample = self.owner[rows], self.sample[rows]
+        self._move_rows(rows, self.length)
+
+    def _move_rows(self, rows: torch.Tensor, end: int) -> None:
+        """Each buffer's first ``end`` positions of the rows that change place, to their new place."""
         dst = (rows != torch.arange(len(rows), device=rows.device)).nonzero().squeeze(-1)
         if len(dst):
-            src, t = rows[dst], self.length
+            src = rows[dst]
             for k, v in self.own:
-                k[dst, :, :t] = k[src, :, :t]
-                v[dst, :, :t] = v[src, :, :t]
+                k[dst, :, :end] = k[src, :, :end]
+                v[dst, :, :end] = v[src, :, :end]
+
+    def _grow(self, layer: int, extra: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer ``layer``'s key and value buffers, ``extra`` positions longer (zeros)."""
+        k, v = self.own[layer]
+        k = torch.cat([k, k.new_zeros(k.shape[0], k.shape[1], extra, k.shape[3])], dim=2)
+        v = torch.cat([v, v.new_zeros(v.shape[0], v.shape[1], extra, v.shape[3])], dim=2)
+        self.own[layer] = (k, v)
+        return k, v
 
     def step(self, token: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        if lean_decode(self.model):
+        if self.lean:
             logits = lean_step(self.model, token, positions, self)
         else:
             logits = self.model(input_ids=token[:, None], position_ids=positions[:, None], use_cache=False,
@@ -339,10 +352,7 @@ class SharedPrefixKV:
             self.own.append((key.new_zeros(N, Hkv, cap, D), value.new_zeros(N, Hkv, cap, D)))
         k_own, v_own = self.own[layer]
         if t == k_own.shape[2]:  # full: double it
-            cap = min(2 * t, self.max_new_tokens)
-            k_own = torch.cat([k_own, k_own.new_zeros(k_own.shape[0], Hkv, cap - t, D)], dim=2)
-            v_own = torch.cat([v_own, v_own.new_zeros(v_own.shape[0], Hkv, cap - t, D)], dim=2)
-            self.own[layer] = (k_own, v_own)
+            k_own, v_own = self._grow(layer, min(2 * t, self.max_new_tokens) - t)
         k_own[:N, :, t] = key[:, :, 0]
         v_own[:N, :, t] = value[:, :, 0]
         k_pre, v_pre = self.prefix[layer]
@@ -382,12 +392,7 @@ class RowKV(SharedPrefixKV):
 
     def keep(self, rows: torch.Tensor) -> None:
         self.bias = self.bias[rows]
-        dst = (rows != torch.arange(len(rows), device=rows.device)).nonzero().squeeze(-1)
-        if len(dst):
-            src, end = rows[dst], self.bias.shape[1] + self.length
-            for k, v in self.own:
-                k[dst, :, :end] = k[src, :, :end]
-                v[dst, :, :end] = v[src, :, :end]
+        self._move_rows(rows, self.bias.shape[1] + self.length)
 
     def attend(self, layer: int, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scaling: float | None):
         N, H, _, D = query.shape
@@ -402,10 +407,7 @@ class RowKV(SharedPrefixKV):
             self.prefix[layer] = None  # now held in the buffer
         k_buf, v_buf = self.own[layer]
         if P + t == k_buf.shape[2]:  # full: double its own part
-            grow = min(2 * t, self.max_new_tokens) - t
-            k_buf = torch.cat([k_buf, k_buf.new_zeros(k_buf.shape[0], Hkv, grow, D)], dim=2)
-            v_buf = torch.cat([v_buf, v_buf.new_zeros(v_buf.shape[0], Hkv, grow, D)], dim=2)
-            self.own[layer] = (k_buf, v_buf)
+            k_buf, v_buf = self._grow(layer, min(2 * t, self.max_new_tokens) - t)
         k_buf[:N, :, P + t] = key[:, :, 0]
         v_buf[:N, :, P + t] = value[:, :, 0]
         scale = scaling if scaling is not None else 1.0 / math.sqrt(D)
