@@ -7,7 +7,8 @@ Both evaluate the toy model on the toy test questions the way ``drzero eval`` do
 (``evaluate.evaluate_rows``: greedy, the template's stop strings, the same token budget,
 drzero's grader), one engine per subprocess, alternating HF, vLLM, HF, vLLM, ... so that a
 change in the machine's load hits both. The HF engine gets ``drzero eval``'s batching
-(``--hf-batch`` questions at a time, 64 by default); vLLM gets every question at once
+(``--hf-batch`` questions at a time, 256 as ``drzero eval`` on a CPU, and its choice of
+decode threads); vLLM gets every question at once
 (its own scheduler batches them). Each run warms up on a few questions first; the timed
 part is the evaluation alone (no start-up). Tokens/s = generated tokens / wall seconds.
 
@@ -39,11 +40,12 @@ def run_engine(args) -> dict:
     rows = load_toy_split("test")[: args.questions]
     if args.worker == "hf":
         from drzero.models import load_model_and_tokenizer
-        from drzero.rollout.hf import HFEngine
+        from drzero.rollout.hf import HFEngine, eval_decode_threads
 
         torch.set_num_threads(args.threads)
         model, tok = load_model_and_tokenizer("toy")
-        engine = HFEngine(model, tok, batch_size=args.hf_batch, decode_threads=args.decode_threads)
+        decode_threads = eval_decode_threads(args.decode_threads, "cpu")  # as drzero eval chooses them
+        engine = HFEngine(model, tok, batch_size=args.hf_batch, decode_threads=decode_threads)
         chunk = args.hf_batch
     else:
         from drzero.models import resolve_model_path
@@ -63,8 +65,11 @@ def run_engine(args) -> dict:
     res = evaluate(rows)
     wall = time.perf_counter() - t
     tokens = sum(s["length"] for s in res.samples)
+    threads = getattr(engine, "decode_threads", None)
     return {"tokens": tokens, "seconds": wall, "tokens_per_s": tokens / wall, "accuracy": res.metrics["accuracy"],
-            "truncation_rate": res.metrics["truncation_rate"]}
+            "truncation_rate": res.metrics["truncation_rate"],
+            "setting": "" if args.worker == "vllm" else f", {chunk} questions per call, decode threads "
+                       f"{threads or 'rule (1)'}"}
 
 
 def main() -> None:
@@ -73,10 +78,12 @@ def main() -> None:
     ap.add_argument("--questions", type=int, default=500, help="toy test questions (500: all)")
     ap.add_argument("--template", default="qwen_math", help="drzero eval's default")
     ap.add_argument("--max-new-tokens", type=int, default=1024, help="the budget, both engines")
-    ap.add_argument("--hf-batch", type=int, default=64, help="questions per HF generate call (drzero eval's --batch-size)")
+    ap.add_argument("--hf-batch", type=int, default=256,
+                    help="questions per HF generate call (drzero eval's --batch-size; its default on a CPU: 256)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads of the HF engine")
     ap.add_argument("--decode-threads", type=int, default=None,
-                    help="HF engine's threads while decoding (drzero eval --decode-threads; default: its rule, 1 on <= 4 cores)")
+                    help="HF engine's threads while decoding (drzero eval --decode-threads; default: drzero eval's choice, "
+                         "all cores of a <= 4-core machine when idle at the start, else 1)")
     ap.add_argument("--vllm-memory", type=float, default=0.1,
                     help="vLLM's gpu_memory_utilization: on CPU, the share of RAM it reserves for its KV cache")
     ap.add_argument("--worker", choices=["hf", "vllm"], help=argparse.SUPPRESS)
@@ -98,7 +105,8 @@ def main() -> None:
             got[engine] = json.loads(lines[-1].removeprefix("RESULT "))
             g = got[engine]
             print(f"round {r + 1} {engine:<4}: {g['tokens']} tokens in {g['seconds']:.1f} s = {g['tokens_per_s']:.0f} "
-                  f"tokens/s, accuracy {g['accuracy']:.3f}, truncated {g['truncation_rate']:.3f} ({load})", flush=True)
+                  f"tokens/s, accuracy {g['accuracy']:.3f}, truncated {g['truncation_rate']:.3f} ({load}{g['setting']})",
+                  flush=True)
         per_round.append(got)
         print(f"round {r + 1}: eval_tokens_per_s_ratio {got['hf']['tokens_per_s'] / got['vllm']['tokens_per_s']:.3f}",
               flush=True)

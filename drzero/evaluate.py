@@ -15,6 +15,7 @@ AIME24 / AMC / MATH500 / Minerva / OlympiadBench of per-benchmark accuracy.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -192,6 +193,23 @@ def checkpoint_dtype(path: str) -> str:
     return name if name in ("float32", "bfloat16", "float16") else "auto"
 
 
+def default_batch_size(cfg: EvalConfig, device: str) -> int:
+    """``--batch-size`` when not given: a resumed eval's own (its finished batches stay
+    valid); else 256 questions for a model loaded here on a CPU or with vLLM (bigger batches
+    generate faster: the HF engine's toy eval ~1.5x at 256 vs 64), 64 for the HF engine on
+    a GPU (a 7B model's keys/values for 256 long answers would not fit) and for an endpoint
+    (each batch is a resume point for paid, slow requests)."""
+    try:
+        previous = json.loads((Path(cfg.output) / "results.json").read_text())["config"]["batch_size"]
+        if isinstance(previous, int) and previous >= 1:
+            return previous
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no earlier eval there (a foreign results.json is refused later, by EvalOutput)
+    if cfg.endpoint or (cfg.engine == "hf" and not device.startswith("cpu")):
+        return 64
+    return 256
+
+
 def run_eval(cfg: EvalConfig, console=None) -> dict:
     """``drzero eval``: every benchmark, a table, results.json and samples.jsonl.
 
@@ -208,8 +226,13 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
     from drzero.rollout.openai_endpoint import api_key_from_env
     from drzero.models import load_template
 
+    from drzero.rollout.hf import eval_decode_threads
+
     validate(cfg)  # flags, model, names and --output, before anything is loaded or written
     console = console or Console()
+    device = dist.resolve_device(cfg.device)
+    if cfg.batch_size is None:
+        cfg = dataclasses.replace(cfg, batch_size=default_batch_size(cfg, device))
     template = load_template(eval_template_name(cfg), cfg.model, cfg.system_prompt)
     names = [b.strip() for b in cfg.benchmarks.split(",") if b.strip()]
     datasets = {name: load_questions(name, question_column=cfg.question_column, answer_column=cfg.answer_column,
@@ -223,11 +246,12 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
     if any(len(done[name]) < len(rows) * cfg.n for name, rows in datasets.items()):
         engine = load_engine(cfg.model, engine=cfg.engine, endpoint=cfg.endpoint,
                              api_key=api_key_from_env(cfg.api_key_env, "--api-key-env"),
-                             device=dist.resolve_device(cfg.device), batch_size=max(cfg.batch_size * cfg.n, 1),
+                             device=device, batch_size=max(cfg.batch_size * cfg.n, 1),
                              cache_path=str(Path(cfg.output) / "endpoint_cache.jsonl"), concurrency=cfg.concurrency,
                              timeout_s=cfg.request_timeout_s, retries=cfg.retries,
                              tensor_parallel_size=cfg.tensor_parallel_size, vllm_memory=cfg.vllm_memory, seed=cfg.seed,
-                             decode_threads=cfg.decode_threads)
+                             decode_threads=eval_decode_threads(cfg.decode_threads, device)
+                             if cfg.engine == "hf" and not cfg.endpoint else cfg.decode_threads)
     else:
         engine = None  # everything is already done: nothing to load
     if output.resumed:

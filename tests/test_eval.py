@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import os
 import random
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -158,6 +159,53 @@ def test_unknown_benchmark_is_one_line_error(capsys, tmp_path):
     assert code == 2 and "\n" not in err
     assert "unknown dataset 'aime25'" in err and "aime24, amc, math500, minerva, olympiadbench, toy:train, toy:test" in err
     assert not (tmp_path / "e").exists()
+
+
+def test_eval_decodes_on_idle_cores_only(monkeypatch):
+    """``drzero eval`` without --decode-threads: on a small CPU machine, every core when
+    they are idle as it starts, DecodeThreads' one-thread rule when something else runs;
+    the flag always wins; nothing changes on a GPU or on a big machine."""
+    import drzero.rollout.hf as hf
+
+    monkeypatch.setattr(hf.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(hf, "idle_cpus", lambda interval=0.25: 1.9)
+    assert hf.eval_decode_threads(None, "cpu") == 2
+    assert hf.eval_decode_threads(1, "cpu") == 1
+    assert hf.eval_decode_threads(None, "cuda") is None
+    monkeypatch.setattr(hf, "idle_cpus", lambda interval=0.25: 1.2)  # another process holds most of a core
+    assert hf.eval_decode_threads(None, "cpu") is None
+    monkeypatch.setattr(hf, "idle_cpus", lambda interval=0.25: None)  # /proc/stat unreadable
+    assert hf.eval_decode_threads(None, "cpu") is None
+    monkeypatch.setattr(hf.os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(hf, "idle_cpus", lambda interval=0.25: 16.0)
+    assert hf.eval_decode_threads(None, "cpu") is None  # torch's own setting
+
+
+def test_idle_cpus_reads_proc_stat():
+    from drzero.rollout.hf import idle_cpus
+
+    idle = idle_cpus(0.05)
+    if os.path.exists("/proc/stat"):
+        assert idle is not None and 0.0 <= idle <= (os.cpu_count() or 1) + 1e-9
+    else:
+        assert idle is None
+
+
+def test_default_batch_size_by_engine_and_resume(tmp_path):
+    """256 questions per batch where bigger is faster (CPU, vLLM), 64 for the HF engine on
+    a GPU and for an endpoint; a resumed eval keeps the batch size its samples were cut by."""
+    from drzero.evaluate import default_batch_size
+
+    out = tmp_path / "e"
+    assert default_batch_size(EvalConfig(output=str(out)), "cpu") == 256
+    assert default_batch_size(EvalConfig(output=str(out), engine="vllm"), "cuda") == 256
+    assert default_batch_size(EvalConfig(output=str(out)), "cuda") == 64
+    assert default_batch_size(EvalConfig(output=str(out), endpoint="http://localhost:1/v1"), "cpu") == 64
+    out.mkdir()
+    (out / "results.json").write_text(json.dumps({"config": {"batch_size": 64}}))
+    assert default_batch_size(EvalConfig(output=str(out)), "cpu") == 64
+    (out / "results.json").write_text("{torn")
+    assert default_batch_size(EvalConfig(output=str(out)), "cpu") == 256
 
 
 def test_decode_threads_reach_the_hf_engine_and_are_checked(capsys, tmp_path, monkeypatch):

@@ -249,6 +249,42 @@ class DecodeThreads:
         return False
 
 
+def idle_cpus(interval: float = 0.25) -> float | None:
+    """How many CPUs sat idle over the next ``interval`` seconds (from ``/proc/stat``), or
+    None where that cannot be read (not Linux)."""
+    import time
+
+    def sample():
+        with open("/proc/stat") as f:
+            fields = [float(x) for x in f.readline().split()[1:]]
+        return fields[3] + fields[4], sum(fields)  # idle + iowait, all
+
+    try:
+        idle0, total0 = sample()
+        time.sleep(interval)
+        idle1, total1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    return (os.cpu_count() or 1) * (idle1 - idle0) / (total1 - total0)
+
+
+def eval_decode_threads(requested: int | None, device: str) -> int | None:
+    """``drzero eval``'s decode threads: ``requested`` when given; else, on a CPU with at
+    most ``DecodeThreads.FEW_CORES`` cores, all of them if they are idle as the eval starts
+    (2 cores, toy eval: ~1.3x one thread), and ``DecodeThreads``' one-thread rule if anything
+    else is using them (an OpenMP decode whose cores are taken runs ~10x slower). Greedy
+    evaluation only: training keeps the fixed rule, so a seeded run repeats exactly."""
+    if requested is not None or torch.device(device).type != "cpu":
+        return requested
+    cores = os.cpu_count() or 1
+    if cores == 1 or cores > DecodeThreads.FEW_CORES:
+        return None
+    idle = idle_cpus()
+    return cores if idle is not None and idle >= cores - 0.5 else None
+
+
 # ----------------------------------------------------------------------------- keys/values during decoding
 class RepeatedCache:
     """The plain decode state: transformers' ``DynamicCache`` with each prompt's keys/values
