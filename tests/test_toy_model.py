@@ -117,3 +117,36 @@ def test_toy_build_command_from_scratch_and_warm_start(tmp_path, capsys):
         assert recorded["steps"] == 2 and recorded["init"] == init
     toy_vocab = AutoTokenizer.from_pretrained(TOY_CHECKPOINT).get_vocab()
     assert vocab["warm"] == toy_vocab and vocab["scratch"] != toy_vocab  # --init "" trains its own tokenizer
+
+
+def test_read_check_on_the_corpus_and_on_what_training_writes():
+    """The corpus writes only passed and failed parity checks, failed exactly when the
+    result's parity differs from the question's; the other outcomes are rewrites seen in
+    trained toy-v2 models (docs/probe-and-report.md, "What Dr. GRPO changes")."""
+    import random
+
+    from drzero.toy.task import check_anatomy, make_question, read_check, solve
+
+    rng = random.Random(0)
+    for _ in range(400):
+        q = make_question(rng, rng.choice((1, 2, 3, 4)))
+        lines, value = solve(q, rng)
+        want = "passed" if value % 2 == int(q["answer"]) % 2 else "failed"
+        assert read_check(q["problem"], " ".join(lines)) == want
+    even = "Compute 13 + 14. The answer is odd."
+    assert read_check(even, "13 + 14 = 28. Check: 28 is even, not odd. The final answer is \\boxed{28}.") == "failed"
+    assert read_check(even, "13 + 14 = 28. Check: 28 is even. Yes. The final answer is \\boxed{28}.") == "ignored"
+    assert read_check(even, "13 + 14 = 28. Check: 28 is odd. Yes. The final answer is \\boxed{28}.") == "misread"
+    assert read_check(even, "13 + 14 = 28. Check this step. Yes. Yes. The final answer is \\boxed{28}.") == "other"
+    assert read_check(even, "13 + 14 = 27. Check: 27 is odd. Yes. The final answer is \\boxed{27}.") == "passed"
+    assert read_check(even, "13 + 14 = 28. The final answer is \\boxed{28}.") == "none"
+    samples = [
+        {"question": even, "response": "Check: 28 is even, not odd. 28 is even, not odd. 28 is even, not odd.",
+         "reward": 0.0, "length": 30, "finish_reason": "length"},
+        {"question": even, "response": "Check: 28 is odd. Yes.", "reward": 0.0, "length": 10, "finish_reason": "stop"},
+        {"question": even, "response": "Check: 27 is odd. Yes.", "reward": 1.0, "length": 10, "finish_reason": "stop"},
+    ]
+    a = check_anatomy(samples)
+    assert a["wrong"] == 2 and a["share_failed"] == 0.5 and a["share_misread"] == 0.5 and a["share_passed"] == 0.0
+    assert a["failed_verdicts"] == 3 and a["truncated"] == 0.5 and a["length"] == 20 and a["length_failed"] == 30
+    assert check_anatomy(samples[2:]) == {"wrong": 0}

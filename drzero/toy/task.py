@@ -34,6 +34,7 @@ conversations that usually drift into more questions, and pure question lists
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 
 from drzero.templates import TEMPLATES
@@ -224,3 +225,53 @@ def corpus(n_docs: int, seed: int, *, style: SolutionStyle = SolutionStyle(), mi
         else:
             docs.append(_question_list(rng, rng.randint(3, 6)))
     return docs
+
+
+CHECK_OUTCOMES = ("passed", "failed", "ignored", "misread", "other", "none")
+_CHECK = re.compile(r"Check: (-?\d+) is (odd|even)(, not (odd|even))?")
+
+
+def read_check(question: str, response: str) -> str:
+    """What a response's parity check says, against the parity the question asks for:
+    ``passed`` (``Check: 28 is even. Yes.``: the number's true parity, as asked), ``failed``
+    (``Check: 27 is odd, not even.``: visibly wrong, the branch re-check loops follow),
+    ``ignored`` (the number's true parity, not the one asked, without saying so: ``Check:
+    27 is odd. Yes.`` for an even question), ``misread`` (a parity the number does not have, so a wrong result "passes": ``Check: 27
+    is even. Yes.``), ``other`` (a check without a number verdict, ``Check this step.``),
+    ``none`` (no check). The corpus writes only ``passed`` and ``failed`` checks; anything else
+    is something training taught the model (docs/probe-and-report.md, "What Dr. GRPO
+    changes"). Only the first check is read."""
+    if "Check" not in response:
+        return "none"
+    m = _CHECK.search(response)
+    if not m:
+        return "other"
+    value, claimed = int(m.group(1)), m.group(2)
+    if claimed != _parity(value):
+        return "misread"
+    if m.group(3):
+        return "failed"
+    asked = re.search(r"The answer is (odd|even)\.", question)
+    return "ignored" if asked and asked.group(1) != claimed else "passed"
+
+
+def check_anatomy(samples: list[dict]) -> dict:
+    """Where the length of wrong (reward 0) responses comes from, for a list of training
+    samples (``samples.jsonl`` rows: question, response, reward, length, finish_reason):
+    the share of each ``read_check`` outcome, the failed ones' mean number of verdicts
+    ("27 is odd, not even." repeated by re-check loops or a repetition), their mean length
+    by outcome, and the truncated share."""
+    wrong = [r for r in samples if not r["reward"]]
+    out: dict = {"wrong": len(wrong)}
+    if not wrong:
+        return out
+    outcome = [read_check(r["question"], r["response"]) for r in wrong]
+    for name in CHECK_OUTCOMES:
+        rows = [r for r, o in zip(wrong, outcome) if o == name]
+        out[f"share_{name}"] = len(rows) / len(wrong)
+        out[f"length_{name}"] = sum(r["length"] for r in rows) / len(rows) if rows else None
+    failed = [r["response"] for r, o in zip(wrong, outcome) if o == "failed"]
+    out["failed_verdicts"] = sum(len(re.findall(r"is (?:odd|even), not", t)) for t in failed) / len(failed) if failed else None
+    out["truncated"] = sum(r.get("finish_reason") == "length" for r in wrong) / len(wrong)
+    out["length"] = sum(r["length"] for r in wrong) / len(wrong)
+    return out

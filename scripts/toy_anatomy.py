@@ -1,0 +1,54 @@
+"""Where toy-v2's wrong-response length comes from, window by window, for training runs.
+
+    python scripts/toy_anatomy.py runs/toy-v2-grpo runs/toy-v2-dr_grpo [--window 50]
+
+Reads each run's ``samples.jsonl`` (the responses ``log_samples`` keeps per iteration)
+and prints, for the wrong (reward 0) ones: how their parity check reads
+(``drzero.toy.task.read_check``: passed / failed / ignored / misread / other / none), the failed
+ones' number of verdicts, the truncated share and the mean length. docs/probe-and-report.md
+("What Dr. GRPO changes") reads the six toy-v2 runs with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from drzero.toy.task import check_anatomy
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", nargs="+", help="run directories (each with samples.jsonl)")
+    ap.add_argument("--window", type=int, default=50, help="iterations per row")
+    args = ap.parse_args(argv)
+    print(f"{'run':28s} {'iters':>9s} {'wrong':>5s} {'len':>5s} {'trunc':>5s} {'passed':>6s} {'failed':>6s} {'ignored':>7s} "
+          f"{'misread':>7s} {'other':>5s} {'none':>5s} {'verdicts/failed':>15s}")
+    for run in args.runs:
+        path = Path(run) / "samples.jsonl"
+        if not path.is_file():
+            print(f"error: {path} not found (a drzero train run directory has it)", file=sys.stderr)
+            return 2
+        rows = []
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line torn by a kill
+        last = max((r["step"] for r in rows), default=0)
+        for lo in range(1, last + 1, args.window):
+            a = check_anatomy([r for r in rows if lo <= r["step"] < lo + args.window])
+            if not a["wrong"]:
+                continue
+            v = a["failed_verdicts"]
+            print(f"{Path(run).name:28s} {lo:4d}-{min(lo + args.window - 1, last):<4d} {a['wrong']:5d} {a['length']:5.0f} "
+                  f"{a['truncated']:5.2f} {a['share_passed']:6.2f} {a['share_failed']:6.2f} {a['share_ignored']:7.2f} "
+                  f"{a['share_misread']:7.2f} "
+                  f"{a['share_other']:5.2f} {a['share_none']:5.2f} {'-' if v is None else f'{v:.1f}':>15s}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
