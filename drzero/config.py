@@ -238,7 +238,7 @@ class EvalConfig:
     batch_size: int | None = None
     """Questions generated at a time, each batch saved as it finishes (default: 256 for a model loaded here on a CPU, or with --engine vllm, where bigger batches are faster; 64 for the HF engine on a GPU, where keys/values take memory, and for --endpoint; a resumed eval keeps its own)."""
     decode_threads: int | None = None
-    """HF engine on a CPU: threads while decoding (default: on a machine with at most 4 cores, all of them if they are idle as the eval starts, else 1, which is fastest when other processes share the cores; on a bigger machine, torch's)."""
+    """HF engine on a CPU: threads while decoding (default: on a machine with at most 4 cores, for a greedy eval all of them if they are idle as the eval starts, else 1, which is fastest when other processes share the cores; on a bigger machine, torch's)."""
     grader: Literal[GRADER_MODES] | None = None
     """Grading rules (default: drzero; with --paper: paper): drzero (our parser, then math-verify; the answer counts wherever the response puts it), math_verify (math-verify alone, as TRL/lighteval), paper (the reference's rules: R1 answers only from a closed <answer> after exactly `</think> <answer>`)."""
     grader_workers: int = 2

@@ -250,7 +250,7 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
                              cache_path=str(Path(cfg.output) / "endpoint_cache.jsonl"), concurrency=cfg.concurrency,
                              timeout_s=cfg.request_timeout_s, retries=cfg.retries,
                              tensor_parallel_size=cfg.tensor_parallel_size, vllm_memory=cfg.vllm_memory, seed=cfg.seed,
-                             decode_threads=eval_decode_threads(cfg.decode_threads, device)
+                             decode_threads=eval_decode_threads(cfg.decode_threads, device, greedy=cfg.temperature == 0)
                              if cfg.engine == "hf" and not cfg.endpoint else cfg.decode_threads)
     else:
         engine = None  # everything is already done: nothing to load

@@ -162,8 +162,8 @@ def test_unknown_benchmark_is_one_line_error(capsys, tmp_path):
 
 
 def test_eval_decodes_on_idle_cores_only(monkeypatch):
-    """``drzero eval`` without --decode-threads: on a small CPU machine, every core when
-    they are idle as it starts, DecodeThreads' one-thread rule when something else runs;
+    """``drzero eval`` without --decode-threads, greedy: on a small CPU machine, every core
+    when they are idle as it starts, DecodeThreads' one-thread rule when something else runs;
     the flag always wins; nothing changes on a GPU or on a big machine."""
     import drzero.rollout.hf as hf
 
@@ -172,6 +172,7 @@ def test_eval_decodes_on_idle_cores_only(monkeypatch):
     assert hf.eval_decode_threads(None, "cpu") == 2
     assert hf.eval_decode_threads(1, "cpu") == 1
     assert hf.eval_decode_threads(None, "cuda") is None
+    assert hf.eval_decode_threads(None, "cpu", greedy=False) is None  # a sampled eval repeats under its seed
     monkeypatch.setattr(hf, "idle_cpus", lambda interval=0.25: 1.2)  # another process holds most of a core
     assert hf.eval_decode_threads(None, "cpu") is None
     monkeypatch.setattr(hf, "idle_cpus", lambda interval=0.25: None)  # /proc/stat unreadable

@@ -270,13 +270,15 @@ def idle_cpus(interval: float = 0.25) -> float | None:
     return (os.cpu_count() or 1) * (idle1 - idle0) / (total1 - total0)
 
 
-def eval_decode_threads(requested: int | None, device: str) -> int | None:
-    """``drzero eval``'s decode threads: ``requested`` when given; else, on a CPU with at
-    most ``DecodeThreads.FEW_CORES`` cores, all of them if they are idle as the eval starts
-    (2 cores, toy eval: ~1.3x one thread), and ``DecodeThreads``' one-thread rule if anything
-    else is using them (an OpenMP decode whose cores are taken runs ~10x slower). Greedy
-    evaluation only: training keeps the fixed rule, so a seeded run repeats exactly."""
-    if requested is not None or torch.device(device).type != "cpu":
+def eval_decode_threads(requested: int | None, device: str, *, greedy: bool = True) -> int | None:
+    """``drzero eval``'s decode threads: ``requested`` when given; else, for a greedy eval
+    on a CPU with at most ``DecodeThreads.FEW_CORES`` cores, all of them if they are idle
+    as the eval starts (2 cores, toy eval: ~1.3x one thread), and ``DecodeThreads``'
+    one-thread rule if anything else is using them (an OpenMP decode whose cores are taken
+    runs ~10x slower). Sampled evals (pass@k) and training keep the fixed rule: logits
+    differ in the last bits between thread counts, and a seeded sample must repeat exactly;
+    greedy decoding gave the same tokens on 1 and 2 threads (bench/eval_speed.py)."""
+    if requested is not None or not greedy or torch.device(device).type != "cpu":
         return requested
     cores = os.cpu_count() or 1
     if cores == 1 or cores > DecodeThreads.FEW_CORES:
