@@ -47,20 +47,28 @@ def mean_or_nan(values) -> float:
 
 class BiasMonitor:
     """Warns when incorrect responses grow longer while correct ones do not (the length
-    bias of GRPO, paper Sec. 3.1): compares the mean of the first and last windows."""
+    bias of GRPO, paper Sec. 3.1): compares the mean of the first and last windows, and
+    warns once that comparison has held for ``patience`` iterations in a row. Both
+    objectives can lengthen wrong responses for a few iterations early in training (toy-v2:
+    Dr. GRPO seed 2, 114 -> 146 tokens at iteration 10, gone by 20); the bias persists.
+    ``patience`` 5 warns on all four recorded toy-v2 GRPO runs and on none of the four
+    Dr. GRPO ones (tests/test_probe_report.py; with 1, two Dr. GRPO runs warned once)."""
 
-    def __init__(self, window: int = 5, growth: float = 1.25):
-        self.window, self.growth = window, growth
+    def __init__(self, window: int = 5, growth: float = 1.25, patience: int = 5):
+        self.window, self.growth, self.patience = window, growth, patience
         self.correct: list[float] = []
         self.incorrect: list[float] = []
         self.warned_at = -1
+        self.streak = 0
 
     def state_dict(self) -> dict:
-        return {"correct": list(self.correct), "incorrect": list(self.incorrect), "warned_at": self.warned_at}
+        return {"correct": list(self.correct), "incorrect": list(self.incorrect), "warned_at": self.warned_at,
+                "streak": self.streak}
 
     def load_state_dict(self, state: dict) -> None:
         self.correct, self.incorrect = list(state["correct"]), list(state["incorrect"])
         self.warned_at = state["warned_at"]
+        self.streak = state.get("streak", 0)  # checkpoints from before patience
 
     def update(self, step: int, len_correct: float, len_incorrect: float) -> str | None:
         if not math.isnan(len_correct):
@@ -68,8 +76,18 @@ class BiasMonitor:
         if not math.isnan(len_incorrect):
             self.incorrect.append(len_incorrect)
         w = self.window
-        if len(self.incorrect) < 2 * w or len(self.correct) < 2 * w or step - self.warned_at < 2 * w:
+        if len(self.incorrect) < 2 * w or len(self.correct) < 2 * w:
             return None
+        inc0, inc1 = statistics.fmean(self.incorrect[:w]), statistics.fmean(self.incorrect[-w:])
+        cor0, cor1 = statistics.fmean(self.correct[:w]), statistics.fmean(self.correct[-w:])
+        biased = inc1 > self.growth * inc0 and cor1 < inc1 / inc0 * cor0 / self.growth ** 0.5
+        self.streak = self.streak + 1 if biased else 0
+        if self.streak >= self.patience and step - self.warned_at >= 2 * w:
+            self.warned_at = step
+            return (f"bias monitor: incorrect responses grew {inc0:.0f} -> {inc1:.0f} tokens while correct ones went "
+                    f"{cor0:.0f} -> {cor1:.0f}; this is the length bias of per-response normalisation "
+                    f"(GRPO, paper Sec. 3.1) -- consider --algo dr_grpo")
+        return None
         inc0, inc1 = statistics.fmean(self.incorrect[:w]), statistics.fmean(self.incorrect[-w:])
         cor0, cor1 = statistics.fmean(self.correct[:w]), statistics.fmean(self.correct[-w:])
         if inc1 > self.growth * inc0 and cor1 < inc1 / inc0 * cor0 / self.growth ** 0.5:

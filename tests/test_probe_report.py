@@ -3,6 +3,7 @@
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -135,3 +136,28 @@ def test_toy_splits_shape():
     assert len(train) >= 5000 and len(test) >= 500
     assert not {r["problem"] for r in test} & {r["problem"] for r in train}
     assert {"problem", "answer", "level"} <= set(test[0])
+
+
+def test_bias_monitor_on_recorded_toy_v2_runs():
+    """The trainer's bias monitor fed the per-iteration lengths that real toy-v2 runs logged
+    (tests/data/toy_v2_lengths.json: GRPO and Dr. GRPO, same seeds, 300 iterations each):
+    it warns during every GRPO run and never during a Dr. GRPO one. Without its patience
+    (warning on the first iteration the comparison holds) it also warned on Dr. GRPO's
+    early transient, which this test keeps as the reason for the patience."""
+    from drzero.analysis import BiasMonitor
+
+    runs = json.loads((Path(__file__).parent / "data" / "toy_v2_lengths.json").read_text())["runs"]
+    assert sum(r["algo"] == "grpo" for r in runs.values()) >= 4 and sum(r["algo"] == "dr_grpo" for r in runs.values()) >= 4
+
+    def warnings(run, **kw):
+        monitor = BiasMonitor(**kw)
+        nan = float("nan")
+        return [step for step, (c, i) in enumerate(zip(run["correct"], run["incorrect"]), start=1)
+                if monitor.update(step, nan if c is None else c, nan if i is None else i)]
+
+    for name, run in runs.items():
+        assert len(run["incorrect"]) >= 250, name
+        fired = warnings(run)
+        assert bool(fired) == (run["algo"] == "grpo"), (name, fired)
+    impatient = [name for name, run in runs.items() if run["algo"] == "dr_grpo" and warnings(run, patience=1)]
+    assert impatient, "the early transient the patience is for"
