@@ -226,8 +226,6 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
     from drzero.rollout.openai_endpoint import api_key_from_env
     from drzero.models import load_template
 
-    from drzero.rollout.hf import eval_decode_threads
-
     validate(cfg)  # flags, model, names and --output, before anything is loaded or written
     console = console or Console()
     device = dist.resolve_device(cfg.device)
@@ -244,14 +242,18 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
     output = EvalOutput(Path(cfg.output), cfg, template=template.name, grader=grader.mode)
     done = output.finished(datasets)
     if any(len(done[name]) < len(rows) * cfg.n for name, rows in datasets.items()):
+        threads = cfg.decode_threads
+        if cfg.engine == "hf" and not cfg.endpoint:  # a model decoded here by the HF engine
+            from drzero.rollout.hf import eval_decode_threads
+
+            threads = eval_decode_threads(cfg.decode_threads, device, greedy=cfg.temperature == 0)
         engine = load_engine(cfg.model, engine=cfg.engine, endpoint=cfg.endpoint,
                              api_key=api_key_from_env(cfg.api_key_env, "--api-key-env"),
                              device=device, batch_size=max(cfg.batch_size * cfg.n, 1),
                              cache_path=str(Path(cfg.output) / "endpoint_cache.jsonl"), concurrency=cfg.concurrency,
                              timeout_s=cfg.request_timeout_s, retries=cfg.retries,
                              tensor_parallel_size=cfg.tensor_parallel_size, vllm_memory=cfg.vllm_memory, seed=cfg.seed,
-                             decode_threads=eval_decode_threads(cfg.decode_threads, device, greedy=cfg.temperature == 0)
-                             if cfg.engine == "hf" and not cfg.endpoint else cfg.decode_threads)
+                             decode_threads=threads)
     else:
         engine = None  # everything is already done: nothing to load
     if output.resumed:
