@@ -50,7 +50,7 @@ class BiasMonitor:
     bias of GRPO, paper Sec. 3.1): compares the mean of the first and last windows, and
     warns once that comparison has held for ``patience`` iterations in a row. Both
     objectives can lengthen wrong responses for a few iterations early in training (toy-v2:
-    Dr. GRPO seed 2, 114 -> 146 tokens at iteration 10, gone by 20); the bias persists.
+    Dr. GRPO seed 2, 114 -> 146 tokens at iteration 11, gone by 20); the bias persists.
     ``patience`` 5 warns on all six recorded toy-v2 GRPO runs and on none of the six
     Dr. GRPO ones (tests/test_probe_report.py; with 1, two Dr. GRPO runs warned once)."""
 
@@ -83,14 +83,6 @@ class BiasMonitor:
         biased = inc1 > self.growth * inc0 and cor1 < inc1 / inc0 * cor0 / self.growth ** 0.5
         self.streak = self.streak + 1 if biased else 0
         if self.streak >= self.patience and step - self.warned_at >= 2 * w:
-            self.warned_at = step
-            return (f"bias monitor: incorrect responses grew {inc0:.0f} -> {inc1:.0f} tokens while correct ones went "
-                    f"{cor0:.0f} -> {cor1:.0f}; this is the length bias of per-response normalisation "
-                    f"(GRPO, paper Sec. 3.1) -- consider --algo dr_grpo")
-        return None
-        inc0, inc1 = statistics.fmean(self.incorrect[:w]), statistics.fmean(self.incorrect[-w:])
-        cor0, cor1 = statistics.fmean(self.correct[:w]), statistics.fmean(self.correct[-w:])
-        if inc1 > self.growth * inc0 and cor1 < inc1 / inc0 * cor0 / self.growth ** 0.5:
             self.warned_at = step
             return (f"bias monitor: incorrect responses grew {inc0:.0f} -> {inc1:.0f} tokens while correct ones went "
                     f"{cor0:.0f} -> {cor1:.0f}; this is the length bias of per-response normalisation "

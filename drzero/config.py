@@ -236,7 +236,7 @@ class EvalConfig:
     device: str = "auto"
     """cpu, cuda or auto (Hugging Face backend)."""
     batch_size: int | None = None
-    """Questions generated at a time, each batch saved as it finishes (default: 256 for a model loaded here on a CPU, or with --engine vllm, where bigger batches are faster; 64 for the HF engine on a GPU, where keys/values take memory, and for --endpoint; a resumed eval keeps its own)."""
+    """Questions generated at a time, each batch saved as it finishes (default: 256 with --engine vllm, and for the HF engine on a CPU when the keys/values of 256 x n answers fit in 4 GiB, as for the toy models, where bigger batches are faster; else 64: bigger models, a GPU, --endpoint; a resumed eval keeps its own)."""
     decode_threads: int | None = None
     """HF engine on a CPU: threads while decoding (default: on a machine with at most 4 cores, for a greedy eval all of them if they are idle as the eval starts, else 1, which is fastest when other processes share the cores; on a bigger machine, torch's)."""
     grader: Literal[GRADER_MODES] | None = None

@@ -195,19 +195,41 @@ def checkpoint_dtype(path: str) -> str:
 
 def default_batch_size(cfg: EvalConfig, device: str) -> int:
     """``--batch-size`` when not given: a resumed eval's own (its finished batches stay
-    valid); else 256 questions for a model loaded here on a CPU or with vLLM (bigger batches
-    generate faster: the HF engine's toy eval ~1.5x at 256 vs 64), 64 for the HF engine on
-    a GPU (a 7B model's keys/values for 256 long answers would not fit) and for an endpoint
-    (each batch is a resume point for paid, slow requests)."""
+    valid); else 256 questions with vLLM (it manages its own memory) and for the HF engine
+    on a CPU when the keys/values of 256 x n answers of max_new_tokens fit in 4 GiB (a small
+    model such as the toy: bigger batches generate faster, ~1.5x at 256 vs 64); else 64 (a
+    1.5B or 7B model, on a CPU or a GPU; and for an endpoint, where each batch is a resume
+    point for paid, slow requests)."""
     try:
         previous = json.loads((Path(cfg.output) / "results.json").read_text())["config"]["batch_size"]
         if isinstance(previous, int) and previous >= 1:
             return previous
     except (OSError, ValueError, KeyError, TypeError):
         pass  # no earlier eval there (a foreign results.json is refused later, by EvalOutput)
-    if cfg.endpoint or (cfg.engine == "hf" and not device.startswith("cpu")):
+    if cfg.endpoint:
         return 64
-    return 256
+    if cfg.engine == "vllm":
+        return 256
+    kv = kv_bytes_per_token(cfg.model)
+    if device.startswith("cpu") and kv is not None and 256 * cfg.n * cfg.max_new_tokens * kv <= 4 * 2**30:
+        return 256
+    return 64
+
+
+def kv_bytes_per_token(model: str) -> int | None:
+    """Bytes of keys/values one token takes in a decoder (float32), from its config; None
+    when the config is not on this machine (a hub name not downloaded) or is unusual."""
+    from transformers import AutoConfig
+
+    from drzero.models import resolve_model_path
+
+    try:
+        c = AutoConfig.from_pretrained(resolve_model_path(model), local_files_only=True)  # no download for a default
+        heads = getattr(c, "num_key_value_heads", None) or c.num_attention_heads
+        head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+        return int(c.num_hidden_layers) * 2 * int(heads) * int(head_dim) * 4
+    except Exception:  # noqa: BLE001 -- any failure means "unknown": the safe default applies
+        return None
 
 
 def run_eval(cfg: EvalConfig, console=None) -> dict:
@@ -247,6 +269,8 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
             from drzero.rollout.hf import eval_decode_threads
 
             threads = eval_decode_threads(cfg.decode_threads, device, greedy=cfg.temperature == 0)
+            if threads and cfg.decode_threads is None:
+                console.print(f"decoding on {threads} CPU threads (they were idle; --decode-threads 1 on a shared machine)")
         engine = load_engine(cfg.model, engine=cfg.engine, endpoint=cfg.endpoint,
                              api_key=api_key_from_env(cfg.api_key_env, "--api-key-env"),
                              device=device, batch_size=max(cfg.batch_size * cfg.n, 1),

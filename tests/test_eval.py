@@ -182,23 +182,58 @@ def test_eval_decodes_on_idle_cores_only(monkeypatch):
     assert hf.eval_decode_threads(None, "cpu") is None  # torch's own setting
 
 
+def test_eval_passes_the_decode_threads_it_chose(tmp_path, monkeypatch):
+    """run_eval applies the idle-core rule to greedy evals of a model decoded here, not to
+    sampled ones, and a flag overrides it."""
+    import drzero.evaluate as ev
+    import drzero.rollout.hf as hf
+
+    monkeypatch.setattr(hf, "idle_cpus", lambda interval=0.25: 2.0)
+    monkeypatch.setattr(hf.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(hf, "usable_cpus", lambda: 2)
+    chosen, load = [], ev.load_engine
+
+    def spy(*args, **kw):
+        chosen.append(kw["decode_threads"])
+        return load(*args, **kw)
+
+    monkeypatch.setattr(ev, "load_engine", spy)
+    base = dict(model="toy", benchmarks="toy:test", limit=2, max_new_tokens=4, grader_workers=1)
+    run_eval(EvalConfig(**base, output=str(tmp_path / "greedy")))
+    run_eval(EvalConfig(**base, temperature=0.7, output=str(tmp_path / "sampled")))
+    run_eval(EvalConfig(**base, decode_threads=1, output=str(tmp_path / "flag")))
+    assert chosen == [2, None, 1]
+
+
 def test_idle_cpus_reads_proc_stat():
-    from drzero.rollout.hf import idle_cpus
+    from drzero.rollout.hf import idle_cpus, usable_cpus
 
     idle = idle_cpus(0.05)
-    if os.path.exists("/proc/stat"):
-        assert idle is not None and 0.0 <= idle <= (os.cpu_count() or 1) + 1e-9
-    else:
-        assert idle is None
+    assert idle is None or 0.0 <= idle <= (os.cpu_count() or 1) + 1e-9
+    if os.path.exists("/proc/stat") and usable_cpus() == os.cpu_count():
+        assert idle is not None  # readable here: the rule is live on this machine
+
+
+def test_usable_cpus_respects_affinity():
+    from drzero.rollout.hf import usable_cpus
+
+    assert 1 <= usable_cpus() <= (os.cpu_count() or 1)
+    if hasattr(os, "sched_getaffinity"):
+        assert usable_cpus() <= len(os.sched_getaffinity(0))
 
 
 def test_default_batch_size_by_engine_and_resume(tmp_path):
-    """256 questions per batch where bigger is faster (CPU, vLLM), 64 for the HF engine on
-    a GPU and for an endpoint; a resumed eval keeps the batch size its samples were cut by."""
-    from drzero.evaluate import default_batch_size
+    """256 questions per batch where bigger is faster and fits (vLLM; the HF engine on a CPU
+    with a small model), else 64 (big models, a GPU, many samples per question, an endpoint);
+    a resumed eval keeps the batch size its samples were cut by."""
+    from drzero.evaluate import default_batch_size, kv_bytes_per_token
 
     out = tmp_path / "e"
+    assert kv_bytes_per_token("toy") == 4 * 2 * 2 * 48 * 4  # layers x (k, v) x kv heads x head dim x float32
+    assert kv_bytes_per_token("someone/not-here") is None  # offline: unknown, so the safe 64
     assert default_batch_size(EvalConfig(output=str(out)), "cpu") == 256
+    assert default_batch_size(EvalConfig(output=str(out), n=8), "cpu") == 64  # 2048 sequences' keys/values: too many
+    assert default_batch_size(EvalConfig(output=str(out), model="someone/not-here"), "cpu") == 64
     assert default_batch_size(EvalConfig(output=str(out), engine="vllm"), "cuda") == 256
     assert default_batch_size(EvalConfig(output=str(out)), "cuda") == 64
     assert default_batch_size(EvalConfig(output=str(out), endpoint="http://localhost:1/v1"), "cpu") == 64

@@ -133,18 +133,19 @@ def test_read_check_on_the_corpus_and_on_what_training_writes():
         lines, value = solve(q, rng)
         want = "passed" if value % 2 == int(q["answer"]) % 2 else "failed"
         assert read_check(q["problem"], " ".join(lines)) == want
-    even = "Compute 13 + 14. The answer is odd."
-    assert read_check(even, "13 + 14 = 28. Check: 28 is even, not odd. The final answer is \\boxed{28}.") == "failed"
-    assert read_check(even, "13 + 14 = 28. Check: 28 is even. Yes. The final answer is \\boxed{28}.") == "ignored"
-    assert read_check(even, "13 + 14 = 28. Check: 28 is odd. Yes. The final answer is \\boxed{28}.") == "misread"
-    assert read_check(even, "13 + 14 = 28. Check this step. Yes. Yes. The final answer is \\boxed{28}.") == "other"
-    assert read_check(even, "13 + 14 = 27. Check: 27 is odd. Yes. The final answer is \\boxed{27}.") == "passed"
-    assert read_check(even, "13 + 14 = 28. The final answer is \\boxed{28}.") == "none"
+    odd = "Compute 13 + 14. The answer is odd."
+    assert read_check(odd, "13 + 14 = 28. Check: 28 is even, not odd. The final answer is \\boxed{28}.") == "failed"
+    assert read_check(odd, "13 + 14 = 28. Check: 28 is even. Yes. The final answer is \\boxed{28}.") == "ignored"
+    assert read_check(odd, "13 + 14 = 28. Check: 28 is odd. Yes. The final answer is \\boxed{28}.") == "misread"
+    assert read_check(odd, "13 + 14 = 28. Check this step. Yes. Yes. The final answer is \\boxed{28}.") == "other"
+    assert read_check(odd, "13 + 14 = 27. Check: 27 is odd. Yes. The final answer is \\boxed{27}.") == "passed"
+    assert read_check(odd, "13 + 14 = 28. The final answer is \\boxed{28}.") == "none"
+    assert read_check(odd, "Check this step. 13 + 14 = 28. Check: 28 is even, not odd.") == "other"  # the first check
     samples = [
-        {"question": even, "response": "Check: 28 is even, not odd. 28 is even, not odd. 28 is even, not odd.",
+        {"question": odd, "response": "Check: 28 is even, not odd. 28 is even, not odd. 28 is even, not odd.",
          "reward": 0.0, "length": 30, "finish_reason": "length"},
-        {"question": even, "response": "Check: 28 is odd. Yes.", "reward": 0.0, "length": 10, "finish_reason": "stop"},
-        {"question": even, "response": "Check: 27 is odd. Yes.", "reward": 1.0, "length": 10, "finish_reason": "stop"},
+        {"question": odd, "response": "Check: 28 is odd. Yes.", "reward": 0.0, "length": 10, "finish_reason": "stop"},
+        {"question": odd, "response": "Check: 27 is odd. Yes.", "reward": 1.0, "length": 10, "finish_reason": "stop"},
     ]
     a = check_anatomy(samples)
     assert a["wrong"] == 2 and a["share_failed"] == 0.5 and a["share_misread"] == 0.5 and a["share_passed"] == 0.0

@@ -249,15 +249,36 @@ class DecodeThreads:
         return False
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on: its affinity set, capped by a cgroup v2 CPU quota
+    (``cpu.max``, as a container sets it); ``os.cpu_count()`` counts the host's."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, n)
+
+
 def idle_cpus(interval: float = 0.25) -> float | None:
-    """How many CPUs sat idle over the next ``interval`` seconds (from ``/proc/stat``), or
-    None where that cannot be read (not Linux)."""
+    """How many of the machine's CPUs sat idle over the next ``interval`` seconds (from
+    ``/proc/stat``), or None where that cannot be read (not Linux) or would not describe
+    this process's CPUs (an affinity set or a container quota smaller than the machine)."""
     import time
+
+    if usable_cpus() != (os.cpu_count() or 1):
+        return None
 
     def sample():
         with open("/proc/stat") as f:
             fields = [float(x) for x in f.readline().split()[1:]]
-        return fields[3] + fields[4], sum(fields)  # idle + iowait, all
+        return fields[3] + fields[4], sum(fields[:8])  # idle + iowait, all (guest time is already in user)
 
     try:
         idle0, total0 = sample()
@@ -267,7 +288,7 @@ def idle_cpus(interval: float = 0.25) -> float | None:
         return None
     if total1 <= total0:
         return None
-    return (os.cpu_count() or 1) * (idle1 - idle0) / (total1 - total0)
+    return max(0.0, (os.cpu_count() or 1) * (idle1 - idle0) / (total1 - total0))  # iowait can go down
 
 
 def eval_decode_threads(requested: int | None, device: str, *, greedy: bool = True) -> int | None:

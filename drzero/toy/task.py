@@ -241,9 +241,10 @@ def read_check(question: str, response: str) -> str:
     ``none`` (no check). The corpus writes only ``passed`` and ``failed`` checks; anything else
     is something training taught the model (docs/probe-and-report.md, "What Dr. GRPO
     changes"). Only the first check is read."""
-    if "Check" not in response:
+    at = response.find("Check")
+    if at < 0:
         return "none"
-    m = _CHECK.search(response)
+    m = _CHECK.match(response, at)
     if not m:
         return "other"
     value, claimed = int(m.group(1)), m.group(2)
