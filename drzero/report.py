@@ -25,7 +25,7 @@ from drzero.config import check_output_path, validate
 from drzero.errors import DrZeroError
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path) -> list[dict]:
     """The records of a run's JSONL file; a last line torn by a run still writing (or
     killed) is left out, damage anywhere else is a one-line error."""
     if not path.exists():
@@ -56,9 +56,9 @@ def load_run(run_dir: str) -> dict:
     except (yaml.YAMLError, UnicodeDecodeError, OSError):
         raise DrZeroError(f"{d / 'config.yaml'}: not valid YAML") from None
     cfg = cfg if isinstance(cfg, dict) else {}
-    metrics = _read_jsonl(d / "metrics.jsonl")
+    metrics = read_jsonl(d / "metrics.jsonl")
     label = f"{d.name} ({cfg.get('algo', '?')})"
-    return {"dir": d, "label": label, "config": cfg, "metrics": metrics, "weights": _read_jsonl(d / "weights.jsonl")}
+    return {"dir": d, "label": label, "config": cfg, "metrics": metrics, "weights": read_jsonl(d / "weights.jsonl")}
 
 
 # config keys that do not change what a run computes, besides the seed: runs equal in every

@@ -12,10 +12,11 @@ ones' number of verdicts, the truncated share and the mean length. docs/probe-an
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from drzero.errors import DrZeroError
+from drzero.report import read_jsonl
 from drzero.toy.task import check_anatomy
 
 
@@ -24,6 +25,8 @@ def main(argv=None) -> int:
     ap.add_argument("runs", nargs="+", help="run directories (each with samples.jsonl)")
     ap.add_argument("--window", type=int, default=50, help="iterations per row")
     args = ap.parse_args(argv)
+    if args.window < 1:
+        ap.error("--window must be >= 1")
     print(f"{'run':28s} {'iters':>9s} {'wrong':>5s} {'len':>5s} {'trunc':>5s} {'passed':>6s} {'failed':>6s} {'ignored':>7s} "
           f"{'misread':>7s} {'other':>5s} {'none':>5s} {'verdicts/failed':>15s}")
     for run in args.runs:
@@ -31,15 +34,18 @@ def main(argv=None) -> int:
         if not path.is_file():
             print(f"error: {path} not found (a drzero train run directory has it)", file=sys.stderr)
             return 2
-        rows = []
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a line torn by a kill
-        last = max((r["step"] for r in rows), default=0)
-        for lo in range(1, last + 1, args.window):
-            a = check_anatomy([r for r in rows if lo <= r["step"] < lo + args.window])
+        try:
+            rows = read_jsonl(path)  # a last line torn by a kill is left out
+            last = max((r["step"] for r in rows), default=0)
+            windows = [check_anatomy([r for r in rows if lo <= r["step"] < lo + args.window])
+                       for lo in range(1, last + 1, args.window)]
+        except DrZeroError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        except (KeyError, TypeError) as e:
+            print(f"error: {path}: a sample without {e} (not a drzero train samples.jsonl)", file=sys.stderr)
+            return 2
+        for lo, a in zip(range(1, last + 1, args.window), windows):
             if not a["wrong"]:
                 continue
             v = a["failed_verdicts"]

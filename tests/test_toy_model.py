@@ -151,3 +151,29 @@ def test_read_check_on_the_corpus_and_on_what_training_writes():
     assert a["wrong"] == 2 and a["share_failed"] == 0.5 and a["share_misread"] == 0.5 and a["share_passed"] == 0.0
     assert a["failed_verdicts"] == 3 and a["truncated"] == 0.5 and a["length"] == 20 and a["length_failed"] == 30
     assert check_anatomy(samples[2:]) == {"wrong": 0}
+
+
+def test_toy_anatomy_script_reads_a_run_and_refuses_bad_input(tmp_path):
+    """scripts/toy_anatomy.py: one row per window of a run's samples.jsonl (a torn last
+    line left out); a folder without samples, or samples that are not drzero's, give one line."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "toy_anatomy.py"
+    odd = "Compute 13 + 14. The answer is odd."
+    rows = [{"step": s, "question": odd, "response": "Check: 28 is even, not odd.", "reward": 0.0, "length": 20,
+             "finish_reason": "stop"} for s in (1, 2, 3)]
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "samples.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + '\n{"step": 4, "quest')
+    out = subprocess.run([sys.executable, str(script), str(tmp_path / "run"), "--window", "2"], capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
+    body = out.stdout.splitlines()[1:]
+    assert [line.split()[1:4] for line in body] == [["1-2", "2", "20"], ["3-3", "1", "20"]]
+    for bad, why in ((tmp_path / "none", "not found"), (tmp_path / "foreign", "without 'reward'")):
+        bad.mkdir()
+        if "foreign" in str(bad):
+            (bad / "samples.jsonl").write_text('{"step": 1}\n')
+        out = subprocess.run([sys.executable, str(script), str(bad)], capture_output=True, text=True)
+        assert out.returncode == 2 and why in out.stderr and out.stderr.count("\n") == 1, out.stderr

@@ -236,11 +236,11 @@ def read_check(question: str, response: str) -> str:
     ``passed`` (``Check: 28 is even. Yes.``: the number's true parity, as asked), ``failed``
     (``Check: 27 is odd, not even.``: visibly wrong, the branch re-check loops follow),
     ``ignored`` (the number's true parity, not the one asked, without saying so: ``Check:
-    27 is odd. Yes.`` for an even question), ``misread`` (a parity the number does not have, so a wrong result "passes": ``Check: 27
-    is even. Yes.``), ``other`` (a check without a number verdict, ``Check this step.``),
-    ``none`` (no check). The corpus writes only ``passed`` and ``failed`` checks; anything else
-    is something training taught the model (docs/probe-and-report.md, "What Dr. GRPO
-    changes"). Only the first check is read."""
+    27 is odd. Yes.`` for an even question), ``misread`` (a parity the number does not
+    have, so a wrong result "passes": ``Check: 27 is even. Yes.``), ``other`` (a check
+    without a number verdict, ``Check this step.``), ``none`` (no check). The corpus writes
+    only ``passed`` and ``failed`` checks; anything else is something training taught the
+    model (docs/probe-and-report.md, "What Dr. GRPO changes"). Only the first check is read."""
     at = response.find("Check")
     if at < 0:
         return "none"
