@@ -214,6 +214,31 @@ def test_idle_cpus_reads_proc_stat():
         assert idle is not None  # readable here: the rule is live on this machine
 
 
+def test_idle_cpus_arithmetic_on_given_snapshots(monkeypatch):
+    """idle CPUs = cores x (idle + iowait delta) / (delta of the first 8 fields: guest time
+    is already inside user); iowait going down (the kernel allows it) gives 0, not < 0."""
+    import io
+
+    import drzero.rollout.hf as hf
+
+    def fake(snapshots):
+        it = iter(snapshots)
+        return lambda path, *a, **k: io.StringIO(next(it))
+
+    monkeypatch.setattr(hf.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(hf, "usable_cpus", lambda: 2)
+    #                   user nice system idle iowait irq softirq steal guest guest_nice
+    a = "cpu  100 0 50 1000 10 0 0 0 100 0\n"
+    b = "cpu  150 0 50 1140 20 0 0 0 150 0\n"  # 200 ticks, 150 of them idle or iowait
+    monkeypatch.setattr(hf, "open", fake([a, b]), raising=False)
+    assert hf.idle_cpus(0) == 2 * 150 / 200
+    c = "cpu  300 0 50 1000 0 0 0 0 100 0\n"  # idle + iowait went down by 10
+    monkeypatch.setattr(hf, "open", fake([a, c]), raising=False)
+    assert hf.idle_cpus(0) == 0.0
+    monkeypatch.setattr(hf, "usable_cpus", lambda: 1)  # a container's share: the machine's numbers do not apply
+    assert hf.idle_cpus(0) is None
+
+
 def test_usable_cpus_respects_affinity():
     from drzero.rollout.hf import usable_cpus
 
