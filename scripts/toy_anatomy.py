@@ -5,8 +5,10 @@
 Reads each run's ``samples.jsonl`` (the responses ``log_samples`` keeps per iteration)
 and prints, for the wrong (reward 0) ones: how their parity check reads
 (``drzero.toy.task.read_check``: passed / failed / ignored / misread / other / none), the failed
-ones' number of verdicts, the truncated share and the mean length. docs/probe-and-report.md
-("What Dr. GRPO changes") reads the six toy-v2 runs with it.
+ones' number of verdicts, the truncated share and the mean length, and the length ceiling
+(``drzero.toy.task.length_ceiling``: the wrong responses' mean, as a multiple of the window's,
+if every failed-check response ran to the run's token budget). docs/probe-and-report.md
+("What Dr. GRPO changes", "How far can GRPO lengthen") reads the toy-v2 runs with it.
 """
 
 from __future__ import annotations
@@ -15,25 +17,38 @@ import argparse
 import sys
 from pathlib import Path
 
+import yaml
+
 from drzero.errors import DrZeroError
 from drzero.report import read_jsonl
-from drzero.toy.task import check_anatomy
+from drzero.toy.task import check_anatomy, length_ceiling
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+", help="run directories (each with samples.jsonl)")
     ap.add_argument("--window", type=int, default=50, help="iterations per row")
+    ap.add_argument("--budget", type=int, default=None,
+                    help="token budget for the ceiling column (default: each run's max_new_tokens, from its config.yaml)")
     args = ap.parse_args(argv)
     if args.window < 1:
         ap.error("--window must be >= 1")
+    if args.budget is not None and args.budget < 1:
+        ap.error("--budget must be >= 1")
     print(f"{'run':28s} {'iters':>9s} {'wrong':>5s} {'len':>5s} {'trunc':>5s} {'passed':>6s} {'failed':>6s} {'ignored':>7s} "
-          f"{'misread':>7s} {'other':>5s} {'none':>5s} {'verdicts/failed':>15s}")
+          f"{'misread':>7s} {'other':>5s} {'none':>5s} {'verdicts/failed':>15s} {'ceiling':>7s}")
     for run in args.runs:
         path = Path(run) / "samples.jsonl"
         if not path.is_file():
             print(f"error: {path} not found (a drzero train run directory has it)", file=sys.stderr)
             return 2
+        budget = args.budget
+        if budget is None:
+            try:
+                budget = int(yaml.safe_load((Path(run) / "config.yaml").read_text())["max_new_tokens"])
+            except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError):
+                print(f"error: {Path(run) / 'config.yaml'} gives no max_new_tokens; pass --budget", file=sys.stderr)
+                return 2
         try:
             rows = read_jsonl(path)  # a last line torn by a kill is left out
             last = max((r["step"] for r in rows), default=0)
@@ -49,10 +64,11 @@ def main(argv=None) -> int:
             if not a["wrong"]:
                 continue
             v = a["failed_verdicts"]
+            ceiling = length_ceiling(a, budget)
             print(f"{Path(run).name:28s} {lo:4d}-{min(lo + args.window - 1, last):<4d} {a['wrong']:5d} {a['length']:5.0f} "
                   f"{a['truncated']:5.2f} {a['share_passed']:6.2f} {a['share_failed']:6.2f} {a['share_ignored']:7.2f} "
                   f"{a['share_misread']:7.2f} "
-                  f"{a['share_other']:5.2f} {a['share_none']:5.2f} {'-' if v is None else f'{v:.1f}':>15s}")
+                  f"{a['share_other']:5.2f} {a['share_none']:5.2f} {'-' if v is None else f'{v:.1f}':>15s} {'x' + format(ceiling, '.2f'):>7s}")
     return 0
 
 

@@ -125,7 +125,7 @@ def test_read_check_on_the_corpus_and_on_what_training_writes():
     trained toy-v2 models (docs/probe-and-report.md, "What Dr. GRPO changes")."""
     import random
 
-    from drzero.toy.task import check_anatomy, make_question, read_check, solve
+    from drzero.toy.task import check_anatomy, length_ceiling, make_question, read_check, solve
 
     rng = random.Random(0)
     for _ in range(400):
@@ -151,6 +151,8 @@ def test_read_check_on_the_corpus_and_on_what_training_writes():
     assert a["wrong"] == 2 and a["share_failed"] == 0.5 and a["share_misread"] == 0.5 and a["share_passed"] == 0.0
     assert a["failed_verdicts"] == 3 and a["truncated"] == 0.5 and a["length"] == 20 and a["length_failed"] == 30
     assert check_anatomy(samples[2:]) == {"wrong": 0}
+    # if the failed response (30 tokens) ran to 50, the wrong mean would go 20 -> (50 + 10) / 2 = 30
+    assert length_ceiling(a, 50) == 1.5 and length_ceiling(check_anatomy(samples[2:]), 50) is None
 
 
 def test_toy_anatomy_script_reads_a_run_and_refuses_bad_input(tmp_path):
@@ -165,15 +167,23 @@ def test_toy_anatomy_script_reads_a_run_and_refuses_bad_input(tmp_path):
     rows = [{"step": s, "question": odd, "response": "Check: 28 is even, not odd.", "reward": 0.0, "length": 20,
              "finish_reason": "stop"} for s in (1, 2, 3)]
     (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text("max_new_tokens: 50\n")  # the ceiling's budget
     (tmp_path / "run" / "samples.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + '\n{"step": 4, "quest')
     out = subprocess.run([sys.executable, str(script), str(tmp_path / "run"), "--window", "2"], capture_output=True,
                          text=True)
     assert out.returncode == 0, out.stderr
     body = out.stdout.splitlines()[1:]
-    assert [line.split()[1:4] for line in body] == [["1-2", "2", "20"], ["3-3", "1", "20"]]
-    for bad, why in ((tmp_path / "none", "not found"), (tmp_path / "foreign", "without 'reward'")):
+    assert [line.split()[1:4] + line.split()[-1:] for line in body] == [["1-2", "2", "20", "x2.50"],
+                                                                         ["3-3", "1", "20", "x2.50"]]
+    out = subprocess.run([sys.executable, str(script), str(tmp_path / "run"), "--budget", "30"], capture_output=True,
+                         text=True)
+    assert out.returncode == 0 and out.stdout.splitlines()[1].split()[-1] == "x1.50", out.stderr
+    for bad, why in ((tmp_path / "none", "not found"), (tmp_path / "foreign", "without 'reward'"),
+                     (tmp_path / "noconfig", "pass --budget")):
         bad.mkdir()
-        if "foreign" in str(bad):
+        if "none" not in str(bad):
             (bad / "samples.jsonl").write_text('{"step": 1}\n')
+        if "foreign" in str(bad):
+            (bad / "config.yaml").write_text("max_new_tokens: 50\n")
         out = subprocess.run([sys.executable, str(script), str(bad)], capture_output=True, text=True)
         assert out.returncode == 2 and why in out.stderr and out.stderr.count("\n") == 1, out.stderr

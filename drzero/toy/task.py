@@ -276,3 +276,18 @@ def check_anatomy(samples: list[dict]) -> dict:
     out["truncated"] = sum(r.get("finish_reason") == "length" for r in wrong) / len(wrong)
     out["length"] = sum(r["length"] for r in wrong) / len(wrong)
     return out
+
+
+def length_ceiling(anatomy: dict, budget: int) -> float | None:
+    """How far GRPO's length bias can lengthen toy-v2's wrong responses, as a multiple of
+    their mean length in ``anatomy`` (``check_anatomy``'s output): the mean if every
+    response with a *failed* check ran to ``budget`` tokens while the other outcomes kept
+    their shares and lengths. Only a failed check makes a wrong response visibly wrong to
+    the model, so only that branch has a length choice the bias acts on; a wrong response
+    whose check passed looks right and is shortened along with the right ones. None
+    without wrong responses."""
+    if not anatomy.get("wrong"):
+        return None
+    rest = sum(anatomy[f"share_{o}"] * anatomy[f"length_{o}"] for o in CHECK_OUTCOMES
+               if o != "failed" and anatomy[f"length_{o}"] is not None)
+    return (anatomy["share_failed"] * budget + rest) / anatomy["length"]
