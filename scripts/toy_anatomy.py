@@ -5,7 +5,7 @@
 Reads each run's ``samples.jsonl`` (the responses ``log_samples`` keeps per iteration)
 and prints, for the wrong (reward 0) ones: how their parity check reads
 (``drzero.toy.task.read_check``: passed / failed / ignored / misread / other / none), the failed
-ones' number of verdicts, the truncated share and the mean length, and the length ceiling
+ones' number of verdicts and mean length, the truncated share and the mean length, and the length ceiling
 (``drzero.toy.task.length_ceiling``: the wrong responses' mean, as a multiple of the window's,
 if every failed-check response ran to the run's token budget). docs/probe-and-report.md
 ("What Dr. GRPO changes", "How far can GRPO lengthen") reads the toy-v2 runs with it.
@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     if args.budget is not None and args.budget < 1:
         ap.error("--budget must be >= 1")
     print(f"{'run':28s} {'iters':>9s} {'wrong':>5s} {'len':>5s} {'trunc':>5s} {'passed':>6s} {'failed':>6s} {'ignored':>7s} "
-          f"{'misread':>7s} {'other':>5s} {'none':>5s} {'verdicts/failed':>15s} {'ceiling':>7s}")
+          f"{'misread':>7s} {'other':>5s} {'none':>5s} {'verdicts/failed':>15s} {'len/failed':>10s} {'ceiling':>7s}")
     for run in args.runs:
         path = Path(run) / "samples.jsonl"
         if not path.is_file():
@@ -64,11 +64,12 @@ def main(argv=None) -> int:
             if not a["wrong"]:
                 continue
             v = a["failed_verdicts"]
+            lf = a["length_failed"]
             ceiling = length_ceiling(a, budget)
             print(f"{Path(run).name:28s} {lo:4d}-{min(lo + args.window - 1, last):<4d} {a['wrong']:5d} {a['length']:5.0f} "
                   f"{a['truncated']:5.2f} {a['share_passed']:6.2f} {a['share_failed']:6.2f} {a['share_ignored']:7.2f} "
                   f"{a['share_misread']:7.2f} "
-                  f"{a['share_other']:5.2f} {a['share_none']:5.2f} {'-' if v is None else f'{v:.1f}':>15s} {'x' + format(ceiling, '.2f'):>7s}")
+                  f"{a['share_other']:5.2f} {a['share_none']:5.2f} {'-' if v is None else f'{v:.1f}':>15s} {'-' if lf is None else f'{lf:.0f}':>10s} {'x' + format(ceiling, '.2f'):>7s}")
     return 0
 
 

@@ -173,8 +173,8 @@ def test_toy_anatomy_script_reads_a_run_and_refuses_bad_input(tmp_path):
                          text=True)
     assert out.returncode == 0, out.stderr
     body = out.stdout.splitlines()[1:]
-    assert [line.split()[1:4] + line.split()[-1:] for line in body] == [["1-2", "2", "20", "x2.50"],
-                                                                         ["3-3", "1", "20", "x2.50"]]
+    assert [line.split()[1:4] + line.split()[-2:] for line in body] == [["1-2", "2", "20", "20", "x2.50"],
+                                                                         ["3-3", "1", "20", "20", "x2.50"]]
     out = subprocess.run([sys.executable, str(script), str(tmp_path / "run"), "--budget", "30"], capture_output=True,
                          text=True)
     assert out.returncode == 0 and out.stdout.splitlines()[1].split()[-1] == "x1.50", out.stderr
