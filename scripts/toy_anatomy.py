@@ -5,10 +5,10 @@
 Reads each run's ``samples.jsonl`` (the responses ``log_samples`` keeps per iteration)
 and prints, for the wrong (reward 0) ones: how their parity check reads
 (``drzero.toy.task.read_check``: passed / failed / ignored / misread / other / none), the failed
-ones' number of verdicts and mean length, the truncated share and the mean length, and the length ceiling
+ones' number of verdicts and length, the truncated share, the mean length, and the ceiling
 (``drzero.toy.task.length_ceiling``: the wrong responses' mean, as a multiple of the window's,
 if every failed-check response ran to the run's token budget). docs/probe-and-report.md
-("What Dr. GRPO changes", "How far can GRPO lengthen") reads the toy-v2 runs with it.
+("What Dr. GRPO changes", "Why GRPO stops near x1.3") reads the toy-v2 runs with it.
 """
 
 from __future__ import annotations
@@ -69,7 +69,8 @@ def main(argv=None) -> int:
             print(f"{Path(run).name:28s} {lo:4d}-{min(lo + args.window - 1, last):<4d} {a['wrong']:5d} {a['length']:5.0f} "
                   f"{a['truncated']:5.2f} {a['share_passed']:6.2f} {a['share_failed']:6.2f} {a['share_ignored']:7.2f} "
                   f"{a['share_misread']:7.2f} "
-                  f"{a['share_other']:5.2f} {a['share_none']:5.2f} {'-' if v is None else f'{v:.1f}':>15s} {'-' if lf is None else f'{lf:.0f}':>10s} {'x' + format(ceiling, '.2f'):>7s}")
+                  f"{a['share_other']:5.2f} {a['share_none']:5.2f} {'-' if v is None else f'{v:.1f}':>15s} "
+                  f"{'-' if lf is None else f'{lf:.0f}':>10s} {'x' + format(ceiling, '.2f'):>7s}")
     return 0
 
 
