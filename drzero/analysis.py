@@ -51,7 +51,7 @@ class BiasMonitor:
     warns once that comparison has held for ``patience`` iterations in a row. Both
     objectives can lengthen wrong responses for a few iterations early in training (toy-v2:
     Dr. GRPO seed 2, 114 -> 146 tokens at iteration 11, gone by 20); the bias persists.
-    ``patience`` 5 warns on all six recorded toy-v2 GRPO runs and on none of the six
+    ``patience`` 5 warns on all nine recorded toy-v2 GRPO runs and on none of the nine
     Dr. GRPO ones (tests/test_probe_report.py; with 1, two Dr. GRPO runs warned once)."""
 
     def __init__(self, window: int = 5, growth: float = 1.25, patience: int = 5):
