@@ -50,8 +50,7 @@ def test_model_card_numbers_meet_targets():
 
 
 def test_toy_v2_card_meets_its_stated_targets():
-    """What the toy-v2 card states, within the ranges docs/toy.md gives (issue 15's targets
-    where the model meets them; the card says which it misses)."""
+    """What the toy-v2 card states, within the ranges docs/toy.md gives (issue 15's targets)."""
     t, s = V2_CARD["templates"], V2_CARD["sampled"]
     assert s["template"] == "qwen_math"  # the template the toy-v2 recipes use
     assert s["pass@8"] >= V2_PASS8_MIN
@@ -65,6 +64,9 @@ def test_toy_v2_card_meets_its_stated_targets():
     # the template decides whether it answers correctly: greedy accuracy > 50% under one, < 10% under another
     accs = [v["greedy_accuracy"] for v in t.values()]
     assert max(accs) > 0.5 and min(accs) < 0.1
+    # and whether it answers at all (issue 4's trait): it writes more questions under r1 and none
+    rates = {k: v["answering_rate"] for k, v in t.items()}
+    assert rates["qwen_math"] > 0.9 and rates["r1"] < 0.5 and rates["none"] < 0.5
     assert (TOY_V2_CHECKPOINT / "README.md").read_text().count("|") > 10
 
 
