@@ -47,15 +47,22 @@ def read_jsonl(path: Path) -> list[dict]:
     return records
 
 
+def read_run_config(run_dir: str | Path) -> dict:
+    """A training run's ``config.yaml`` as a dict ({} when the file is missing or not a
+    mapping); a file that is not YAML is a one-line ``DrZeroError``."""
+    path = Path(run_dir) / "config.yaml"
+    try:
+        cfg = yaml.safe_load(path.read_text()) if path.exists() else {}
+    except (yaml.YAMLError, UnicodeDecodeError, OSError):
+        raise DrZeroError(f"{path}: not valid YAML") from None
+    return cfg if isinstance(cfg, dict) else {}
+
+
 def load_run(run_dir: str) -> dict:
     d = Path(run_dir)
     if not (d / "metrics.jsonl").is_file():
         raise DrZeroError(f"{run_dir}: not a training run directory (no metrics.jsonl)")
-    try:
-        cfg = yaml.safe_load((d / "config.yaml").read_text()) if (d / "config.yaml").exists() else {}
-    except (yaml.YAMLError, UnicodeDecodeError, OSError):
-        raise DrZeroError(f"{d / 'config.yaml'}: not valid YAML") from None
-    cfg = cfg if isinstance(cfg, dict) else {}
+    cfg = read_run_config(d)
     metrics = read_jsonl(d / "metrics.jsonl")
     label = f"{d.name} ({cfg.get('algo', '?')})"
     return {"dir": d, "label": label, "config": cfg, "metrics": metrics, "weights": read_jsonl(d / "weights.jsonl")}

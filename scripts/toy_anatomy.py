@@ -17,10 +17,8 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
-
 from drzero.errors import DrZeroError
-from drzero.report import read_jsonl
+from drzero.report import read_jsonl, read_run_config
 from drzero.toy.task import check_anatomy, length_ceiling
 
 
@@ -45,8 +43,8 @@ def main(argv=None) -> int:
         budget = args.budget
         if budget is None:
             try:
-                budget = int(yaml.safe_load((Path(run) / "config.yaml").read_text())["max_new_tokens"])
-            except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError):
+                budget = int(read_run_config(run)["max_new_tokens"])
+            except (DrZeroError, KeyError, TypeError, ValueError):
                 print(f"error: {Path(run) / 'config.yaml'} gives no max_new_tokens; pass --budget", file=sys.stderr)
                 return 2
         try:
