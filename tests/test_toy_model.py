@@ -189,3 +189,60 @@ def test_toy_anatomy_script_reads_a_run_and_refuses_bad_input(tmp_path):
             (bad / "config.yaml").write_text("max_new_tokens: 50\n")
         out = subprocess.run([sys.executable, str(script), str(bad)], capture_output=True, text=True)
         assert out.returncode == 2 and why in out.stderr and out.stderr.count("\n") == 1, out.stderr
+
+
+def test_arithmetic_slips_counts_the_corpus_slips():
+    """arithmetic_slips finds exactly the sub-steps ``solve`` wrote and the ones it slipped
+    on (solve's own rng decides the slips; we recount them from the text)."""
+    import random
+
+    from drzero.toy.task import SolutionStyle, arithmetic_slips, make_question, solve
+
+    rng = random.Random(3)
+    seen_slip = seen_clean = 0
+    for _ in range(300):
+        q = make_question(rng, rng.choice((1, 2, 3, 4)))
+        lines, value = solve(q, rng, SolutionStyle(error_rate=0.3))
+        n_parts = sum(2 if b >= 10 else 1 for _, b in q["ops"])
+        steps, wrong = arithmetic_slips(" ".join(lines) + f" The final answer is \\boxed{{{value}}}.")
+        assert steps == n_parts
+        assert (wrong == 0) == (value == int(q["answer"])) or wrong >= 2  # two slips can cancel out
+        seen_slip += wrong > 0
+        seen_clean += wrong == 0
+    assert seen_slip > 50 and seen_clean > 50
+    # the working only: numbers after the check are not sub-steps
+    assert arithmetic_slips("47 - 19 = 47 - 10 - 9. 47 - 10 = 37. 37 - 9 = 26. Check: 26 is even. 1 + 1 = 3.") == (2, 1)
+
+
+def test_toy_slips_script_reads_eval_outputs_and_runs(tmp_path):
+    """scripts/toy_slips.py: one row for an eval folder, one per window for a run (its torn
+    last line left out), the slip rate per sub-step; bad folders give one line."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "toy_slips.py"
+    good = "13 + 4 = 17. Check: 17 is odd. Yes. The final answer is \\boxed{17}."
+    bad = "13 + 4 = 18. Check: 18 is even, not odd. The final answer is \\boxed{18}."
+    ev = tmp_path / "eval"
+    ev.mkdir()
+    (ev / "samples.jsonl").write_text("\n".join(json.dumps({"response": t, "correct": t == good, "finish_reason": f})
+                                                for t, f in ((good, "stop"), (bad, "stop"), (bad, "length"), (good, "stop"))))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"step": 1}\n')
+    rows = [{"step": s, "response": t, "reward": float(t == good), "finish_reason": "stop"}
+            for s, t in ((1, good), (1, bad), (2, bad), (3, good))]
+    (run / "samples.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + '\n{"step": 4, "resp')
+    out = subprocess.run([sys.executable, str(script), str(ev), str(run), "--window", "2"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    body = [line.split() for line in out.stdout.splitlines()[1:]]
+    assert body == [["eval", "eval", "4", "0.500", "1.00", "0.5000", "1"],
+                    ["run", "1-2", "3", "0.333", "1.00", "0.6667", "0"],
+                    ["run", "3-3", "1", "1.000", "1.00", "0.0000", "0"]]
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "samples.jsonl").write_text('{"text": "x"}\n')
+    for folder, why in ((tmp_path / "none", "not found"), (foreign, "without 'response'")):
+        out = subprocess.run([sys.executable, str(script), str(folder)], capture_output=True, text=True)
+        assert out.returncode == 2 and why in out.stderr and out.stderr.count("\n") == 1, out.stderr

@@ -291,3 +291,15 @@ def length_ceiling(anatomy: dict, budget: int) -> float | None:
     rest = sum(anatomy[f"share_{o}"] * anatomy[f"length_{o}"] for o in CHECK_OUTCOMES
                if o != "failed" and anatomy[f"length_{o}"] is not None)
     return (anatomy["share_failed"] * budget + rest) / anatomy["length"]
+
+
+_SUB_STEP = re.compile(r"(-?\d+) ([+-]) (\d+) = (-?\d+)\.")
+
+
+def arithmetic_slips(response: str) -> tuple[int, int]:
+    """(sub-steps, wrong sub-steps) in a response's working before its first check: each
+    ``a +- b = c.`` sentence (``47 - 10 = 37.``) is one sub-step, a slip when ``c`` is not
+    ``a +- b``. The split sentences (``47 - 19 = 47 - 10 - 9.``) are not sub-steps."""
+    steps = _SUB_STEP.findall(response.split("Check")[0])
+    wrong = sum((int(a) + int(b) if op == "+" else int(a) - int(b)) != int(c) for a, op, b, c in steps)
+    return len(steps), wrong
