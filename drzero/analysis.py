@@ -24,21 +24,18 @@ def reflection_keywords(text: str) -> list[str]:
     return [m.group(0).lower() for m in _REFLECTION_RE.finditer(text)]
 
 
-def is_answering(text: str, question: str | None = None) -> bool:
+def is_answering(text: str) -> bool:
     """Rule-based answering detector: the response commits to a final answer (a boxed
     answer, an answer tag or an "answer is" phrase) before it stops answering (a new chat
     turn such as ``User:`` on a new line: the grader's ``cut_continuation``) instead of
     only continuing the text. The paper's judge counts "text that merely continues the
-    prompt (for example by writing more questions)" as not answering (drzero.judge).
-    When ``question`` itself contains an answer phrase ("... The answer is even."), a
-    phrase in the response is no evidence (it may be the question's wording, copied into
-    more questions): only a box or a tag counts. The paper's answering rate is judged by
-    an LLM (``drzero probe --judge-endpoint``); this rule is its cheap stand-in."""
+    prompt (for example by writing more questions)" as not answering (drzero.judge); this
+    rule catches that only when the new questions open a new turn (a model that writes
+    "Compute 3 + 4. The answer is odd." on the next line passes it). The paper's answering
+    rate is judged by an LLM (``drzero probe --judge-endpoint``); this rule is its cheap
+    stand-in."""
     text = cut_continuation(text)
-    finders = [extract_boxed, extract_answer_tag]
-    if question is None or extract_phrase(question) is None:
-        finders.append(extract_phrase)
-    return any(fn(text) is not None for fn in finders)
+    return any(fn(text) is not None for fn in (extract_boxed, extract_answer_tag, extract_phrase))
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

@@ -123,7 +123,7 @@ def greedy_template_stats(engine, rows: list[dict], template: Template, *, max_n
                                grader)
     stats = {
         "greedy_accuracy": mean_or_nan(g.correct for g in batch.grades),
-        "answering_rate": mean_or_nan(is_answering(g.text, r["problem"]) for r, g in zip(rows, batch.generations)),
+        "answering_rate": mean_or_nan(is_answering(g.text) for g in batch.generations),
         "format_rate": mean_or_nan(g.formatted for g in batch.grades),
         "length_mean": batch.lengths.mean().item(),
         "truncation_rate": batch.truncated.float().mean().item(),

@@ -99,7 +99,7 @@ def run_probe(cfg: ProbeConfig, log=print) -> dict:
         gens, grades = greedy.generations, greedy.grades
         entry["any_format_rate"] = entry.pop("answering_rate")  # the rule: a format rate, not the answering rate
         entry["pass_at_k"] = {}
-        any_format = [is_answering(g.text, r["problem"]) for r, g in zip(rows, gens)]
+        any_format = [is_answering(g.text) for g in gens]
         judged = judge.answering([(r["problem"], g.text) for r, g in zip(rows, gens)]) if judge else [None] * len(gens)
         entry["answering_rate"] = statistics.fmean(judged) if judge else None  # the paper's measure: judged
         for r, g, gr, f, a in zip(rows, gens, grades, any_format, judged):

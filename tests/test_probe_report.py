@@ -22,22 +22,21 @@ def test_reflection_keywords_and_answering_detector():
     assert not is_answering("\nWhat is 3 + 4?\nCompute 2 * 5.")
 
 
-def test_answering_detector_does_not_credit_written_questions():
-    """The toy-v2 model's real greedy outputs under the r1 and no templates: it writes more
-    questions, each with the parity phrase of the task ("The answer is odd."). The paper's
-    judge calls that "continues the prompt", not answering; the rule used to count it."""
-    q = "Evaluate 44 - 37 + 23. The answer is even."
+def test_answering_detector_stops_at_a_new_turn():
+    """The toy-v2 model's real greedy output under the r1 template: it opens a new user turn
+    and writes more questions, each with the task's parity phrase ("The answer is odd.").
+    The paper's judge calls that "continues the prompt", not answering; the rule used to
+    count it. Now it reads the response only up to the new turn, as the grader does."""
     r1_drift = " First, let us read the question again.\nUser: Evaluate 16 + 36. The answer is odd.\nEvaluate 30 + 37. The answer is odd."
-    none_drift = "\nEvaluate 36 - 11 + 33. The answer is odd.\nEvaluate 39 + 33. The answer is odd."
-    assert not is_answering(r1_drift) and not is_answering(r1_drift, q)  # the new user turn is cut
-    assert not is_answering(none_drift, q)  # the question has the phrase, so only a box or a tag counts
-    assert is_answering(none_drift)  # without the question the phrase still counts
-    assert is_answering("44 - 37 = 7. 7 + 23 = 30. Check: 30 is even. Yes. The final answer is \\boxed{30}.", q)
-    assert is_answering("<answer> 30 </answer>", q)
-    # an answer given before the model goes on to a new turn still counts; one after it does not
-    assert is_answering("So the answer is 7.\nUser: What is 2 + 2?", "What is 3 + 4?")
-    assert not is_answering("Let me think.\nUser: What is 2 + 2?\nAssistant: The answer is 4.", "What is 3 + 4?")
-    assert is_answering("The answer is 7.", "What is 3 + 4?")
+    assert not is_answering(r1_drift)
+    assert not is_answering("Let me think.\nUser: What is 2 + 2?\nAssistant: The answer is 4.")
+    assert not is_answering("Let me think.<|im_start|>user\nWhat is 2 + 2? The answer is \\boxed{4}")
+    # an answer given before the model goes on to a new turn still counts
+    assert is_answering("So the answer is 7.\nUser: What is 2 + 2?")
+    assert is_answering("44 - 37 = 7. 7 + 23 = 30. Check: 30 is even. Yes. The final answer is \\boxed{30}.")
+    # the documented limit (why drzero probe calls the rule a format rate): more questions
+    # on plain new lines, with no turn marker, still pass
+    assert is_answering("\nEvaluate 36 - 11 + 33. The answer is odd.\nEvaluate 39 + 33. The answer is odd.")
 
 
 class _Judge(BaseHTTPRequestHandler):

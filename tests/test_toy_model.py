@@ -64,9 +64,9 @@ def test_toy_v2_card_meets_its_stated_targets():
     # the template decides whether it answers correctly: greedy accuracy > 50% under one, < 10% under another
     accs = [v["greedy_accuracy"] for v in t.values()]
     assert max(accs) > 0.5 and min(accs) < 0.1
-    # and whether it answers at all (issue 4's trait): it writes more questions under r1 and none
+    # and whether it answers at all (issue 4's trait): under r1 it opens a new user turn of more questions
     rates = {k: v["answering_rate"] for k, v in t.items()}
-    assert rates["qwen_math"] > 0.9 and rates["r1"] < 0.5 and rates["none"] < 0.5
+    assert rates["qwen_math"] > 0.9 and rates["r1"] < 0.5
     assert (TOY_V2_CHECKPOINT / "README.md").read_text().count("|") > 10
 
 

@@ -87,7 +87,7 @@ def measure(model, tokenizer, rows: list[dict], *, n_samples: int = 8, log=print
         "pass@1": passes["pass@1"],
         f"pass@{n_samples}": passes[f"pass@{n_samples}"],
         "reward_mean": float(np.mean(reward)),
-        "answering_rate": sum(is_answering(g.text, rows[i // n_samples]["problem"]) for i, g in enumerate(gens)) / len(gens),
+        "answering_rate": sum(is_answering(g.text) for g in gens) / len(gens),
         "reflection_keyword_rate": sum(bool(reflection_keywords(g.text)) for g in gens) / len(gens),
         "mean_response_tokens": float(np.mean(lengths)),
         "truncation_rate": float(np.mean([g.truncated for g in gens])),
