@@ -246,3 +246,39 @@ def test_toy_slips_script_reads_eval_outputs_and_runs(tmp_path):
     for folder, why in ((tmp_path / "none", "not found"), (foreign, "without 'response'")):
         out = subprocess.run([sys.executable, str(script), str(folder)], capture_output=True, text=True)
         assert out.returncode == 2 and why in out.stderr and out.stderr.count("\n") == 1, out.stderr
+
+
+def test_toy_slip_margins_script(tmp_path):
+    """scripts/toy_slip_margins.py: the first slip of each answer the slipped eval got wrong
+    and the base eval got right, scored by a model (the toy-v2 base, which prefers 37 to
+    27 after ``47 - 10 =``); a missing folder is one line."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "toy_slip_margins.py"
+    sys.path.insert(0, str(script.parent))
+    try:
+        from toy_slip_margins import first_slips
+    finally:
+        sys.path.pop(0)
+    q = "Compute 47 - 19. The answer is even."
+    wrong = "47 - 19 = 47 - 10 - 9. 47 - 10 = 27. 27 - 9 = 17. Check: 17 is odd, not even. The final answer is \\boxed{17}."
+    right = "47 - 19 = 47 - 10 - 9. 47 - 10 = 37. 37 - 9 = 28. Check: 28 is even. Yes. The final answer is \\boxed{28}."
+    slipped = [{"index": 0, "question": q, "response": wrong, "correct": False},
+               {"index": 1, "question": q, "response": wrong, "correct": False},  # base wrong too: not read
+               {"index": 2, "question": q, "response": right, "correct": True}]
+    base = [{"index": 0, "correct": True}, {"index": 1, "correct": False}, {"index": 2, "correct": True}]
+    assert first_slips(slipped, base) == [(q, "47 - 19 = 47 - 10 - 9. 47 - 10 = ", 37, 27)]
+    for name, rows in (("slipped", slipped), ("base", base)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "samples.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    out = subprocess.run([sys.executable, str(script), str(tmp_path / "slipped"), str(tmp_path / "base"), "--models", "toy-v2"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("1 first slips") and lines[1].startswith("toy-v2: margin median")
+    assert float(lines[1].split("median ")[1].split()[0]) > 0 and "prefers the slip in 0%" in lines[1]
+    out = subprocess.run([sys.executable, str(script), str(tmp_path / "none"), str(tmp_path / "base"), "--models", "toy-v2"],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "not found" in out.stderr and out.stderr.count("\n") == 1, out.stderr
