@@ -15,12 +15,11 @@ docs/probe-and-report.md ("Why GRPO ends less accurate") reads the toy-v2 runs w
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import sys
 from pathlib import Path
 
-_STEP = re.compile(r"(-?\d+) ([+-]) (\d+) = (-?\d+)\.")
+from drzero.toy.task import sub_steps
 
 
 def first_slips(slipped: list[dict], base: list[dict]) -> list[tuple[str, str, int, int]]:
@@ -31,11 +30,9 @@ def first_slips(slipped: list[dict], base: list[dict]) -> list[tuple[str, str, i
     for r in slipped:
         if r["correct"] or r["index"] not in right:
             continue
-        for m in _STEP.finditer(r["response"].split("Check")[0]):
-            a, op, b, c = m.groups()
-            true = int(a) + int(b) if op == "+" else int(a) - int(b)
-            if true != int(c):
-                out.append((r["question"], r["response"][: m.start(4)], true, int(c)))
+        for m, true in sub_steps(r["response"]):
+            if true != int(m.group(4)):
+                out.append((r["question"], r["response"][: m.start(4)], true, int(m.group(4))))
                 break
     return out
 
@@ -51,7 +48,8 @@ def margins(model, tokenizer, template, slips) -> list[float]:
             out = model(torch.tensor([ids + more])).logits.log_softmax(-1)[0]
         return sum(out[len(ids) - 1 + i, t].item() for i, t in enumerate(more))
 
-    return [logprob(template.render(q) + p, f"{t}.") - logprob(template.render(q) + p, f"{s}.") for q, p, t, s in slips]
+    prefixes = [template.render(q) + p for q, p, _, _ in slips]
+    return [logprob(pre, f"{t}.") - logprob(pre, f"{s}.") for pre, (_, _, t, s) in zip(prefixes, slips)]
 
 
 def main(argv=None) -> int:

@@ -296,10 +296,19 @@ def length_ceiling(anatomy: dict, budget: int) -> float | None:
 _SUB_STEP = re.compile(r"(-?\d+) ([+-]) (\d+) = (-?\d+)\.")
 
 
+def sub_steps(response: str) -> list[tuple[re.Match, int]]:
+    """The arithmetic sub-steps of a response's working before its first check, each with
+    its right value: every ``a +- b = c.`` sentence (``47 - 10 = 37.``; group 4 is ``c``)
+    and ``a +- b``. The split sentences (``47 - 19 = 47 - 10 - 9.``) are not sub-steps."""
+    out = []
+    for m in _SUB_STEP.finditer(response.split("Check")[0]):
+        a, op, b = int(m.group(1)), m.group(2), int(m.group(3))
+        out.append((m, a + b if op == "+" else a - b))
+    return out
+
+
 def arithmetic_slips(response: str) -> tuple[int, int]:
-    """(sub-steps, wrong sub-steps) in a response's working before its first check: each
-    ``a +- b = c.`` sentence (``47 - 10 = 37.``) is one sub-step, a slip when ``c`` is not
-    ``a +- b``. The split sentences (``47 - 19 = 47 - 10 - 9.``) are not sub-steps."""
-    steps = _SUB_STEP.findall(response.split("Check")[0])
-    wrong = sum((int(a) + int(b) if op == "+" else int(a) - int(b)) != int(c) for a, op, b, c in steps)
-    return len(steps), wrong
+    """(sub-steps, wrong sub-steps) in a response's working (``sub_steps``): a slip is a
+    sub-step whose result is not its right value."""
+    steps = sub_steps(response)
+    return len(steps), sum(int(m.group(4)) != true for m, true in steps)
