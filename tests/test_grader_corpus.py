@@ -50,7 +50,7 @@ def test_corpus_covers_the_issue():
     assert sum(n >= 20 for n in languages.values()) >= 3, languages
     categories = {r["category"] for r in ROWS}
     for needed in ("locale_numbers", "units", "multi_box", "labels", "reference_solution", "unboxed_final",
-                   "trailing_text", "precision", "equations", "structures", "long_cot"):
+                   "trailing_text", "precision", "equations", "structures", "long_cot", "task_echo"):
         assert needed in categories
     for category in categories:  # equal and not-equal cases in every category
         assert {r["label"] for r in ROWS if r["category"] == category} == {True, False}, category
@@ -72,6 +72,18 @@ def test_drzero_agrees_with_hand_labels(drzero_verdicts):
     agree, balanced = _agreement(drzero_verdicts)
     wrong = [r["id"] for v, r in zip(drzero_verdicts, ROWS) if v != r["label"]]
     assert agree >= 0.98 and balanced >= 0.97, (agree, balanced, wrong)
+
+
+def test_a_restated_task_is_not_an_answer():
+    """A base model with no template often writes the next question ("Compute 2 * 11.")
+    instead of an answer. math-verify reads its expression as the answer (2 * 11 = 22), and
+    did the same inside drzero mode before ``extract.drop_trailing_tasks``; the toy model
+    scored 1.6% with no template that way. Every ``task_echo`` case must agree."""
+    rows = [r for r in ROWS if r["category"] == "task_echo"]
+    assert len(rows) >= 15 and sum(r["label"] for r in rows) >= 4
+    grades = grade_batch([r["response"] for r in rows], [r["reference"] for r in rows], answer_format="auto", workers=1)
+    wrong = [r["id"] for g, r in zip(grades, rows) if g.correct != r["label"]]
+    assert not wrong, wrong
 
 
 @pytest.mark.slow

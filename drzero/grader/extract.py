@@ -70,6 +70,15 @@ _BOX_JOINER_RE = re.compile(
 # A word of prose (not a LaTeX command, not a one-letter variable), or a run of CJK text.
 _PROSE_RE = re.compile(r"(?<![\\a-zA-Z])[^\W\d_]{3,}|[\u4e00-\u9fff]{2,}")
 SHORT_RESPONSE_CHARS = 200  # marker-free text shorter than this is graded as a whole
+# A sentence that sets a task instead of answering one ("Compute 2 * 11.", "What is 6 + 5?",
+# "Exercise 3: Find x."): a base model with no template often goes on to write the next
+# question, and the expression in it is not its answer (math-verify reads "2 * 11" as 22).
+_TASK_RE = re.compile(
+    r"^(?:(?:problem|question|exercise|example|task)\s*\d*\s*[:.)]\s*)?"
+    r"(?:compute|evaluate|calculate|find|simplify|solve|determine|what\s+(?:is|are)|how\s+(?:many|much))\b",
+    re.IGNORECASE,
+)
+_SENTENCE_END_RE = re.compile(r"(?<=[.!?])\s+|(?<=[。！？।])\s*|\n+")
 
 
 _BRACE_TOKEN_RE = re.compile(r"\\.|[{}]", re.DOTALL)
@@ -224,6 +233,27 @@ def extract_phrase(text: str) -> str | None:
     return head or None
 
 
+def is_task(sentence: str) -> bool:
+    """Whether ``sentence`` sets a task ("Compute 2 * 11.", "What is 6 + 5?") and states
+    no result: no ``=`` and no copula after its opening words."""
+    s = sentence.strip().lstrip("*#>- ").strip()
+    m = _TASK_RE.match(s)
+    return m is not None and "=" not in s and _COPULA_RE.search(_mask_math(s[m.end():])) is None
+
+
+def drop_trailing_tasks(text: str) -> str:
+    """``text`` without the task sentences it ends with (``is_task``): what a reader would
+    look in for the answer of a response that goes on to write the next question."""
+    body = text.rstrip()
+    while body:
+        cuts = [m.end() for m in _SENTENCE_END_RE.finditer(body) if 0 < m.end() < len(body)]
+        start = cuts[-1] if cuts else 0
+        if not is_task(body[start:]):
+            break
+        body = body[:start].rstrip()
+    return body
+
+
 def extract_closing(text: str) -> str | None:
     """The answer stated by the last sentence of a response with no answer marker:
     bold text there, else what follows its last copula in prose ("is", "是", "=", "est",
@@ -322,14 +352,15 @@ class Answers:
         short response graded whole, not from the closing-sentence heuristic.
     text: the response up to where it stopped answering (``cut_continuation``).
     scope: the part of ``text`` that holds the answer: the answer tag's body when there is
-        one, else ``text``.
+        one; with no marker, ``text`` less the task sentences it ends with
+        (``drop_trailing_tasks``); None for ``text`` itself.
     """
 
     formatted: bool
     candidates: tuple[str, ...]
     reliable: bool
     text: str
-    scope: str = ""  # where math-verify should look: the answer tag's body, or ``text``
+    scope: str | None = None  # where math-verify should look
 
 
 def _tag_body(text: str) -> str | None:
@@ -381,16 +412,17 @@ def find_answers(response: str, answer_format: str) -> Answers:
     phrase = extract_phrase(text)
     if phrase is not None:
         return Answers(answer_format == "auto", (phrase,), True, text)
-    closing = extract_closing(text)
-    if len(text) <= SHORT_RESPONSE_CHARS:
-        short = extract_short(text)
-        if prose_words(text) <= 2:  # an answer, not a sentence: graded as a whole
+    body = drop_trailing_tasks(text)
+    closing = extract_closing(body)
+    if len(body) <= SHORT_RESPONSE_CHARS:
+        short = extract_short(body)
+        if prose_words(body) <= 2:  # an answer, not a sentence: graded as a whole
             found = [x for x in (short, closing) if x]
             if found:
-                return Answers(answer_format == "auto", _dedupe(found), True, text)
+                return Answers(answer_format == "auto", _dedupe(found), True, text, body)
     if closing is not None:
-        return Answers(False, (closing,), False, text)
-    return Answers(False, (), False, text)
+        return Answers(False, (closing,), False, text, body)
+    return Answers(False, (), False, text, body)
 
 
 def _dedupe(items: list[str]) -> tuple[str, ...]:

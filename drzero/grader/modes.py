@@ -39,7 +39,7 @@ def _math_verify_any(answers: Answers, refs: list[str], budget_s: float) -> bool
         return False
     # math-verify reads the whole response when we found an answer marker; otherwise only
     # its closing part, where an answer a reader would take is stated
-    scope = answers.scope or answers.text
+    scope = answers.text if answers.scope is None else answers.scope
     whole = scope if answers.reliable or len(scope) <= TAIL_CHARS else scope[-TAIL_CHARS:]
     texts = [mv.gold_text(c) for c in answers.candidates[:3]] + [whole]
     for text in texts:
@@ -75,8 +75,8 @@ def grade_drzero(response: str, reference, answer_format: str, limit_s: float = 
     grade, answers, refs = fast_grade(response, reference, answer_format)
     if grade is not None:
         return grade
-    if not answers.candidates and is_unfinished(answers.text):
-        return Grade(False, False, None, method="none")  # cut off before answering
+    if not answers.candidates and (is_unfinished(answers.text) or answers.scope == ""):
+        return Grade(False, False, None, method="none")  # cut off, or only set a task, before answering
     extracted = answers.candidates[0] if answers.candidates else None
     correct = _math_verify_any(answers, refs, budget_s=0.6 * limit_s)
     return Grade(correct, answers.formatted, extracted, method="math_verify")
