@@ -114,6 +114,8 @@ def test_huge_and_deep_inputs_return_quickly():
         "$" * 100_000,
         "the answer is " + "1+" * 100_000 + "1",
         "\\frac" * 50_000,
+        "Compute 1. " * 100_000,  # 100,000 task sentences to drop (extract.drop_trailing_tasks)
+        "Compute " + "1 + " * 200_000 + "1",
     ]
     for c in cases:
         g, dt = _timed(grade, c, "5")

@@ -245,13 +245,15 @@ def drop_trailing_tasks(text: str) -> str:
     """``text`` without the task sentences it ends with (``is_task``): what a reader would
     look in for the answer of a response that goes on to write the next question."""
     body = text.rstrip()
-    while body:
-        cuts = [m.end() for m in _SENTENCE_END_RE.finditer(body) if 0 < m.end() < len(body)]
-        start = cuts[-1] if cuts else 0
-        if not is_task(body[start:]):
+    starts = [0] + [m.end() for m in _SENTENCE_END_RE.finditer(body) if 0 < m.end() < len(body)]
+    end = len(body)
+    for start in reversed(starts):  # one pass: linear in the length of ``text``
+        if start >= end:
+            continue
+        if not is_task(body[start:end]):
             break
-        body = body[:start].rstrip()
-    return body
+        end = start
+    return body[:end].rstrip()
 
 
 def extract_closing(text: str) -> str | None:
