@@ -73,11 +73,17 @@ SHORT_RESPONSE_CHARS = 200  # marker-free text shorter than this is graded as a 
 # A sentence that sets a task instead of answering one ("Compute 2 * 11.", "What is 6 + 5?",
 # "Exercise 3: Find x."): a base model with no template often goes on to write the next
 # question, and the expression in it is not its answer (math-verify reads "2 * 11" as 22).
+# The verb opens the sentence, capitalised (a hard-wrapped "we\nfind 42 ..." is prose).
 _TASK_RE = re.compile(
-    r"^(?:(?:problem|question|exercise|example|task)\s*\d*\s*[:.)]\s*)?"
-    r"(?:compute|evaluate|calculate|find|simplify|solve|determine|what\s+(?:is|are)|how\s+(?:many|much))\b",
-    re.IGNORECASE,
+    r"^(?:(?i:problem|question|exercise|example|task)\s*\d*\s*[:.)]\s*|\([a-z0-9]{1,3}\)\s*)?"
+    r"(?:Compute|Evaluate|Calculate|Find|Simplify|Solve|Determine|What\s+(?:is|are)|How\s+(?:many|much))\b"
 )
+# What states a result inside a sentence that opens like a task ("Simplify 4/8 to 1/2.",
+# "Find the GCD: 6.", "**Compute the total:** 36", "Calculate 15% of 80, which gives 12.").
+_TASK_RESULT_RE = re.compile(r"[=:→≈]|\*\*|\\to\b|\\approx|\\Rightarrow|\b(?:to|gives?|get|gets|yields?|obtain)\b")
+# A numbering label left alone by the sentence split ("2.", "Exercise 2.", "(b)").
+_LABEL_RE = re.compile(r"^(?:\(?[A-Za-z0-9]{1,3}[.)]|(?i:problem|question|exercise|example|task)\s*\d*\s*[.:)]?)$")
+TASK_MAX_CHARS = 300  # a task sentence is short; longer ones are never read as tasks
 _SENTENCE_END_RE = re.compile(r"(?<=[.!?])\s+|(?<=[。！？।])\s*|\n+")
 
 
@@ -235,22 +241,33 @@ def extract_phrase(text: str) -> str | None:
 
 def is_task(sentence: str) -> bool:
     """Whether ``sentence`` sets a task ("Compute 2 * 11.", "What is 6 + 5?") and states
-    no result: no ``=`` and no copula after its opening words."""
-    s = sentence.strip().lstrip("*#>- ").strip()
+    no result: it opens with a task verb, ends with "." or "?", and after the verb has no
+    ``=``, copula, colon, arrow, bold, "to" or "gives" (``_TASK_RESULT_RE``)."""
+    s = sentence.strip().lstrip("#>- ").strip()
+    if len(s) > TASK_MAX_CHARS or not s.endswith((".", "?")):
+        return False
     m = _TASK_RE.match(s)
-    return m is not None and "=" not in s and _COPULA_RE.search(_mask_math(s[m.end():])) is None
+    if m is None:
+        return False
+    rest = s[m.end():]
+    return _TASK_RESULT_RE.search(rest) is None and _COPULA_RE.search(_mask_math(rest)) is None
 
 
 def drop_trailing_tasks(text: str) -> str:
-    """``text`` without the task sentences it ends with (``is_task``): what a reader would
-    look in for the answer of a response that goes on to write the next question."""
+    """``text`` without the task sentences it ends with (``is_task``), and the numbering
+    labels in front of them ("2.", "Exercise 2."): what a reader would look in for the
+    answer of a response that goes on to write the next question. A response cut off
+    mid-sentence is left as it is."""
     body = text.rstrip()
     starts = [0] + [m.end() for m in _SENTENCE_END_RE.finditer(body) if 0 < m.end() < len(body)]
-    end = len(body)
+    end, dropped = len(body), False
     for start in reversed(starts):  # one pass: linear in the length of ``text``
         if start >= end:
             continue
-        if not is_task(body[start:end]):
+        segment = body[start:end].strip()
+        if is_task(segment):
+            dropped = True
+        elif not (dropped and _LABEL_RE.match(segment)):
             break
         end = start
     return body[:end].rstrip()
