@@ -282,3 +282,37 @@ def test_toy_slip_margins_script(tmp_path):
     out = subprocess.run([sys.executable, str(script), str(tmp_path / "none"), str(tmp_path / "base"), "--models", "toy-v2"],
                          capture_output=True, text=True)
     assert out.returncode == 2 and "not found" in out.stderr and out.stderr.count("\n") == 1, out.stderr
+
+
+def test_toy_weight_ess_script_matches_hand_computed_values(tmp_path):
+    """scripts/toy_weight_ess.py: the relative token ESS, (sum |w|)^2 / (n sum w^2), of each
+    objective's per-token weights on logged rollouts, checked against values worked by hand;
+    a torn last line is left out, a run without weights.jsonl gives one line."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "toy_weight_ess.py"
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("group_size: 8\nmax_new_tokens: 512\n")
+    steps = [  # one right of 8, equal lengths: |A| = 7/8 once and 1/8 seven times, so ESS = 1.75^2 / (8 * 0.875) = 0.4375
+        {"step": 1, "length": [10.0] * 8, "reward": [1.0] + [0.0] * 7},
+        # half right at 10 tokens, half wrong at 100: |A| equal, so 1 without 1/|o|; with it
+        # (0.05 * 40 + 0.005 * 400)^2 / (440 * (0.0025 * 40 + 0.000025 * 400)) = 16 / 48.4
+        {"step": 2, "length": [10.0] * 4 + [100.0] * 4, "reward": [1.0] * 4 + [0.0] * 4},
+    ]
+    (run / "weights.jsonl").write_text("\n".join(json.dumps(r) for r in steps) + '\n{"step": 3, "len')
+    out = subprocess.run([sys.executable, str(script), str(run), "--window", "1"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    rows = [line.split() for line in out.stdout.splitlines()[1:]]
+    assert [r[:2] for r in rows] == [["run", "1-1"], ["run", "2-2"]]
+    grpo, std_only, len_only, dr = (float(x) for x in rows[0][2:])
+    for value in (grpo, std_only, len_only, dr):  # printed to 3 decimals
+        assert abs(value - 0.4375) <= 0.0006, rows[0]
+    grpo, std_only, len_only, dr = (float(x) for x in rows[1][2:])
+    assert std_only == dr == 1.0, rows[1]
+    for value in (grpo, len_only):
+        assert abs(value - 16 / 48.4) <= 0.0006, rows[1]
+    out = subprocess.run([sys.executable, str(script), str(tmp_path / "none")], capture_output=True, text=True)
+    assert out.returncode == 2 and "not found" in out.stderr and out.stderr.count("\n") == 1, out.stderr
