@@ -255,7 +255,7 @@ def is_task(sentence: str) -> bool:
 
 def drop_trailing_tasks(text: str) -> str:
     """``text`` without the task sentences it ends with (``is_task``), and the numbering
-    labels in front of them ("2.", "Exercise 2."): what a reader would look in for the
+    labels in front of them on their line ("2.", "Exercise 2."): what a reader would look in for the
     answer of a response that goes on to write the next question. A response cut off
     mid-sentence is left as it is."""
     body = text.rstrip()
@@ -264,10 +264,11 @@ def drop_trailing_tasks(text: str) -> str:
     for start in reversed(starts):  # one pass: linear in the length of ``text``
         if start >= end:
             continue
-        segment = body[start:end].strip()
+        segment = body[start:end]
         if is_task(segment):
             dropped = True
-        elif not (dropped and _LABEL_RE.match(segment)):
+        # a label shares its task's line ("2. Compute ..."); "22." on a line of its own is an answer
+        elif not (dropped and "\n" not in segment and _LABEL_RE.match(segment.strip())):
             break
         end = start
     return body[:end].rstrip()
