@@ -114,6 +114,14 @@ def series(metrics: list[dict], key: str) -> tuple[list[int], list[float]]:
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
+def step_windows(rows: list[dict], window: int) -> list[tuple[int, int, list[dict]]]:
+    """``rows`` (each with a ``step``, from 1) split into windows of ``window`` iterations:
+    ``(first, last, rows)`` for every window up to the largest step, empty ones included."""
+    top = max((r["step"] for r in rows), default=0)
+    return [(lo, min(lo + window - 1, top), [r for r in rows if lo <= r["step"] < lo + window])
+            for lo in range(1, top + 1, window)]
+
+
 def _window_mean(values: list[float], last: int = 5) -> float:
     vals = [v for v in values[-last:] if not math.isnan(v)]
     return statistics.fmean(vals) if vals else float("nan")

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from drzero.errors import DrZeroError
-from drzero.report import read_jsonl, read_run_config
+from drzero.report import read_jsonl, read_run_config, step_windows
 from drzero.toy.task import check_anatomy, length_ceiling
 
 
@@ -49,22 +49,20 @@ def main(argv=None) -> int:
                 return 2
         try:
             rows = read_jsonl(path)  # a last line torn by a kill is left out
-            last = max((r["step"] for r in rows), default=0)
-            windows = [check_anatomy([r for r in rows if lo <= r["step"] < lo + args.window])
-                       for lo in range(1, last + 1, args.window)]
+            windows = [(lo, hi, check_anatomy(w)) for lo, hi, w in step_windows(rows, args.window)]
         except DrZeroError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
         except (KeyError, TypeError) as e:
             print(f"error: {path}: a sample without {e} (not a drzero train samples.jsonl)", file=sys.stderr)
             return 2
-        for lo, a in zip(range(1, last + 1, args.window), windows):
+        for lo, hi, a in windows:
             if not a["wrong"]:
                 continue
             v = a["failed_verdicts"]
             lf = a["length_failed"]
             ceiling = length_ceiling(a, budget)
-            print(f"{Path(run).name:28s} {lo:4d}-{min(lo + args.window - 1, last):<4d} {a['wrong']:5d} {a['length']:5.0f} "
+            print(f"{Path(run).name:28s} {lo:4d}-{hi:<4d} {a['wrong']:5d} {a['length']:5.0f} "
                   f"{a['truncated']:5.2f} {a['share_passed']:6.2f} {a['share_failed']:6.2f} {a['share_ignored']:7.2f} "
                   f"{a['share_misread']:7.2f} "
                   f"{a['share_other']:5.2f} {a['share_none']:5.2f} {'-' if v is None else f'{v:.1f}':>15s} "

@@ -20,6 +20,7 @@ from pathlib import Path
 from drzero.errors import DrZeroError
 from drzero.data import read_jsonl as read_eval_jsonl
 from drzero.report import read_jsonl as read_run_jsonl
+from drzero.report import step_windows
 from drzero.toy.task import arithmetic_slips
 
 
@@ -53,9 +54,7 @@ def main(argv=None) -> int:
             run = (Path(folder) / "metrics.jsonl").is_file()
             rows = read_run_jsonl(path) if run else read_eval_jsonl(path)  # a run's last line torn by a kill is left out
             if run:  # windows of iterations
-                last = max(r["step"] for r in rows)
-                groups = [(f"{lo}-{min(lo + args.window - 1, last)}", [r for r in rows if lo <= r["step"] < lo + args.window])
-                          for lo in range(1, last + 1, args.window)]
+                groups = [(f"{lo}-{hi}", w) for lo, hi, w in step_windows(rows, args.window)]
             else:
                 groups = [("eval", rows)]
             table = [(label, summarize(g)) for label, g in groups if g]

@@ -20,14 +20,16 @@ toy-v2 recipes' runs with it.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
 import torch
 
 from drzero.algo import bias_weights, group_advantages
+from drzero.analysis import mean_or_nan
 from drzero.errors import DrZeroError
-from drzero.report import read_jsonl, read_run_config
+from drzero.report import read_jsonl, read_run_config, step_windows
 
 VARIANTS = {  # name: (advantage scale, aggregation)
     "grpo": ("group", "seq_mean_token_mean"),
@@ -79,14 +81,10 @@ def main(argv=None) -> int:
         except (KeyError, TypeError, ValueError) as e:
             print(f"error: {run}: {e} (not a drzero train run's weights.jsonl and config.yaml)", file=sys.stderr)
             return 2
-        last = max((s for s, _ in per_step), default=0)
-        for lo in range(1, last + 1, args.window):
-            window = [e for s, e in per_step if lo <= s < lo + args.window]
-            if not window:
-                continue
-            means = [sum(e[v] for e in window if e[v] == e[v]) / max(1, sum(e[v] == e[v] for e in window)) for v in VARIANTS]
-            label = f"{lo}-{min(lo + args.window - 1, last)}"
-            print(f"{Path(run).name:28s} {label:>9s} " + " ".join(f"{m:9.3f}" for m in means))
+        for lo, hi, window in step_windows([{"step": s, "ess": e} for s, e in per_step], args.window):
+            if window:
+                means = [mean_or_nan(r["ess"][v] for r in window if not math.isnan(r["ess"][v])) for v in VARIANTS]
+                print(f"{Path(run).name:28s} {f'{lo}-{hi}':>9s} " + " ".join(f"{m:9.3f}" for m in means))
     return 0
 
 

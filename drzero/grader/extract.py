@@ -282,7 +282,7 @@ def extract_closing(text: str) -> str | None:
     (truncated). None if nothing is stated (a response that never answers)."""
     body = text.rstrip()[-3000:]
     # the last sentence that holds something: split at sentence ends and newlines
-    parts = [p for p in re.split(r"(?<=[.!?])\s+|(?<=[。！？।])\s*|\n+", body) if p.strip()]
+    parts = [p for p in _SENTENCE_END_RE.split(body) if p.strip()]
     # a response cut off mid-sentence ("Wait, let") only answers in that last fragment
     lookback = 3 if not is_unfinished(body) else 1
     for part in reversed(parts[-lookback:]):
