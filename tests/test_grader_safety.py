@@ -116,11 +116,12 @@ def test_huge_and_deep_inputs_return_quickly():
         "\\frac" * 50_000,
         "Compute 1. " * 100_000,  # 100,000 task sentences to drop (extract.drop_trailing_tasks)
         "Compute " + "1 + " * 200_000 + "1",
-        "So $x = 42$.\nCompute " + "\\( x " * 40_000,  # unclosed math in a would-be task sentence
+        "So $x = 42$.\nCompute " + "\\( x " * 40_000 + ".",  # unclosed math in a would-be task sentence
     ]
     for c in cases:
         g, dt = _timed(grade, c, "5")
         assert dt < BOUND_S, (c[:40], dt)
+        assert not g.timed_out, c[:40]  # decided inside the item's limit, not cut off by it
     g = grade("x" * 1_000_000 + "\\boxed{5}", "5")
     assert g.correct
 
