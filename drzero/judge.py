@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from concurrent.futures import ThreadPoolExecutor
 
-from drzero.config import check_url
+from drzero.inputs import check_url
 from drzero.errors import DrZeroError
 from drzero.rollout.openai_endpoint import api_key_from_env, post_json
 

@@ -14,13 +14,13 @@ from transformers.cache_utils import Cache, DynamicLayer
 from transformers.modeling_layers import GradientCheckpointingLayer
 
 from drzero import dist
-from drzero.config import BUNDLED_MODELS, TOY_CHECKPOINT, TOY_V2_CHECKPOINT, check_model  # noqa: F401 - re-exported
+from drzero.inputs import BUNDLED_MODELS, TOY_CHECKPOINT, TOY_V2_CHECKPOINT, check_model  # noqa: F401 - re-exported
 from drzero.errors import DrZeroError
 
 
 def resolve_model_path(name: str) -> str:
     """``toy`` / ``toy-v2`` -> the bundled checkpoint; an existing folder -> itself, checked (config,
-    tokenizer files, intact weights: ``config.check_model``); else a hub name."""
+    tokenizer files, intact weights: ``inputs.check_model``); else a hub name."""
     return check_model(name)
 
 

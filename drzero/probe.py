@@ -29,7 +29,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from drzero.analysis import is_answering, reflection_keywords
-from drzero.config import ProbeConfig, probe_temperatures, validate
+from drzero.config import ProbeConfig
+from drzero.parsing import probe_temperatures, validate
 from drzero.errors import DrZeroError
 
 
@@ -60,9 +61,10 @@ def _prompt_arg(value: str | None):
 def run_probe(cfg: ProbeConfig, log=print) -> dict:
     from drzero import dist
     from drzero.data import load_questions
-    from drzero.evaluate import greedy_template_stats, load_engine, sampled_pass_at_k
+    from drzero.evaluate import greedy_template_stats, sampled_pass_at_k
     from drzero.grader import Grader
     from drzero.models import load_template
+    from drzero.rollout import load_engine
     from drzero.templates import get_template
 
     validate(cfg)  # flags, model, question set and --output, before anything is loaded or written

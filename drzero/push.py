@@ -13,7 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from drzero import checkpoint
-from drzero.config import PushConfig, validate
+from drzero.config import PushConfig
+from drzero.parsing import validate
 from drzero.errors import DrZeroError
 
 NEVER_UPLOADED = [f"{checkpoint.TRAINER}/*", checkpoint.MANIFEST]  # huggingface_hub ignore patterns

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import yaml
 
-from drzero.config import check_output_path, validate
+from drzero.inputs import check_output_path
+from drzero.parsing import validate
 from drzero.errors import DrZeroError
 
 

@@ -51,7 +51,8 @@ from pathlib import Path
 import torch
 
 from drzero.algo import PRESETS, group_advantages, policy_loss, question_weights, resolve_objective
-from drzero.config import SimulateConfig, validate
+from drzero.config import SimulateConfig
+from drzero.parsing import validate
 from drzero.errors import DrZeroError
 
 RECHECK, STOP, REPEAT = 0, 1, 2  # loop actions (columns of the loop table)

@@ -29,15 +29,16 @@ from drzero import checkpoint, dist
 from drzero.algo import (Objective, bias_weights, describe_objective, group_advantages, masked_mean, policy_loss,
                          question_weights, resolve_objective, tis_weights)
 from drzero.analysis import BiasMonitor, mean_or_nan, reflection_keywords
-from drzero.config import TrainConfig, config_text, resolved_micro_batch_size, steps_for_epochs, validate
+from drzero.config import TrainConfig, resolved_micro_batch_size
 from drzero.data import load_questions
 from drzero.errors import DrZeroError
 from drzero.evaluate import evaluate_rows
 from drzero.grader import Grader
+from drzero.parsing import config_text, validate
 from drzero.models import (PromptPrefill, add_lora, can_share_prompts, load_model_and_tokenizer, load_template,
-                           policy_logprobs, resolve_model_path)
+                           policy_logprobs)
 from drzero.reward import RewardFunction, load_reward_function
-from drzero.rollout import Engine, Rollouts, SamplingParams, generate_and_grade
+from drzero.rollout import Engine, Rollouts, SamplingParams, generate_and_grade, load_engine
 from drzero.templates import Template
 from drzero.tracking import RunLog, check_trackers
 
@@ -225,16 +226,9 @@ def setup(cfg: TrainConfig) -> Setup:
         dist.shard(model)
         if ref_model is not None:
             dist.shard(ref_model)
-    if cfg.engine == "vllm":
-        from drzero.rollout.vllm_engine import VLLMEngine
-
-        engine = VLLMEngine(resolve_model_path(model_source), seed=cfg.seed,
-                            dtype=cfg.dtype, enable_sleep_mode=device.startswith("cuda"),
-                            gpu_memory_utilization=cfg.vllm_memory, tensor_parallel_size=cfg.tensor_parallel_size)
-    else:
-        from drzero.rollout.hf import HFEngine
-
-        engine = HFEngine(rollout_model, tokenizer, batch_size=cfg.generation_batch_size, dtype=dtype)
+    engine = load_engine(model_source, engine=cfg.engine, policy=rollout_model, tokenizer=tokenizer, device=device,
+                         dtype=cfg.dtype, batch_size=cfg.generation_batch_size, vllm_memory=cfg.vllm_memory,
+                         tensor_parallel_size=cfg.tensor_parallel_size, seed=cfg.seed, sleep_mode=True)
 
     # ---- optimizer, schedule, bias monitor; a resumed run restores them, the weights and the RNG states
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
@@ -257,6 +251,17 @@ def setup(cfg: TrainConfig) -> Setup:
     grader = Grader(workers=cfg.grader_workers, timeout_s=cfg.grader_timeout_s, mode=cfg.grader)
     return Setup(cfg, run_dir, start_step, rows, eval_sets, template, objective, grader, reward_fn, model, ref_model,
                  tokenizer, engine, optimizer, scheduler, monitor, device, dtype, sharded, train_batch, updates_per_iter)
+
+
+def steps_for_epochs(max_epochs: float, n_questions: int, prompts_per_step: int) -> int:
+    """Policy iterations of ``max_epochs`` passes over ``n_questions``: the reference's count
+    (oat's learner loops ``num_prompt_epoch`` times over a prompt loader that drops the last
+    incomplete batch, so one epoch is ``n_questions // prompts_per_step`` iterations)."""
+    per_epoch = n_questions // prompts_per_step
+    if per_epoch < 1:
+        raise DrZeroError(f"max_epochs: {n_questions} training questions make no full batch of "
+                          f"prompts_per_step={prompts_per_step}; set max_steps instead")
+    return max(1, math.floor(max_epochs * per_epoch))
 
 
 def step_prompts(n_rows: int, batch: int, seed: int, step: int) -> list[int]:

@@ -251,29 +251,35 @@ def test_default_batch_size_by_engine_and_resume(tmp_path):
     """256 questions per batch where bigger is faster and fits (vLLM; the HF engine on a CPU
     with a small model), else 64 (big models, a GPU, many samples per question, an endpoint);
     a resumed eval keeps the batch size its samples were cut by."""
-    from drzero.evaluate import default_batch_size, kv_bytes_per_token
+    from drzero.eval_output import previous_batch_size
+    from drzero.rollout import default_batch_size, kv_bytes_per_token
+
+    def guess(output, model="toy", engine="hf", endpoint=None, n=1, device="cpu"):  # as run_eval makes it
+        return previous_batch_size(output) or default_batch_size(model, engine=engine, endpoint=endpoint, n=n,
+                                                                 max_new_tokens=EvalConfig().max_new_tokens,
+                                                                 device=device)
 
     out = tmp_path / "e"
     assert kv_bytes_per_token("toy") == 4 * 2 * 2 * 48 * 4  # layers x (k, v) x kv heads x head dim x float32
     assert kv_bytes_per_token("someone/not-here") is None  # offline: unknown, so the safe 64
-    assert default_batch_size(EvalConfig(output=str(out)), "cpu") == 256
-    assert default_batch_size(EvalConfig(output=str(out), n=8), "cpu") == 64  # 2048 sequences' keys/values: too many
-    assert default_batch_size(EvalConfig(output=str(out), model="someone/not-here"), "cpu") == 64
-    assert default_batch_size(EvalConfig(output=str(out), engine="vllm"), "cuda") == 256
-    assert default_batch_size(EvalConfig(output=str(out)), "cuda") == 64
-    assert default_batch_size(EvalConfig(output=str(out), endpoint="http://localhost:1/v1"), "cpu") == 64
+    assert guess(out) == 256
+    assert guess(out, n=8) == 64  # 2048 sequences' keys/values: too many
+    assert guess(out, model="someone/not-here") == 64
+    assert guess(out, engine="vllm", device="cuda") == 256
+    assert guess(out, device="cuda") == 64
+    assert guess(out, endpoint="http://localhost:1/v1") == 64
     out.mkdir()
     (out / "results.json").write_text(json.dumps({"config": {"batch_size": 64}}))
-    assert default_batch_size(EvalConfig(output=str(out)), "cpu") == 64
+    assert guess(out) == 64
     (out / "results.json").write_text("{torn")
-    assert default_batch_size(EvalConfig(output=str(out)), "cpu") == 256
+    assert guess(out) == 256
 
 
 def test_decode_threads_reach_the_hf_engine_and_are_checked(capsys, tmp_path, monkeypatch):
     """``drzero eval --decode-threads N`` decodes on N CPU threads (``DecodeThreads``);
     0 is a one-line error before anything loads."""
     import drzero.rollout.hf as hf
-    from drzero.evaluate import load_engine
+    from drzero.rollout import load_engine
 
     engine = load_engine("toy", decode_threads=2)
     assert engine.decode_threads == 2

@@ -410,7 +410,7 @@ class _FakeEngine:
     def __init__(self, answers: dict, interrupt_at: int | None = None):
         self.answers, self.interrupt_at, self.calls = answers, interrupt_at, 0
 
-    def generate(self, prompts, params):
+    def generate(self, prompts, params, on_finished=None):
         if self.calls == self.interrupt_at:
             raise KeyboardInterrupt
         self.calls += 1

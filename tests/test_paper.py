@@ -19,7 +19,8 @@ from drzero.cli import main as cli_main
 from drzero.config import EvalConfig
 from drzero.data import load_questions
 from drzero.errors import DrZeroError
-from drzero.evaluate import PAPER_RESULTS, published_rows, run_eval
+from drzero.evaluate import run_eval
+from drzero.paper_table import PAPER_RESULTS, published_rows
 from drzero.rollout import SamplingParams, model_eos_ids, special_token_ids, stop_rule
 from drzero.templates import TEMPLATES, paper_template
 
@@ -187,13 +188,14 @@ def test_eval_grader_follows_paper_and_grader_flags():
 
 
 def test_engine_flags_are_checked(monkeypatch):
-    from drzero.evaluate import load_engine
+    from drzero.rollout import load_engine
 
     with pytest.raises(DrZeroError, match="apply to a model loaded here"):
         load_engine("x", engine="vllm", endpoint="http://127.0.0.1:9/v1")
     with pytest.raises(DrZeroError, match="needs --engine vllm"):
         load_engine("toy", tensor_parallel_size=2)
-    from drzero.config import TrainConfig, check_train_config
+    from drzero.config import TrainConfig
+    from drzero.parsing import check_train_config
 
     with pytest.raises(DrZeroError, match="needs --engine vllm"):
         check_train_config(TrainConfig(tensor_parallel_size=2))

@@ -16,7 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from drzero.config import TrainConfig, check_train_config, parse_config, steps_for_epochs
+from drzero.config import TrainConfig
+from drzero.parsing import check_train_config
+from drzero.parsing import parse_config
+from drzero.train import steps_for_epochs
 from drzero.errors import DrZeroError
 
 RECIPES = Path(__file__).resolve().parents[1] / "drzero" / "recipes"
@@ -171,7 +174,8 @@ def test_config_names_a_bundled_recipe(tmp_path, capsys):
     """`--config NAME` finds a recipe shipped inside the package (pip users have no repo);
     an unknown name is one line listing the bundled ones."""
     from drzero.cli import main
-    from drzero.config import TrainConfig, apply_overrides, load_yaml, parse_config
+    from drzero.config import TrainConfig
+    from drzero.parsing import apply_overrides, load_yaml, parse_config
 
     by_name = parse_config(TrainConfig, ["--config", "qwen2.5-math-7b-dr_grpo"], prog="t")
     by_path = apply_overrides(TrainConfig, TrainConfig(), load_yaml(str(RECIPES / "qwen2.5-math-7b-dr_grpo.yaml")), "p")

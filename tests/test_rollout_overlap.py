@@ -31,7 +31,7 @@ def test_grading_overlaps_generation_and_gives_the_same_grades():
     state = {"generating": False}
     generate = engine.generate
 
-    @functools.wraps(generate)  # keeps the on_finished parameter visible
+    @functools.wraps(generate)
     def watched(*args, **kwargs):
         state["generating"] = True
         try:
@@ -55,11 +55,11 @@ def test_grading_overlaps_generation_and_gives_the_same_grades():
     assert 0 <= batch.timing["time/grade"] and batch.timing["time/grade_busy"] > 0
 
 
-def test_engines_without_on_finished_are_graded_after_and_grader_errors_surface():
-    class Fixed:
+def test_engines_that_ignore_on_finished_are_graded_after_and_grader_errors_surface():
+    class Fixed:  # returns everything at once, as vLLM and an endpoint do
         pad_id = 0
 
-        def generate(self, prompts, params):
+        def generate(self, prompts, params, on_finished=None):
             return [Generation(i, [1], [2], "\\boxed{%d}" % i, "stop") for i in range(len(prompts))]
 
     rows = [{"problem": "a", "answer": "0"}, {"problem": "b", "answer": "7"}]

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from drzero.algo import PRESETS, group_advantages, resolve_objective
-from drzero.config import TrainConfig, check_train_config
+from drzero.config import TrainConfig
+from drzero.parsing import check_train_config
 from drzero.errors import DrZeroError
 from drzero.models import load_model_and_tokenizer
 from drzero.grader import Grader
@@ -141,7 +142,7 @@ def test_truncated_importance_sampling_option(tmp_path):
 @pytest.mark.parametrize("recipe", sorted((Path(__file__).resolve().parents[1] / "drzero" / "recipes").glob("*.yaml")),
                          ids=lambda p: p.name)
 def test_every_recipe_is_a_valid_config(recipe):
-    from drzero.config import apply_overrides, load_yaml
+    from drzero.parsing import apply_overrides, load_yaml
 
     cfg = apply_overrides(TrainConfig, TrainConfig(), load_yaml(str(recipe)), str(recipe))
     check_train_config(cfg)

@@ -1,4 +1,4 @@
-"""The one validation path (``drzero.config.validate``): ranges, flags vs YAML keys, output
+"""The one validation path (``drzero.parsing.validate``): ranges, flags vs YAML keys, output
 folders, model folders, question-set names, URLs. Unit level; the CLI's behaviour (exit
 code 2, one line, nothing written) is in test_faults.py."""
 
@@ -9,8 +9,9 @@ import typing
 
 import pytest
 
-from drzero.config import (RANGES, EvalConfig, ProbeConfig, ReportConfig, TrainConfig, apply_overrides, check_config,
-                           check_model, check_output_path, check_url, flag_error, parse_config, validate)
+from drzero.config import RANGES, EvalConfig, ProbeConfig, ReportConfig, TrainConfig
+from drzero.inputs import check_model, check_output_path, check_url
+from drzero.parsing import apply_overrides, check_config, flag_error, parse_config, validate
 from drzero.data import BUNDLED, check_source, load_questions
 from drzero.errors import DrZeroError
 from drzero.models import TOY_CHECKPOINT

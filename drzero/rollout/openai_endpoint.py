@@ -19,7 +19,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from drzero.config import check_url
+from drzero.inputs import check_url
 from drzero.errors import DrZeroError
 from drzero.rollout import Generation, SamplingParams
 
@@ -150,7 +150,8 @@ class EndpointEngine:
     def wake_up(self) -> None:
         """Nothing to retake."""
 
-    def generate(self, prompts: list[str], params: SamplingParams) -> list[Generation]:
+    def generate(self, prompts: list[str], params: SamplingParams, on_finished=None) -> list[Generation]:
+        """``len(prompts) * params.n`` generations, prompt-major (all at once: ``on_finished`` is not called)."""
         with ThreadPoolExecutor(self.concurrency) as pool:
             responses = list(pool.map(lambda p: self._complete(p, params), prompts))
         out = []

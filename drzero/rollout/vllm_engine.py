@@ -65,7 +65,9 @@ class VLLMEngine:
         self.stop_token_ids = sorted(model_eos_ids(tokenizer, _generation_config(model_path)))
         self.special = special_token_ids(tokenizer)
 
-    def generate(self, prompts: list[str], params: SamplingParams) -> list[Generation]:
+    def generate(self, prompts: list[str], params: SamplingParams, on_finished=None) -> list[Generation]:
+        """``len(prompts) * params.n`` generations, prompt-major (vLLM returns them all at once:
+        ``on_finished`` is not called)."""
         from vllm import SamplingParams as VLLMSamplingParams
 
         stop_strings, stop_ids = stop_rule(params, set(self.stop_token_ids), self.special)

@@ -1,7 +1,7 @@
 """``drzero toy build --output DIR``: build a toy base model (by default the shipped toy-v2).
 
 The config is ``drzero.config.ToyBuildConfig``, parsed like every other command's
-(``config.parse_config``: defaults, ``--config FILE``, then flags)."""
+(``parsing.parse_config``: defaults, ``--config FILE``, then flags)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ USAGE = "usage: drzero toy build --output DIR [options]   (drzero toy build --he
 
 
 def main(argv: list[str]) -> int:
-    from drzero import config
+    from drzero import config, parsing
     from drzero.errors import DrZeroError
 
     if not argv or argv[0] in ("-h", "--help"):
@@ -17,7 +17,7 @@ def main(argv: list[str]) -> int:
         return 0
     if argv[0] != "build":
         raise DrZeroError(f"unknown toy command {argv[0]!r}; {USAGE}")
-    cfg = config.parse_config(config.ToyBuildConfig, argv[1:], prog="drzero toy build")
+    cfg = parsing.parse_config(config.ToyBuildConfig, argv[1:], prog="drzero toy build")
     import torch
 
     from drzero.toy.build import build
