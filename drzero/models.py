@@ -1,5 +1,8 @@
 """Policies: loading (``toy``, a local folder or a hub name), LoRA adapters, and the
-learner's forward pass, response log-probabilities.
+learner's forward pass, response log-probabilities. Everything that scores responses
+(the update, pi_old, the reference policy) goes through one entry point: ``plan_forward``
+cuts a step's responses into chunks of micro-batches, ``Forward`` scores each chunk
+(sharing each prompt's keys/values among its responses where the model allows it).
 
 Shapes: ``M`` responses in a micro-batch, ``P`` prompt tokens (left-padded), ``T``
 response tokens (right-padded), ``V`` vocabulary.
@@ -7,6 +10,7 @@ response tokens (right-padded), ``V`` vocabulary.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -264,17 +268,82 @@ def can_share_prompts(model) -> bool:
     return True
 
 
+@dataclass
+class ForwardPlan:
+    """How one optimizer step's responses go through the learner (``plan_forward``)."""
+
+    shared: bool  # each prompt runs once per chunk, its keys/values shared by its responses (``PromptPrefill``)
+    chunks: list[list[list[int]]]  # chunks of micro-batches of response indices
+
+
+def plan_forward(model, prompts: list[list[int]], lengths: list[int], micro_batch_size: int, *,
+                 share_prompts: bool = True) -> ForwardPlan:
+    """Cut responses (``prompts[i]`` answered by a response of ``lengths[i]`` tokens) into
+    chunks of micro-batches of ``micro_batch_size``.
+
+    Sharing prompts (asked for, and the model ``can_share_prompts``): a chunk is up to
+    ``micro_batch_size`` distinct prompts with all their responses (prompts with long
+    responses together); its prompts are prefilled once, and its responses, sorted by
+    length (least padding), are cut into micro-batches. A chunk's prefill holds no more
+    activations than a micro-batch's prompts did before sharing. Otherwise: one
+    micro-batch per chunk, all sorted by length."""
+    shared = share_prompts and can_share_prompts(model)
+    length = lengths.__getitem__
+    if not shared:
+        order = sorted(range(len(lengths)), key=length)
+        return ForwardPlan(False, [[order[m : m + micro_batch_size]] for m in range(0, len(order), micro_batch_size)])
+    by_prompt: dict[tuple[int, ...], list[int]] = {}
+    for i, p in enumerate(prompts):
+        by_prompt.setdefault(tuple(p), []).append(i)
+    groups = sorted(by_prompt.values(), key=lambda idx: max(map(length, idx)))
+    chunks = []
+    for c in range(0, len(groups), micro_batch_size):
+        order = sorted((i for idx in groups[c : c + micro_batch_size] for i in idx), key=length)
+        chunks.append([order[m : m + micro_batch_size] for m in range(0, len(order), micro_batch_size)])
+    return ForwardPlan(True, chunks)
+
+
+class Forward:
+    """The one way the learner (or the reference policy) scores responses: log-probs under
+    the sampling temperature, entropies, the response mask, for the micro-batches of one
+    chunk of a ``ForwardPlan``.
+
+    ``Forward(model, chunk_prompts, shared=...)``: with ``shared`` the chunk's distinct
+    prompts run once, now (``PromptPrefill``; ``separate_backward`` lets each micro-batch
+    call its own ``loss.backward()``, and ``backward()`` then pushes the prompts' share
+    once); else each ``logprobs`` call runs its prompts and responses together. Build it
+    under ``torch.no_grad()`` for a frozen model."""
+
+    def __init__(self, model, chunk_prompts: list[list[int]], *, shared: bool, pad_id: int, device,
+                 dtype: torch.dtype | None, separate_backward: bool = False):
+        self.model, self.pad_id, self.device, self.dtype = model, pad_id, device, dtype
+        self.prefill = PromptPrefill(model, chunk_prompts, pad_id=pad_id, device=device, dtype=dtype,
+                                     separate_backward=separate_backward) if shared else None
+
+    def logprobs(self, prompts: list[list[int]], responses: list[list[int]], *, temperature: float,
+                 with_entropy: bool = False):
+        """``(logprobs [M, T], entropy [M, T] or None, response_mask [M, T])``, response i
+        answering ``prompts[i]``."""
+        if self.prefill is not None:
+            return self.prefill.logprobs(prompts, responses, temperature=temperature, with_entropy=with_entropy)
+        input_ids, attn, response_mask, P = collate(prompts, responses, self.pad_id, self.device)
+        with dist.autocast(self.device, self.dtype):
+            logp, entropy = response_logprobs(self.model, input_ids, attn, P, temperature, with_entropy=with_entropy)
+        return logp, entropy, response_mask
+
+    def backward(self) -> None:
+        """After the chunk's last micro-batch: the prompts' share of the gradient (shared, with
+        ``separate_backward``); nothing otherwise."""
+        if self.prefill is not None:
+            self.prefill.backward()
+
+
 def policy_logprobs(model, prompts: list[list[int]], responses: list[list[int]], *, pad_id: int, device,
                     dtype: torch.dtype | None, temperature: float, with_entropy: bool = False,
                     share_prompts: bool = True):
-    """The learner's forward on a micro-batch of (prompt, response) token lists, in ``dtype``
-    under autocast: ``(logprobs [M, T], entropy [M, T] or None, response_mask [M, T])``.
-    With ``share_prompts`` (where ``can_share_prompts``) a prompt shared by several
-    responses of the micro-batch runs once (``PromptPrefill``)."""
-    if share_prompts and len({tuple(p) for p in prompts}) < len(prompts) and can_share_prompts(model):
-        prefill = PromptPrefill(model, prompts, pad_id=pad_id, device=device, dtype=dtype)
-        return prefill.logprobs(prompts, responses, temperature=temperature, with_entropy=with_entropy)
-    input_ids, attn, response_mask, P = collate(prompts, responses, pad_id, device)
-    with dist.autocast(device, dtype):
-        logp, entropy = response_logprobs(model, input_ids, attn, P, temperature, with_entropy=with_entropy)
-    return logp, entropy, response_mask
+    """One micro-batch through ``Forward``: ``(logprobs [M, T], entropy [M, T] or None,
+    response_mask [M, T])``, a prompt shared by several of its responses running once where
+    the model ``can_share_prompts``."""
+    shared = share_prompts and len({tuple(p) for p in prompts}) < len(prompts) and can_share_prompts(model)
+    forward = Forward(model, prompts, shared=shared, pad_id=pad_id, device=device, dtype=dtype)
+    return forward.logprobs(prompts, responses, temperature=temperature, with_entropy=with_entropy)

@@ -35,8 +35,7 @@ from drzero.errors import DrZeroError
 from drzero.evaluate import evaluate_rows
 from drzero.grader import Grader
 from drzero.parsing import config_text, validate
-from drzero.models import (PromptPrefill, add_lora, can_share_prompts, load_model_and_tokenizer, load_template,
-                           policy_logprobs)
+from drzero.models import Forward, add_lora, load_model_and_tokenizer, load_template, plan_forward
 from drzero.reward import RewardFunction, load_reward_function
 from drzero.rollout import Engine, Rollouts, SamplingParams, generate_and_grade, load_engine
 from drzero.templates import Template
@@ -69,6 +68,7 @@ class Setup:
     dtype: torch.dtype  # compute dtype (autocast)
     sharded: bool  # FSDP2 across ranks
     train_batch: int  # responses per optimizer step (all ranks)
+    micro_batch: int  # responses per forward/backward pass on this rank
     updates_per_iter: int  # optimizer steps per policy iteration
 
 
@@ -199,36 +199,14 @@ def setup(cfg: TrainConfig) -> Setup:
                 f"{train_batch} responses per optimizer step ({updates_per_iter} optimizer steps per iteration); "
                 f"micro-batch {resolved_micro_batch_size(cfg)}; {len(rows)} training questions; template {template.name}")
 
-    # ---- models. Trained weights stay in float32 (with lr 1e-6 a bfloat16 weight would round
-    # most updates away; LoRA: the frozen base is in `dtype`, peft keeps adapters in float32);
-    # forward and backward run in `dtype` under autocast. The reference policy only when beta > 0.
+    # ---- models and the engine (a resumed run loads the checkpoint's export, LoRA: the base model)
     dtype = torch.bfloat16 if cfg.dtype == "bfloat16" else torch.float32
     sharded = cfg.sharding == "fsdp" and dist.world_size() > 1
     if cfg.sharding == "fsdp" and not sharded:
         dist.print0("sharding=fsdp: a single process holds the whole model; nothing to shard")
-    # a resumed run loads the checkpoint's export (LoRA: the base model) and then the float32
-    # masters of the trained parameters from the trainer state
     model_source = str(ckpt) if ckpt is not None and not cfg.lora_rank else cfg.model
-    model, tokenizer = load_model_and_tokenizer(model_source, device=device)
-    model.to(dtype if cfg.lora_rank else torch.float32)
-    if cfg.lora_rank:
-        model = add_lora(model, rank=cfg.lora_rank, alpha=cfg.lora_alpha, target_modules=cfg.lora_target_modules)
-    if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-        model.config.use_cache = False
-    ref_model = None
-    if objective.beta > 0:
-        ref_model, _ = load_model_and_tokenizer(cfg.model, device=device)
-        ref_model.to(dtype).eval().requires_grad_(False)
-    rollout_model = model  # the HF engine generates with the learner's own module ...
-    if sharded:  # ... except under FSDP: a whole replica for generation and rank-0 eval, synced every step
-        rollout_model = copy.deepcopy(model).to(dtype).eval().requires_grad_(False) if cfg.engine == "hf" else None
-        dist.shard(model)
-        if ref_model is not None:
-            dist.shard(ref_model)
-    engine = load_engine(model_source, engine=cfg.engine, policy=rollout_model, tokenizer=tokenizer, device=device,
-                         dtype=cfg.dtype, batch_size=cfg.generation_batch_size, vllm_memory=cfg.vllm_memory,
-                         tensor_parallel_size=cfg.tensor_parallel_size, seed=cfg.seed, sleep_mode=True)
+    model, tokenizer, ref_model, engine = load_models(cfg, model_source, objective, device=device, dtype=dtype,
+                                                      sharded=sharded)
 
     # ---- optimizer, schedule, bias monitor; a resumed run restores them, the weights and the RNG states
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
@@ -250,7 +228,39 @@ def setup(cfg: TrainConfig) -> Setup:
         dist.print0(f"resumed from {ckpt} at step {start_step}")
     grader = Grader(workers=cfg.grader_workers, timeout_s=cfg.grader_timeout_s, mode=cfg.grader)
     return Setup(cfg, run_dir, start_step, rows, eval_sets, template, objective, grader, reward_fn, model, ref_model,
-                 tokenizer, engine, optimizer, scheduler, monitor, device, dtype, sharded, train_batch, updates_per_iter)
+                 tokenizer, engine, optimizer, scheduler, monitor, device, dtype, sharded, train_batch,
+                 max(1, resolved_micro_batch_size(cfg) // dist.world_size()), updates_per_iter)
+
+
+def load_models(cfg: TrainConfig, model_source: str, objective: Objective, *, device: str, dtype: torch.dtype,
+                sharded: bool):
+    """The learner, its tokenizer, the reference policy (only when beta > 0) and the engine.
+
+    Trained weights stay in float32 (with lr 1e-6 a bfloat16 weight would round most updates
+    away; LoRA: the frozen base is in ``dtype``, peft keeps adapters in float32); forward and
+    backward run in ``dtype`` under autocast. A resumed run's float32 masters are loaded
+    from the trainer state afterwards (``checkpoint.load``)."""
+    model, tokenizer = load_model_and_tokenizer(model_source, device=device)
+    model.to(dtype if cfg.lora_rank else torch.float32)
+    if cfg.lora_rank:
+        model = add_lora(model, rank=cfg.lora_rank, alpha=cfg.lora_alpha, target_modules=cfg.lora_target_modules)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.config.use_cache = False
+    ref_model = None
+    if objective.beta > 0:
+        ref_model, _ = load_model_and_tokenizer(cfg.model, device=device)
+        ref_model.to(dtype).eval().requires_grad_(False)
+    rollout_model = model  # the HF engine generates with the learner's own module ...
+    if sharded:  # ... except under FSDP: a whole replica for generation and rank-0 eval, synced every step
+        rollout_model = copy.deepcopy(model).to(dtype).eval().requires_grad_(False) if cfg.engine == "hf" else None
+        dist.shard(model)
+        if ref_model is not None:
+            dist.shard(ref_model)
+    engine = load_engine(model_source, engine=cfg.engine, policy=rollout_model, tokenizer=tokenizer, device=device,
+                         dtype=cfg.dtype, batch_size=cfg.generation_batch_size, vllm_memory=cfg.vllm_memory,
+                         tensor_parallel_size=cfg.tensor_parallel_size, seed=cfg.seed, sleep_mode=True)
+    return model, tokenizer, ref_model, engine
 
 
 def steps_for_epochs(max_epochs: float, n_questions: int, prompts_per_step: int) -> int:
@@ -309,7 +319,7 @@ def update_policy(s: Setup, batch: Rollouts, step: int) -> dict:
         for u in range(0, n_local, per_update):
             stats = accumulate_gradients(
                 s.model, batch.select(perm[u : u + per_update].tolist()), s.objective, ref_model=s.ref_model,
-                micro_batch_size=max(1, resolved_micro_batch_size(cfg) // dist.world_size()), temperature=cfg.temperature,
+                micro_batch_size=s.micro_batch, temperature=cfg.temperature,
                 pad_id=s.engine.pad_id, device=s.device, dtype=s.dtype, tis_cap=cfg.tis_cap)
             dist.sum_gradients(s.model)  # losses use global normalisers, so the sum is the exact gradient
             stats["grad_norm"] = dist.grad_norm(s.model, cfg.max_grad_norm)  # clips when max_grad_norm > 0
@@ -327,29 +337,6 @@ def update_policy(s: Setup, batch: Rollouts, step: int) -> dict:
     return out
 
 
-def micro_batch_plan(gens: list, micro_batch_size: int, share_prompts: bool) -> list[list[list[int]]]:
-    """How one optimizer step's responses are cut: chunks of micro-batches (response indices).
-
-    Sharing prompts: a chunk is up to ``micro_batch_size`` distinct prompts with all their
-    responses (prompts with long responses together); its prompts are prefilled once, and
-    its responses, sorted by length (least padding), are cut into micro-batches of
-    ``micro_batch_size``. A chunk's prefill holds no more activations than a micro-batch's
-    prompts did before sharing. Otherwise: one micro-batch per chunk, all by length."""
-    length = lambda i: len(gens[i].token_ids)  # noqa: E731
-    if not share_prompts:
-        order = sorted(range(len(gens)), key=length)
-        return [[order[m : m + micro_batch_size]] for m in range(0, len(order), micro_batch_size)]
-    by_prompt: dict[tuple[int, ...], list[int]] = {}
-    for i, g in enumerate(gens):
-        by_prompt.setdefault(tuple(g.prompt_token_ids), []).append(i)
-    groups = sorted(by_prompt.values(), key=lambda idx: max(map(length, idx)))
-    plan = []
-    for c in range(0, len(groups), micro_batch_size):
-        order = sorted((i for idx in groups[c : c + micro_batch_size] for i in idx), key=length)
-        plan.append([order[m : m + micro_batch_size] for m in range(0, len(order), micro_batch_size)])
-    return plan
-
-
 def accumulate_gradients(model, batch: Rollouts, objective: Objective, *, ref_model=None, micro_batch_size: int,
                          temperature: float, pad_id: int, device, dtype=torch.float32, tis_cap: float = 0.0,
                          share_prompts: bool = True) -> dict:
@@ -360,42 +347,37 @@ def accumulate_gradients(model, batch: Rollouts, objective: Objective, *, ref_mo
     current log-probs (on-policy: ratio exactly 1, no extra forward pass). ``tis_cap`` > 0
     weights each token by min(pi_old/pi_rollout, cap), pi_rollout being the engine's
     log-probs. ``share_prompts``: each prompt runs once per chunk of micro-batches, its
-    keys/values shared by all its responses (``micro_batch_plan``, ``models.PromptPrefill``;
-    the same gradient). Returns the step's loss and its metrics, averaged over micro-batches."""
+    keys/values shared by all its responses where the model allows it (``models.plan_forward``,
+    ``models.Forward``; the same gradient). Returns the step's loss and its metrics, averaged
+    over micro-batches."""
     gens = batch.generations
     n_resp = dist.all_sum(float(len(batch)))
     n_tok = dist.all_sum(float(sum(len(g.token_ids) for g, k in zip(gens, batch.keep.tolist()) if k)))
-    share_prompts = share_prompts and can_share_prompts(model)
+    plan = plan_forward(model, [g.prompt_token_ids for g in gens], [len(g.token_ids) for g in gens], micro_batch_size,
+                        share_prompts=share_prompts)
     total = 0.0
     stats: dict[str, list[float]] = {k: [] for k in ("clip_frac_low", "clip_frac_high", "ratio_mean", "kl", "entropy",
                                                       "logprob_gap", "tis_weight_mean", "tis_clip_frac")}
-    for chunk in micro_batch_plan(gens, micro_batch_size, share_prompts):
-        prefill = ref_prefill = None
-        if share_prompts:  # the chunk's prompts, once (the prompts' gradient goes through them after the last micro-batch)
-            chunk_prompts = [gens[i].prompt_token_ids for idx in chunk for i in idx]
-            prefill = PromptPrefill(model, chunk_prompts, pad_id=pad_id, device=device, dtype=dtype,
-                                    separate_backward=len(chunk) > 1)
-            if ref_model is not None:
-                with torch.no_grad():
-                    ref_prefill = PromptPrefill(ref_model, chunk_prompts, pad_id=pad_id, device=device, dtype=dtype)
+    for chunk in plan.chunks:
+        # shared: the chunk's prompts run once (their gradient goes through them after the last micro-batch)
+        chunk_prompts = [gens[i].prompt_token_ids for idx in chunk for i in idx]
+        forward = Forward(model, chunk_prompts, shared=plan.shared, pad_id=pad_id, device=device, dtype=dtype,
+                          separate_backward=len(chunk) > 1)
+        ref_forward = None
+        if ref_model is not None:
+            with torch.no_grad():
+                ref_forward = Forward(ref_model, chunk_prompts, shared=plan.shared, pad_id=pad_id, device=device,
+                                      dtype=dtype)
         for idx in chunk:
             mb = batch.select(idx)
             prompts, responses = [g.prompt_token_ids for g in mb.generations], [g.token_ids for g in mb.generations]
-            if prefill is not None:
-                logp, ent, mask = prefill.logprobs(prompts, responses, temperature=temperature, with_entropy=True)
-            else:
-                logp, ent, mask = policy_logprobs(model, prompts, responses, pad_id=pad_id, device=device, dtype=dtype,
-                                                  temperature=temperature, with_entropy=True, share_prompts=False)
+            logp, ent, mask = forward.logprobs(prompts, responses, temperature=temperature, with_entropy=True)
             mask = mask * mb.keep.to(device).float()[:, None]  # [M, T]
             old = logp.detach() if mb.old_logprobs is None else _pad_rows(mb.old_logprobs, logp.shape, device)
             ref = None
-            if ref_model is not None:
+            if ref_forward is not None:
                 with torch.no_grad():
-                    if ref_prefill is not None:
-                        ref, _, _ = ref_prefill.logprobs(prompts, responses, temperature=temperature)
-                    else:
-                        ref, _, _ = policy_logprobs(ref_model, prompts, responses, pad_id=pad_id, device=device,
-                                                    dtype=dtype, temperature=temperature, share_prompts=False)
+                    ref, _, _ = ref_forward.logprobs(prompts, responses, temperature=temperature)
             engine_lp, is_w = None, None
             if all(len(g.logprobs) == len(g.token_ids) for g in mb.generations):  # the engine's own log-probs
                 engine_lp = _pad_rows([torch.tensor(g.logprobs) for g in mb.generations], logp.shape, device)
@@ -419,8 +401,7 @@ def accumulate_gradients(model, batch: Rollouts, objective: Objective, *, ref_mo
                 stats[k].append(lm[k])
             stats["kl"].append(lm.get("kl", 0.0))
             stats["entropy"].append(masked_mean(ent, mask).item())
-        if prefill is not None:
-            prefill.backward()
+        forward.backward()
     return {"loss": total, **{k: mean_or_nan(v) for k, v in stats.items()}}
 
 
@@ -428,18 +409,14 @@ def frozen_logprobs(s: Setup, batch: Rollouts) -> list[torch.Tensor]:
     """pi_old log-probs ``[T_i]`` of every response, before any update of this iteration."""
     gens = batch.generations
     out: list[torch.Tensor] = [None] * len(gens)  # type: ignore[list-item]
-    share = can_share_prompts(s.model)
+    plan = plan_forward(s.model, [g.prompt_token_ids for g in gens], [len(g.token_ids) for g in gens], s.micro_batch)
     with torch.no_grad():
-        for chunk in micro_batch_plan(gens, resolved_micro_batch_size(s.cfg), share):
-            prefill = PromptPrefill(s.model, [gens[i].prompt_token_ids for idx in chunk for i in idx],
-                                    pad_id=s.engine.pad_id, device=s.device, dtype=s.dtype) if share else None
+        for chunk in plan.chunks:
+            forward = Forward(s.model, [gens[i].prompt_token_ids for idx in chunk for i in idx], shared=plan.shared,
+                              pad_id=s.engine.pad_id, device=s.device, dtype=s.dtype)
             for ids in chunk:
                 prompts, responses = [gens[i].prompt_token_ids for i in ids], [gens[i].token_ids for i in ids]
-                if prefill is not None:
-                    logp, _, _ = prefill.logprobs(prompts, responses, temperature=s.cfg.temperature)
-                else:
-                    logp, _, _ = policy_logprobs(s.model, prompts, responses, pad_id=s.engine.pad_id, device=s.device,
-                                                 dtype=s.dtype, temperature=s.cfg.temperature, share_prompts=False)
+                logp, _, _ = forward.logprobs(prompts, responses, temperature=s.cfg.temperature)
                 for k, i in enumerate(ids):
                     out[i] = logp[k, : len(gens[i].token_ids)].float().cpu()
     return out

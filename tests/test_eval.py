@@ -4,8 +4,6 @@ import itertools
 import json
 import os
 import random
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from math import comb
 
 import pytest
@@ -87,58 +85,40 @@ def test_shared_dataset_formats_load():
     assert math500[0]["answer"] == "24x^2-6x+3"
 
 
-class _FakeOpenAI(BaseHTTPRequestHandler):
-    """A real HTTP server speaking the completions API: answers the toy question correctly
-    half of the time, fails the first request of each prompt with 503 (to exercise retries)."""
+class _HalfRight:
+    """Completions replies: the toy question answered correctly half of the time; the first
+    request of each prompt fails with 503 (to exercise retries)."""
 
-    seen: dict = {}
-    requests = 0
+    def __init__(self):
+        self.seen, self.requests = set(), 0
+        self.answers = {r["problem"]: r["answer"] for r in load_questions("toy:test")}
 
-    def log_message(self, *args):
-        pass
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).requests += 1
+    def __call__(self, body, headers):
+        self.requests += 1
         prompt = body["prompt"]
         if prompt not in self.seen:
-            self.seen[prompt] = 1
-            self.send_response(503)
-            self.end_headers()
-            return
+            self.seen.add(prompt)
+            return 503, b""
         q = prompt.split("user\n")[-1].split("<|im_end|>")[0]
-        rows = {r["problem"]: r["answer"] for r in load_questions("toy:test")}
-        ans = rows.get(q, "0")
+        ans = self.answers.get(q, "0")
         rng = random.Random(q)
         choices = [{"index": i, "text": f"Easy. The final answer is \\boxed{{{ans if rng.random() < 0.5 else 999}}}.",
                     "finish_reason": "stop"} for i in range(body.get("n", 1))]
-        data = json.dumps({"choices": choices, "usage": {"completion_tokens": 9}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        return 200, {"choices": choices, "usage": {"completion_tokens": 9}}
 
 
-@pytest.fixture
-def fake_server():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeOpenAI)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-
-
-def test_endpoint_backend_retries_and_resumes_from_cache(tmp_path, fake_server, monkeypatch):
+def test_endpoint_backend_retries_and_resumes_from_cache(tmp_path, fake_openai, monkeypatch):
+    replies = _HalfRight()
+    fake_server = fake_openai(replies)
     monkeypatch.setenv("FAKE_KEY", "sk-test")
     cfg = EvalConfig(model="served", benchmarks="toy:test", limit=6, n=2, temperature=1.0, max_new_tokens=32,
                      endpoint=fake_server, api_key_env="FAKE_KEY", output=str(tmp_path / "ev"), retries=3, concurrency=3)
     first = run_eval(cfg)
     m = first["benchmarks"]["toy:test"]
     assert m["n_questions"] == 6 and 0 <= m["accuracy"] <= 1 and "pass@2" in m
-    before = _FakeOpenAI.requests
+    before = replies.requests
     again = run_eval(cfg)  # everything cached: no new request
-    assert _FakeOpenAI.requests == before
+    assert replies.requests == before
     assert again["benchmarks"] == first["benchmarks"]
     assert "sk-test" not in (tmp_path / "ev" / "results.json").read_text()
     lines = (tmp_path / "ev" / "samples.jsonl").read_text().splitlines()

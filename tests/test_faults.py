@@ -25,7 +25,6 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -294,47 +293,34 @@ def test_unreachable_hub_is_one_line_after_one_attempt(no_network, tmp_path, mon
 
 
 # ----------------------------------------------------------------------------- endpoints
-class _Server(BaseHTTPRequestHandler):
-    """A completions server whose behaviour a test sets: ``mode`` = ok, null_text, html or
-    down; ``ok`` answers deterministically (right for about half the questions)."""
+class _Completions:
+    """The replies of a completions server a test steers: ``mode`` = ok, null_text, html or
+    down; ``ok`` answers deterministically (right for about half the questions); ``before``,
+    if set, is called with this object before each reply."""
 
-    mode = "ok"
-    requests = 0
-    answers: dict = {}
+    def __init__(self, answers: dict):
+        self.mode, self.requests, self.answers, self.before, self.url = "ok", 0, answers, None, ""
 
-    def log_message(self, *args):
-        pass
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).requests += 1
+    def __call__(self, body, headers):
+        if self.before is not None:
+            self.before(self)
+        self.requests += 1
         if self.mode == "down":
-            self.send_response(503)
-            self.end_headers()
-            return
+            return 503, b""
         if self.mode == "html":
-            data = b"<html><body>502 Bad Gateway</body></html>"
-        else:
-            prompt = body["prompt"]
-            right = int(hashlib.sha256(prompt.encode()).hexdigest(), 16) % 2 == 0
-            text = None if self.mode == "null_text" else f"So \\boxed{{{self.answers.get(prompt, '0') if right else 999}}}."
-            data = json.dumps({"choices": [{"index": 0, "text": text, "finish_reason": "stop"}],
-                               "usage": {"completion_tokens": 5}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+            return 200, b"<html><body>502 Bad Gateway</body></html>"
+        prompt = body["prompt"]
+        right = int(hashlib.sha256(prompt.encode()).hexdigest(), 16) % 2 == 0
+        text = None if self.mode == "null_text" else f"So \\boxed{{{self.answers.get(prompt, '0') if right else 999}}}."
+        return 200, {"choices": [{"index": 0, "text": text, "finish_reason": "stop"}], "usage": {"completion_tokens": 5}}
 
 
 @pytest.fixture
-def server():
+def server(fake_openai):
     rows = load_questions("toy:test", limit=8)
-    _Server.answers = {TEMPLATES["qwen_math"].render(r["problem"]): r["answer"] for r in rows}
-    _Server.mode, _Server.requests = "ok", 0
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Server)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    httpd.shutdown()
+    replies = _Completions({TEMPLATES["qwen_math"].render(r["problem"]): r["answer"] for r in rows})
+    replies.url = fake_openai(replies)
+    return replies
 
 
 def _endpoint_eval(url: str, out: Path, *extra: str) -> list[str]:
@@ -344,8 +330,8 @@ def _endpoint_eval(url: str, out: Path, *extra: str) -> list[str]:
 
 
 def test_endpoint_null_text_is_one_line_and_not_cached(server, tmp_path, capsys):
-    _Server.mode = "null_text"
-    code = cli_main(_endpoint_eval(server, tmp_path / "o"))
+    server.mode = "null_text"
+    code = cli_main(_endpoint_eval(server.url, tmp_path / "o"))
     err = capsys.readouterr().err
     _one_line_error(code, err)
     assert "returned a choice whose text is null, not a string" in err
@@ -354,40 +340,37 @@ def test_endpoint_null_text_is_one_line_and_not_cached(server, tmp_path, capsys)
 
 
 def test_endpoint_invalid_json_is_reported_as_such_at_once(server, tmp_path, capsys):
-    _Server.mode = "html"
-    code = cli_main(_endpoint_eval(server, tmp_path / "o", "--retries", "3"))
+    server.mode = "html"
+    code = cli_main(_endpoint_eval(server.url, tmp_path / "o", "--retries", "3"))
     err = capsys.readouterr().err
     _one_line_error(code, err)
     assert "answered with invalid JSON" in err and "unreachable" not in err and "<html>" in err
-    assert _Server.requests <= 2  # one per prompt of the first chunk: a server that answers is not retried
+    assert server.requests <= 2  # one per prompt of the first chunk: a server that answers is not retried
 
 
 def test_endpoint_dying_late_keeps_finished_work_and_resumes(server, tmp_path, capsys, monkeypatch):
     """The server goes down after 4 requests: the two finished chunks (4 questions) stay on
     disk, the error says so, and the rerun, once the server is back, matches an
     uninterrupted eval."""
-    assert cli_main(_endpoint_eval(server, tmp_path / "full")) == 0
+    assert cli_main(_endpoint_eval(server.url, tmp_path / "full")) == 0
     capsys.readouterr()
-    _Server.requests = 0
-    real = _Server.do_POST
+    server.requests = 0
     lock, served = threading.Lock(), [0]
 
-    def dies_after_4(self):  # counted under a lock: the server answers requests of one chunk concurrently
+    def dies_after_4(replies):  # counted under a lock: the server answers requests of one chunk concurrently
         with lock:
             served[0] += 1
             if served[0] > 4:
-                type(self).mode = "down"
-        real(self)
+                replies.mode = "down"
 
-    monkeypatch.setattr(_Server, "do_POST", dies_after_4)
-    code = cli_main(_endpoint_eval(server, tmp_path / "late"))
+    server.before = dies_after_4
+    code = cli_main(_endpoint_eval(server.url, tmp_path / "late"))
     err = capsys.readouterr().err
     _one_line_error(code, err)
     assert "unreachable" in err and "4 samples are kept" in err and "run the same command again to resume" in err
     assert len((tmp_path / "late" / "samples.jsonl").read_text().splitlines()) == 4
-    _Server.mode = "ok"
-    monkeypatch.setattr(_Server, "do_POST", real)
-    assert cli_main(_endpoint_eval(server, tmp_path / "late")) == 0
+    server.mode, server.before = "ok", None
+    assert cli_main(_endpoint_eval(server.url, tmp_path / "late")) == 0
     _assert_same_eval(tmp_path / "full", tmp_path / "late")
 
 

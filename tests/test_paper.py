@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -122,33 +120,21 @@ def test_published_rows_are_paper_md(tmp_path):
     assert published_rows("toy") == []
 
 
-class _Served(BaseHTTPRequestHandler):
-    """An OpenAI-compatible completions server standing in for a served baseline: records
-    the prompts and answers every question with a boxed 7."""
-
-    prompts: list = []
-
-    def log_message(self, *args):
-        pass
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).prompts.append(body["prompt"])
-        data = json.dumps({"choices": [{"index": 0, "text": "so \\boxed{7}", "finish_reason": "stop"}],
-                           "usage": {"completion_tokens": 5}}).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-
 @pytest.fixture
-def served():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Served)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    _Served.prompts = []
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
+def served(fake_openai):
+    """A completions server standing in for a served baseline: records the prompts in
+    ``_SERVED_PROMPTS`` and answers every question with a boxed 7."""
+    _SERVED_PROMPTS.clear()
+
+    def reply(body, headers):
+        _SERVED_PROMPTS.append(body["prompt"])
+        return 200, {"choices": [{"index": 0, "text": "so \\boxed{7}", "finish_reason": "stop"}],
+                     "usage": {"completion_tokens": 5}}
+
+    return fake_openai(reply)
+
+
+_SERVED_PROMPTS: list[str] = []
 
 
 def test_eval_paper_uses_the_baselines_template_and_prints_its_row(tmp_path, served, capsys, monkeypatch):
@@ -157,7 +143,7 @@ def test_eval_paper_uses_the_baselines_template_and_prints_its_row(tmp_path, ser
                      "--limit", "2", "--output", str(tmp_path / "ev")])
     out = capsys.readouterr().out
     assert code == 0
-    assert len(_Served.prompts) == 10 and all(p.endswith("\\boxed{Your answer}. Assistant:") for p in _Served.prompts)
+    assert len(_SERVED_PROMPTS) == 10 and all(p.endswith("\\boxed{Your answer}. Assistant:") for p in _SERVED_PROMPTS)
     res = json.loads((tmp_path / "ev" / "results.json").read_text())
     assert res["template"] == "prime_zero" and res["paper"]["published"][0]["name"] == "PRIME-Zero-7B"
     assert "PRIME-Zero-7B (prime_zero): paper" in out
@@ -205,37 +191,20 @@ def test_engine_flags_are_checked(monkeypatch):
 
 
 # ----------------------------------------------------------------------------- probe
-class _Judge(BaseHTTPRequestHandler):
-    """An OpenAI-compatible chat server: says every response answers (1) and is category 1."""
+def test_probe_reports_the_judged_answering_rate(tmp_path, capsys, fake_openai):
+    bodies = []
 
-    bodies: list = []
-
-    def log_message(self, *args):
-        pass
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).bodies.append(body)
+    def judge(body, headers):  # says every response answers (1) and is category 1
+        bodies.append(body)
         prompt = body["messages"][0]["content"]
         text = "1: it works on the question" if "single integer (0 or 1)" in prompt else "No reflection here. 1"
-        data = json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        return 200, {"choices": [{"message": {"role": "assistant", "content": text}}]}
 
-
-def test_probe_reports_the_judged_answering_rate(tmp_path, capsys):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Judge)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    _Judge.bodies = []
+    url = fake_openai(judge)
     out = tmp_path / "probe"
-    try:
-        code = cli_main(["probe", "--model", "toy", "--templates", "qwen_math,none", "--n-questions", "6",
-                         "--sample-questions", "2", "--n", "2", "--temperatures", "1.0", "--output", str(out),
-                         "--judge-endpoint", f"http://127.0.0.1:{server.server_address[1]}/v1", "--grader-workers", "1"])
-    finally:
-        server.shutdown()
+    code = cli_main(["probe", "--model", "toy", "--templates", "qwen_math,none", "--n-questions", "6",
+                     "--sample-questions", "2", "--n", "2", "--temperatures", "1.0", "--output", str(out),
+                     "--judge-endpoint", url, "--grader-workers", "1"])
     assert code == 0
     card = json.loads((out / "scorecard.json").read_text())
     t = card["templates"]
@@ -245,7 +214,7 @@ def test_probe_reports_the_judged_answering_rate(tmp_path, capsys):
     assert card["answering_measure"].startswith("LLM judge") and card["max_new_tokens"] == 128  # the toy's own budget
     md = (out / "scorecard.md").read_text()
     assert "answering rate (LLM judge)" in md and "| none | 100.0% |" in md
-    prompts = [b["messages"][0]["content"] for b in _Judge.bodies]
+    prompts = [b["messages"][0]["content"] for b in bodies]
     assert sum("single integer (0 or 1)" in p for p in prompts) == 12  # 6 greedy responses x 2 templates
     reflection = [p for p in prompts if "single integer" not in p]
     assert reflection and all("overly repetitive" in p for p in reflection)

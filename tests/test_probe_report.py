@@ -1,8 +1,6 @@
 """probe (with a judge on a real local HTTP server) and report."""
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -39,34 +37,22 @@ def test_answering_detector_stops_at_a_new_turn():
     assert is_answering("\nEvaluate 36 - 11 + 33. The answer is odd.\nEvaluate 39 + 33. The answer is odd.")
 
 
-class _Judge(BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        assert self.headers["Authorization"] == "Bearer judge-key"
-        prompt = body["messages"][0]["content"]
-        response = prompt.split("Response:\n", 1)[1]
-        if "single integer (0 or 1)" in prompt:  # the answering question
-            text = "1: it answers" if "boxed" in response or "<answer>" in response else "0: it continues the text"
-        else:  # the self-reflection categories; the verdict ends the reply
-            text = ("Not 0 (it is on topic), and it re-checks its work: 2." if reflection_keywords(response)
-                    else "Not 3 (no code), no reflection: 1")
-        data = json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+def _judge_reply(body, headers):
+    assert headers["Authorization"] == "Bearer judge-key"
+    prompt = body["messages"][0]["content"]
+    response = prompt.split("Response:\n", 1)[1]
+    if "single integer (0 or 1)" in prompt:  # the answering question
+        text = "1: it answers" if "boxed" in response or "<answer>" in response else "0: it continues the text"
+    else:  # the self-reflection categories; the verdict ends the reply
+        text = ("Not 0 (it is on topic), and it re-checks its work: 2." if reflection_keywords(response)
+                else "Not 3 (no code), no reflection: 1")
+    return 200, {"choices": [{"message": {"role": "assistant", "content": text}}]}
 
 
 @pytest.fixture
-def judge_url(monkeypatch):
+def judge_url(monkeypatch, fake_openai):
     monkeypatch.setenv("JUDGE_KEY", "judge-key")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Judge)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
+    return fake_openai(_judge_reply)
 
 
 def test_judge_client_against_local_server(judge_url):

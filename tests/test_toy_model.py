@@ -37,18 +37,6 @@ def test_shipped_checkpoint_loads_and_generates(name):
     assert tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True).endswith("assistant\n")
 
 
-def test_model_card_numbers_meet_targets():
-    m = json.loads((TOY_CHECKPOINT / "measurements.json").read_text())
-    t = m["templates"]
-    best = max(v["greedy_accuracy"] for v in t.values())
-    assert 0.2 <= best <= 0.6
-    assert m["sampled"]["pass@8"] >= 0.7
-    rates = [v["answering_rate"] for v in t.values()]
-    assert min(rates) < 0.5 and max(rates) > 0.9
-    assert 0.02 <= m["sampled"]["reflection_keyword_rate"] <= 0.30
-    assert (TOY_CHECKPOINT / "README.md").read_text().count("|") > 10
-
-
 def test_toy_v2_card_meets_its_stated_targets():
     """What the toy-v2 card states, within the ranges docs/toy.md gives (issue 15's targets)."""
     t, s = V2_CARD["templates"], V2_CARD["sampled"]
