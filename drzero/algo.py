@@ -115,22 +115,20 @@ def question_weights(rewards: torch.Tensor, group_size: int, *, scale: str, eps:
 
 
 def policy_loss(
+    objective: Objective,
     logprobs: torch.Tensor,
     old_logprobs: torch.Tensor,
     advantages: torch.Tensor,
     response_mask: torch.Tensor,
     *,
-    aggregation: str,
-    constant_normalizer: float | None = None,
-    clip_eps_low: float = 0.2,
-    clip_eps_high: float | None = None,
     ref_logprobs: torch.Tensor | None = None,
-    beta: float = 0.0,
     num_responses: float | None = None,
     num_tokens: float | None = None,
     is_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Clipped-surrogate loss of a (micro-)batch and its metrics.
+    """Clipped-surrogate loss of a (micro-)batch and its metrics, for the ``objective``
+    (an ``Objective``, e.g. from ``resolve_objective``: its aggregation, constant
+    normaliser, clip range and beta are read here, so a new knob is one field).
 
     logprobs, old_logprobs, ref_logprobs, response_mask: ``[N, T]``; advantages ``[N]``.
     Per token: l_it = w_it * max(-A_i r_it, -A_i clip(r_it, 1-eps_low, 1+eps_high))
@@ -146,8 +144,10 @@ def policy_loss(
     Returns (scalar loss, metrics: clip_frac_low, clip_frac_high, ratio_mean, kl (when
     beta > 0)).
     """
+    aggregation, constant_normalizer = objective.aggregation, objective.constant_normalizer
     _check_aggregation(aggregation, constant_normalizer)
-    clip_eps_high = clip_eps_low if clip_eps_high is None else clip_eps_high
+    clip_eps_low, beta = objective.clip_eps_low, objective.beta
+    clip_eps_high = clip_eps_low if objective.clip_eps_high is None else objective.clip_eps_high
     mask = response_mask.to(logprobs.dtype)  # [N, T]
     adv = advantages.to(logprobs.dtype).unsqueeze(1)  # [N, 1]
     ratio = torch.exp(logprobs - old_logprobs)  # [N, T]

@@ -285,9 +285,7 @@ def run_seed(cfg: SimulateConfig, objective_name: str, seed: int) -> dict:
         rewards = shapes.reward  # [N]
         advantages = group_advantages(rewards, G, scale=objective.advantage_scale, baseline=objective.baseline)
         logprobs, response_mask = token_logprobs(policy, shapes, slip_logits, G, world)
-        loss, _ = policy_loss(logprobs, logprobs.detach(), advantages, response_mask,
-                              aggregation=objective.aggregation, constant_normalizer=objective.constant_normalizer,
-                              clip_eps_low=objective.clip_eps_low, clip_eps_high=objective.clip_eps_high)
+        loss, _ = policy_loss(objective, logprobs, logprobs.detach(), advantages, response_mask)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -403,9 +403,7 @@ def accumulate_gradients(model, batch: Rollouts, objective: Objective, *, ref_mo
                 stats["tis_weight_mean"].append(masked_mean(is_w, mask).item())
                 stats["tis_clip_frac"].append(masked_mean(((old - engine_lp).exp() > tis_cap).float(), mask).item())
             loss, lm = policy_loss(
-                logp, old, mb.advantages.to(device), mask, aggregation=objective.aggregation,
-                constant_normalizer=objective.constant_normalizer, clip_eps_low=objective.clip_eps_low,
-                clip_eps_high=objective.clip_eps_high, ref_logprobs=ref, beta=objective.beta,
+                objective, logp, old, mb.advantages.to(device), mask, ref_logprobs=ref,
                 num_responses=n_resp, num_tokens=n_tok, is_weights=is_w,
             )
             loss.backward()

@@ -7,6 +7,7 @@ import torch
 
 from drzero.algo import (
     PRESETS,
+    Objective,
     bias_weights,
     describe_objective,
     group_advantages,
@@ -78,11 +79,11 @@ def test_policy_loss_hand_computed_each_aggregation():
     adv = torch.tensor([1.0, -2.0])
     mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
     # on-policy: ratio 1, per token loss = -A
-    grpo, _ = policy_loss(logp, old, adv, mask, aggregation="seq_mean_token_mean")
+    grpo, _ = policy_loss(Objective(aggregation="seq_mean_token_mean"), logp, old, adv, mask)
     assert grpo.item() == pytest.approx(((-1 * 2 / 2) + (2 * 3 / 3)) / 2)
-    dapo, _ = policy_loss(logp, old, adv, mask, aggregation="token_mean")
+    dapo, _ = policy_loss(Objective(aggregation="token_mean"), logp, old, adv, mask)
     assert dapo.item() == pytest.approx((-1 * 2 + 2 * 3) / 5)
-    dr, _ = policy_loss(logp, old, adv, mask, aggregation="seq_mean_token_sum_norm", constant_normalizer=10)
+    dr, _ = policy_loss(Objective(constant_normalizer=10), logp, old, adv, mask)
     assert dr.item() == pytest.approx((-2 / 10 + 6 / 10) / 2)
 
 
@@ -91,7 +92,7 @@ def test_clipping_hand_computed():
     old = torch.zeros(4, 1)
     adv = torch.tensor([1.0, -1.0, -1.0, 1.0])
     mask = torch.ones(4, 1)
-    loss, m = policy_loss(logp, old, adv, mask, aggregation="token_mean", clip_eps_low=0.2, clip_eps_high=0.3)
+    loss, m = policy_loss(Objective(aggregation="token_mean", clip_eps_low=0.2, clip_eps_high=0.3), logp, old, adv, mask)
     # rows: A>0 r=1.5 -> clip at 1.3: -1.3 ; A<0 r=.5 -> max(.5, .8) = .8 ; A<0 r=1.5 -> 1.5 ; A>0 r=.5 -> -.5
     assert loss.item() == pytest.approx((-1.3 + 0.8 + 1.5 - 0.5) / 4)
     assert m["clip_frac_high"] == pytest.approx(0.25) and m["clip_frac_low"] == pytest.approx(0.25)
@@ -103,9 +104,7 @@ def test_gradient_equals_bias_weights_on_policy(preset):
     obj = resolve_objective(preset, max_new_tokens=7)
     logp, _, adv, mask = _batch()
     logp.requires_grad_(True)
-    loss, metrics = policy_loss(
-        logp, logp.detach(), adv, mask, aggregation=obj.aggregation, constant_normalizer=obj.constant_normalizer
-    )
+    loss, metrics = policy_loss(obj, logp, logp.detach(), adv, mask)
     assert metrics["ratio_mean"] == pytest.approx(1.0) and metrics["clip_frac_low"] == metrics["clip_frac_high"] == 0
     loss.backward()
     N = logp.shape[0]
@@ -120,11 +119,7 @@ def _grad(preset, logp, old, adv, mask, splits, accumulate=True):
     n_resp, n_tok = mask.shape[0], mask.sum().item()
     total = 0.0
     for idx in torch.arange(mask.shape[0]).chunk(splits):
-        loss, _ = policy_loss(
-            p[idx], old[idx], adv[idx], mask[idx], aggregation=obj.aggregation,
-            constant_normalizer=obj.constant_normalizer, clip_eps_high=obj.clip_eps_high,
-            num_responses=n_resp, num_tokens=n_tok,
-        )
+        loss, _ = policy_loss(obj, p[idx], old[idx], adv[idx], mask[idx], num_responses=n_resp, num_tokens=n_tok)
         loss.backward()
         total += loss.item()
     return total, p.grad
@@ -147,7 +142,7 @@ def test_equal_reward_groups_give_zero_gradient():
     for preset in PRESETS:
         obj = resolve_objective(preset, max_new_tokens=7)
         p = logp.clone().requires_grad_(True)
-        loss, _ = policy_loss(p, old, adv, mask, aggregation=obj.aggregation, constant_normalizer=obj.constant_normalizer)
+        loss, _ = policy_loss(obj, p, old, adv, mask)
         loss.backward()
         assert torch.count_nonzero(p.grad) == 0
 
@@ -155,11 +150,12 @@ def test_equal_reward_groups_give_zero_gradient():
 def test_kl_term_k3():
     logp = torch.log(torch.tensor([[0.5]]))
     ref = torch.log(torch.tensor([[0.25]]))
-    loss, m = policy_loss(logp, logp, torch.zeros(1), torch.ones(1, 1), aggregation="token_mean", ref_logprobs=ref, beta=0.1)
+    kl_obj = Objective(aggregation="token_mean", beta=0.1)
+    loss, m = policy_loss(kl_obj, logp, logp, torch.zeros(1), torch.ones(1, 1), ref_logprobs=ref)
     k3 = 0.5 - math.log(0.5) - 1
     assert m["kl"] == pytest.approx(k3) and loss.item() == pytest.approx(0.1 * k3)
     with pytest.raises(ValueError, match="ref_logprobs"):
-        policy_loss(logp, logp, torch.zeros(1), torch.ones(1, 1), aggregation="token_mean", beta=0.1)
+        policy_loss(kl_obj, logp, logp, torch.zeros(1), torch.ones(1, 1))
 
 
 def test_length_bias_direction():
@@ -207,8 +203,7 @@ def test_is_weights_scale_each_tokens_gradient(preset):
     grads, losses = [], []
     for weights in (None, torch.ones_like(logp), w):
         p = logp.clone().requires_grad_(True)
-        loss, _ = policy_loss(p, p.detach(), adv, mask, aggregation=obj.aggregation,
-                              constant_normalizer=obj.constant_normalizer, is_weights=weights)
+        loss, _ = policy_loss(obj, p, p.detach(), adv, mask, is_weights=weights)
         loss.backward()
         grads.append(p.grad)
         losses.append(loss.item())
