@@ -24,7 +24,11 @@ from dataclasses import dataclass, replace
 
 import torch
 
-AGGREGATIONS = ("seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm")
+AGGREGATIONS = ("seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm", "microbatch_token_mean",
+                "microbatch_padded_width")
+# Aggregations whose normaliser is the micro-batch's own (as some frameworks do): the gradient
+# then depends on how the step is cut into micro-batches and ranks. The rest use the step's totals.
+MICROBATCH_AGGREGATIONS = ("microbatch_token_mean", "microbatch_padded_width")
 SCALES = ("group", "batch", "none")
 BASELINES = ("mean", "loo")
 RATIO_LEVELS = ("token", "sequence")
@@ -140,10 +144,16 @@ def policy_loss(
     (see ``tis_weights``) corrects for the generation engine sampling from a slightly
     different distribution than the learner's pi_old.
     Aggregation (``num_responses`` = N_step, ``num_tokens`` = T_step, the optimizer
-    step's totals; they default to this batch's own):
+    step's totals; they default to this batch's own; M = this call's responses):
       seq_mean_token_mean     (GRPO):     sum_i [sum_t l_it / |o_i|] / N_step
       token_mean              (DAPO):     sum_i sum_t l_it / T_step
       seq_mean_token_sum_norm (Dr. GRPO): sum_i [sum_t l_it / C] / N_step
+      microbatch_token_mean   (verl's token-mean in its dp_actor, TRL's bnpo):
+                              (M / N_step) * sum_i sum_t l_it / (sum_i |o_i| of this call)
+      microbatch_padded_width (verl's seq-mean-token-sum-norm before its PR #5417):
+                              (M / N_step) * sum_i sum_t l_it / T  (T = the padded width, response_mask.shape[1])
+    The last two depend on how the step is cut into calls (micro-batches, ranks), on purpose:
+    they reproduce frameworks that do (``MICROBATCH_AGGREGATIONS``).
     Returns (scalar loss, metrics: clip_frac_low, clip_frac_high, ratio_mean, kl (when
     beta > 0)).
     """
@@ -179,8 +189,11 @@ def policy_loss(
         loss = (token_sums / lengths.clamp(min=1.0)).sum() / n_resp
     elif aggregation == "token_mean":
         loss = token_sums.sum() / max(n_tok, 1.0)
-    else:
+    elif aggregation == "seq_mean_token_sum_norm":
         loss = (token_sums / constant_normalizer).sum() / n_resp
+    else:  # the micro-batch's own normaliser, then 1/accumulation steps and a mean over ranks: x M / N_step
+        own = lengths.sum().clamp(min=1.0) if aggregation == "microbatch_token_mean" else float(mask.shape[1])
+        loss = token_sums.sum() / own * (mask.shape[0] / n_resp)
 
     with torch.no_grad():
         if objective.surrogate == "cispo":  # a clipped weight: either side counts, whatever the sign of A
@@ -293,6 +306,9 @@ def bias_weights(
                                                long wrong answers punished least;
     Dr. GRPO (seq_mean_token_sum_norm): A_i / C  -- the same for every length;
     DAPO (token_mean): A_i / mean_j |o_j|     -- one weight for the batch.
+    The micro-batch aggregations as if the step were one micro-batch padded to its longest
+    response: microbatch_token_mean A_i / mean_j |o_j|, microbatch_padded_width N * A_i / max_j |o_j|
+    (no 1/N: the width replaces Dr. GRPO's N*C, verl #3741's "loss is micro_batch_size * loss").
     (The common factor 1/N_step is left out.)
     """
     _check_aggregation(aggregation, constant_normalizer)
@@ -301,7 +317,9 @@ def bias_weights(
         return advantages / lengths
     if aggregation == "seq_mean_token_sum_norm":
         return advantages / constant_normalizer
-    return advantages / lengths.mean()  # token_mean
+    if aggregation == "microbatch_padded_width":
+        return advantages * advantages.numel() / lengths.max()
+    return advantages / lengths.mean()  # token_mean, microbatch_token_mean
 
 
 @dataclass(frozen=True)
@@ -335,6 +353,18 @@ PRESETS: dict[str, Objective] = {
     # upper bound 1 + 4 = 5, ScaleRL's eps_max = 5 (Khatri et al. 2025; TRL's recommended epsilon_high)
     "cispo": Objective(advantage_scale="group", aggregation="token_mean", surrogate="cispo",
                        clip_eps_low=1.0, clip_eps_high=4.0),
+    # How frameworks' own "Dr. GRPO" and GRPO normalise, named by behaviour; each one's source
+    # file and line are in docs/objectives.md. (oat and understand-r1-zero's drgrpo, TRL's
+    # loss_type="dr_grpo" with scale_rewards="none", SkyRL's seq_mean_token_sum_norm: dr_grpo
+    # above with their constant as --constant-normalizer. TRL's grpo: grpo above.)
+    # TRL loss_type="dr_grpo" alone: its scale_rewards defaults to "group", so the std stays
+    "dr_grpo_with_std": Objective(advantage_scale="group", aggregation="seq_mean_token_sum_norm"),
+    # OpenRLHF advantage estimator dr_grpo: R - mean, then its default token-level loss (step-global token mean)
+    "dr_grpo_token_mean": Objective(advantage_scale="none", aggregation="token_mean"),
+    # verl norm_adv_by_std_in_grpo=False + loss_agg_mode=seq-mean-token-sum-norm (dp_actor, before PR #5417)
+    "dr_grpo_padded_width": Objective(advantage_scale="none", aggregation="microbatch_padded_width"),
+    # verl's default GRPO (loss_agg_mode=token-mean in its dp_actor) and TRL's loss_type="bnpo"
+    "grpo_microbatch_token_mean": Objective(advantage_scale="group", aggregation="microbatch_token_mean"),
 }
 
 
@@ -354,8 +384,8 @@ def check_objective(obj: Objective) -> None:
     _check_choice("ratio_level", obj.ratio_level, RATIO_LEVELS)
     _check_choice("surrogate", obj.surrogate, SURROGATES)
     _check_choice("kl_estimator", obj.kl_estimator, KL_ESTIMATORS)
-    if obj.ratio_level == "sequence" and obj.aggregation == "token_mean":
-        raise ValueError("ratio_level=sequence with aggregation=token_mean is refused: a sequence ratio is one "
+    if obj.ratio_level == "sequence" and obj.aggregation in ("token_mean", "microbatch_token_mean"):
+        raise ValueError(f"ratio_level=sequence with aggregation={obj.aggregation} is refused: a sequence ratio is one "
                          "decision per response, which token_mean would count |o_i| times; use seq_mean_token_mean "
                          "(GSPO) or seq_mean_token_sum_norm")
 
@@ -388,6 +418,10 @@ def describe_objective(name: str, obj: Objective) -> str:
         "seq_mean_token_mean": f"(1/N) sum_i (1/|o_i|) sum_t {surrogate}",
         "token_mean": f"(1/sum_i|o_i|) sum_i sum_t {surrogate}",
         "seq_mean_token_sum_norm": f"(1/N) sum_i (1/{const}) sum_t {surrogate}",
+        "microbatch_token_mean": f"(M/N) (1/sum_(i in mb)|o_i|) sum_(i in mb) sum_t {surrogate} per micro-batch mb "
+                                 f"of M responses",
+        "microbatch_padded_width": f"(M/N) (1/T_mb) sum_(i in mb) sum_t {surrogate} per micro-batch mb of M responses "
+                                   f"padded to T_mb tokens",
     }[obj.aggregation]
     reward = "R_i"
     if not obj.beta:
@@ -400,6 +434,9 @@ def describe_objective(name: str, obj: Objective) -> str:
     notes = []
     if obj.ratio_level == "sequence":
         notes.append("s_i = exp(mean_t log r_it), GSPO's sequence ratio")
+    if obj.aggregation in MICROBATCH_AGGREGATIONS:
+        notes.append("DEPENDS on how the step is cut into micro-batches and ranks (their size and which responses "
+                     "share one: a micro-batch normaliser, as in the framework it reproduces)")
     if obj.filter_zero_variance:
         notes.append("all-equal groups filtered out: N and sum_i|o_i| count the remaining responses only")
     tail = "; N = responses per optimizer step" + "".join(f"; {n}" for n in notes)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from drzero.algo import (
+    MICROBATCH_AGGREGATIONS,
     PRESETS,
     Objective,
     bias_weights,
@@ -105,6 +106,8 @@ def test_clipping_hand_computed():
 def test_gradient_equals_bias_weights_on_policy(preset):
     obj = resolve_objective(preset, max_new_tokens=7)
     logp, _, adv, mask = _batch()
+    width = int(mask.sum(1).max())  # padded to the longest response (what bias_weights assumes for padded_width)
+    logp, mask = logp[:, :width].contiguous(), mask[:, :width]
     logp.requires_grad_(True)
     loss, metrics = policy_loss(obj, logp, logp.detach(), adv, mask)
     assert metrics["ratio_mean"] == pytest.approx(1.0) and metrics["clip_frac_low"] == metrics["clip_frac_high"] == 0
@@ -127,8 +130,12 @@ def _grad(preset, logp, old, adv, mask, splits, accumulate=True):
     return total, p.grad
 
 
+INVARIANT = [p for p in PRESETS if PRESETS[p].aggregation not in MICROBATCH_AGGREGATIONS]
+DEPENDENT = [p for p in PRESETS if PRESETS[p].aggregation in MICROBATCH_AGGREGATIONS]
+
+
 @pytest.mark.usefixtures("float64")
-@pytest.mark.parametrize("preset", list(PRESETS))
+@pytest.mark.parametrize("preset", INVARIANT)
 def test_split_invariance(preset):
     logp, old, adv, mask = _batch(N=8, seed=3)
     ref_loss, ref_grad = _grad(preset, logp, old, adv, mask, 1)
@@ -136,6 +143,46 @@ def test_split_invariance(preset):
         loss, grad = _grad(preset, logp, old, adv, mask, splits)
         assert loss == pytest.approx(ref_loss, abs=1e-12)
         assert torch.allclose(grad, ref_grad, atol=1e-12)
+
+
+@pytest.mark.usefixtures("float64")
+@pytest.mark.parametrize("preset", DEPENDENT)
+def test_microbatch_normalisers_do_depend_on_the_split(preset):
+    """The framework presets with a micro-batch normaliser: the step's gradient changes with
+    the micro-batch size (here on a batch padded to T whatever the split, as verl pads to its
+    response_length, and on micro-batches padded to their own longest response, as drzero's
+    trainer does), and it equals the framework's formula per split."""
+    assert preset in ("dr_grpo_padded_width", "grpo_microbatch_token_mean")
+    logp, old, adv, mask = _batch(N=8, seed=3)
+    _, whole = _grad(preset, logp, old, adv, mask, 1)
+    _, halves = _grad(preset, logp, old, adv, mask, 2)
+    assert not torch.allclose(whole, halves, atol=1e-6)
+    obj = resolve_objective(preset)
+    for splits in (1, 2, 4):  # the framework's formula: per micro-batch normaliser, x M / N_step
+        expected = torch.zeros_like(logp)
+        for idx in torch.arange(8).chunk(splits):
+            m = mask[idx]
+            own = m.sum() if obj.aggregation == "microbatch_token_mean" else m.shape[1]
+            expected[idx] = -(adv[idx][:, None] * m) / own * (len(idx) / 8)  # on-policy: d loss / d logp = -A / own * M/N
+        p = logp.clone().requires_grad_(True)
+        for idx in torch.arange(8).chunk(splits):
+            loss, _ = policy_loss(obj, p[idx], p[idx].detach(), adv[idx], mask[idx], num_responses=8)
+            loss.backward()
+        assert torch.allclose(p.grad, expected, atol=1e-12)
+    # drzero's trainer pads each micro-batch to its own longest response: the width itself moves
+    if obj.aggregation == "microbatch_padded_width":
+        lengths = mask.sum(1)
+        order = torch.argsort(lengths)
+        p = logp.clone().requires_grad_(True)
+        for idx in order.chunk(2):
+            width = int(lengths[idx].max())
+            loss, _ = policy_loss(obj, p[idx][:, :width], p[idx][:, :width].detach(), adv[idx], mask[idx][:, :width],
+                                  num_responses=8)
+            loss.backward()
+        short, long_ = order.chunk(2)
+        w_short, w_long = int(lengths[short].max()), int(lengths[long_].max())
+        assert w_short < w_long
+        assert torch.allclose(p.grad[short], -(adv[short][:, None] * mask[short]) / w_short * 0.5, atol=1e-12)
 
 
 def test_equal_reward_groups_give_zero_gradient():
