@@ -17,7 +17,7 @@ from typing import Literal
 
 import tyro
 
-from drzero.algo import AGGREGATIONS, BASELINES, PRESETS, SCALES
+from drzero.algo import AGGREGATIONS, BASELINES, KL_ESTIMATORS, PRESETS, RATIO_LEVELS, SCALES, SURROGATES
 from drzero.errors import DrZeroError
 from drzero.grader import GRADER_MODES
 from drzero.reward import REWARD_MODES
@@ -145,6 +145,14 @@ class TrainConfig(EngineOptions, GradingOptions, RewardOptions, QuestionOptions,
     """Override the preset: lower clip range epsilon."""
     clip_eps_high: float | None = None
     """Override the preset: upper clip range epsilon (DAPO's clip-higher)."""
+    ratio_level: Literal[RATIO_LEVELS] | None = None
+    """Override the preset: importance ratio per token, or per sequence (GSPO: geometric mean of the token ratios, clipped per response)."""
+    surrogate: Literal[SURROGATES] | None = None
+    """Override the preset: PPO's clipped surrogate (clip) or CISPO's detached clipped weight times A log pi (cispo)."""
+    kl_estimator: Literal[KL_ESTIMATORS] | None = None
+    """Override the preset: KL estimator when beta > 0: k3 loss (default), k2 loss, k3 times the importance ratio (DeepSeek-V3.2), or k1 in the reward."""
+    filter_zero_variance: bool | None = None
+    """Override the preset: leave groups whose rewards are all equal out of the update and of its normalisers."""
     tis_cap: float = 0.0
     """Truncated importance sampling: weight each token's loss by min(pi_old/pi_rollout, tis_cap), pi_rollout being the generation engine's log-prob (0 = off; 2 is usual). For vLLM, whose kernels differ from the learner's."""
     mask_truncated: bool = False

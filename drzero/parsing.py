@@ -24,7 +24,7 @@ from typing import Literal, Union
 import tyro
 import yaml
 
-from drzero.algo import PRESETS
+from drzero.algo import PRESETS, Objective, resolve_objective
 from drzero.config import (EvalConfig, ProbeConfig, PushConfig, ReportConfig, SimulateConfig, ToyBuildConfig,
                            TrainConfig, check_ranges, flag_name, resolved_micro_batch_size)
 from drzero.data import check_source
@@ -257,6 +257,11 @@ def coerce(value, hint, where: str):
 def check_train_config(cfg: TrainConfig) -> None:
     """Refuse impossible training settings, saying why (no file is touched)."""
     check_ranges(cfg)
+    try:  # the objective's knobs together (drzero.algo.check_objective: unknown values, refused combinations)
+        resolve_objective(cfg.algo, max_new_tokens=cfg.max_new_tokens,
+                          **{f.name: getattr(cfg, f.name) for f in dataclasses.fields(Objective)})
+    except ValueError as e:
+        raise DrZeroError(f"--algo {cfg.algo}: {e}") from None
     _check_template(cfg.template)
     n = cfg.prompts_per_step * cfg.group_size
     tbs = cfg.train_batch_size or n

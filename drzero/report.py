@@ -12,7 +12,6 @@ Dr. GRPO runs is the headline use.
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 import math

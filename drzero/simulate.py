@@ -53,7 +53,6 @@ import torch
 from drzero.algo import PRESETS, group_advantages, policy_loss, question_weights, resolve_objective
 from drzero.config import SimulateConfig
 from drzero.parsing import validate
-from drzero.errors import DrZeroError
 
 RECHECK, STOP, REPEAT = 0, 1, 2  # loop actions (columns of the loop table)
 CLEAN, SLIPPED = 0, 1  # rows of the loop table: what the loop decision can see
@@ -286,9 +285,7 @@ def run_seed(cfg: SimulateConfig, objective_name: str, seed: int) -> dict:
         rewards = shapes.reward  # [N]
         advantages = group_advantages(rewards, G, scale=objective.advantage_scale, baseline=objective.baseline)
         logprobs, response_mask = token_logprobs(policy, shapes, slip_logits, G, world)
-        loss, _ = policy_loss(logprobs, logprobs.detach(), advantages, response_mask,
-                              aggregation=objective.aggregation, constant_normalizer=objective.constant_normalizer,
-                              clip_eps_low=objective.clip_eps_low, clip_eps_high=objective.clip_eps_high)
+        loss, _ = policy_loss(objective, logprobs, logprobs.detach(), advantages, response_mask)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from drzero import checkpoint, dist
-from drzero.algo import (Objective, bias_weights, describe_objective, group_advantages, masked_mean, policy_loss,
-                         question_weights, resolve_objective, tis_weights)
+from drzero.algo import (Objective, bias_weights, describe_objective, group_advantages, informative_groups,
+                         kl_reward_penalty, masked_mean, policy_loss, question_weights, resolve_objective, tis_weights)
 from drzero.analysis import BiasMonitor, mean_or_nan, reflection_keywords
 from drzero.config import TrainConfig, resolved_micro_batch_size
 from drzero.data import load_questions
@@ -97,9 +97,14 @@ def train(cfg: TrainConfig) -> dict:
                                        cfg.reward_mode)  # N = B*G, prompt-major
 
             # ---- 4. advantages per group (Dr. GRPO: R - mean(R); GRPO also divides by std(R), paper Sec. 3)
-            batch.advantages = group_advantages(batch.rewards, G, scale=s.objective.advantage_scale,
+            shaped = batch.rewards
+            if s.objective.beta and s.objective.kl_estimator == "k1_reward":  # k1 in the reward, before the baseline
+                shaped = batch.rewards - kl_reward_penalty_of(s, batch)  # [N]
+            batch.advantages = group_advantages(shaped, G, scale=s.objective.advantage_scale,
                                                 baseline=s.objective.baseline)  # [N]
             batch.keep = ~batch.truncated if cfg.mask_truncated else torch.ones(len(batch), dtype=torch.bool)  # [N]
+            if s.objective.filter_zero_variance:  # all-equal groups leave the update and its normalisers
+                batch.keep &= informative_groups(shaped, G)
 
             # ---- 5. policy update (vLLM lends its memory meanwhile), then the new policy is what generates next
             t = time.perf_counter()
@@ -186,11 +191,8 @@ def setup(cfg: TrainConfig) -> Setup:
     if cfg.max_epochs is not None:  # the reference stops after a number of prompt epochs
         cfg = dataclasses.replace(cfg, max_steps=steps_for_epochs(cfg.max_epochs, len(rows), cfg.prompts_per_step))
         dist.print0(f"max_epochs {cfg.max_epochs} over {len(rows)} questions: {cfg.max_steps} policy iterations")
-    objective = resolve_objective(
-        cfg.algo, max_new_tokens=cfg.max_new_tokens, advantage_scale=cfg.advantage_scale, baseline=cfg.baseline,
-        aggregation=cfg.aggregation, constant_normalizer=cfg.constant_normalizer, clip_eps_low=cfg.clip_eps_low,
-        clip_eps_high=cfg.clip_eps_high, beta=cfg.beta,
-    )
+    objective = resolve_objective(cfg.algo, max_new_tokens=cfg.max_new_tokens,  # every Objective knob by its name
+                                  **{f.name: getattr(cfg, f.name) for f in dataclasses.fields(Objective)})
     N = cfg.prompts_per_step * cfg.group_size
     train_batch = cfg.train_batch_size or N
     updates_per_iter = (N // train_batch) * cfg.ppo_epochs
@@ -351,7 +353,8 @@ def accumulate_gradients(model, batch: Rollouts, objective: Objective, *, ref_mo
     ``models.Forward``; the same gradient). Returns the step's loss and its metrics, averaged
     over micro-batches."""
     gens = batch.generations
-    n_resp = dist.all_sum(float(len(batch)))
+    # filtering: N_step counts the responses trained on (keep), not the filtered groups'
+    n_resp = dist.all_sum(float(batch.keep.sum() if objective.filter_zero_variance else len(batch)))
     n_tok = dist.all_sum(float(sum(len(g.token_ids) for g, k in zip(gens, batch.keep.tolist()) if k)))
     plan = plan_forward(model, [g.prompt_token_ids for g in gens], [len(g.token_ids) for g in gens], micro_batch_size,
                         share_prompts=share_prompts)
@@ -390,9 +393,7 @@ def accumulate_gradients(model, batch: Rollouts, objective: Objective, *, ref_mo
                 stats["tis_weight_mean"].append(masked_mean(is_w, mask).item())
                 stats["tis_clip_frac"].append(masked_mean(((old - engine_lp).exp() > tis_cap).float(), mask).item())
             loss, lm = policy_loss(
-                logp, old, mb.advantages.to(device), mask, aggregation=objective.aggregation,
-                constant_normalizer=objective.constant_normalizer, clip_eps_low=objective.clip_eps_low,
-                clip_eps_high=objective.clip_eps_high, ref_logprobs=ref, beta=objective.beta,
+                objective, logp, old, mb.advantages.to(device), mask, ref_logprobs=ref,
                 num_responses=n_resp, num_tokens=n_tok, is_weights=is_w,
             )
             loss.backward()
@@ -405,14 +406,23 @@ def accumulate_gradients(model, batch: Rollouts, objective: Objective, *, ref_mo
     return {"loss": total, **{k: mean_or_nan(v) for k, v in stats.items()}}
 
 
-def frozen_logprobs(s: Setup, batch: Rollouts) -> list[torch.Tensor]:
-    """pi_old log-probs ``[T_i]`` of every response, before any update of this iteration."""
+def kl_reward_penalty_of(s: Setup, batch: Rollouts) -> torch.Tensor:
+    """``[N]`` beta * sum_t log(pi_old / pi_ref) of each response (algo.kl_reward_penalty)."""
+    old, ref = frozen_logprobs(s, batch), frozen_logprobs(s, batch, model=s.ref_model)
+    return torch.stack([kl_reward_penalty(o[None], r[None], torch.ones(1, len(o)), s.objective.beta)[0]
+                        for o, r in zip(old, ref)])
+
+
+def frozen_logprobs(s: Setup, batch: Rollouts, model=None) -> list[torch.Tensor]:
+    """pi_old log-probs ``[T_i]`` of every response, before any update of this iteration
+    (of ``model`` instead of the policy when given: the reference, for k1 in the reward)."""
+    model = s.model if model is None else model
     gens = batch.generations
     out: list[torch.Tensor] = [None] * len(gens)  # type: ignore[list-item]
-    plan = plan_forward(s.model, [g.prompt_token_ids for g in gens], [len(g.token_ids) for g in gens], s.micro_batch)
+    plan = plan_forward(model, [g.prompt_token_ids for g in gens], [len(g.token_ids) for g in gens], s.micro_batch)
     with torch.no_grad():
         for chunk in plan.chunks:
-            forward = Forward(s.model, [gens[i].prompt_token_ids for idx in chunk for i in idx], shared=plan.shared,
+            forward = Forward(model, [gens[i].prompt_token_ids for idx in chunk for i in idx], shared=plan.shared,
                               pad_id=s.engine.pad_id, device=s.device, dtype=s.dtype)
             for ids in chunk:
                 prompts, responses = [gens[i].prompt_token_ids for i in ids], [gens[i].token_ids for i in ids]

@@ -65,8 +65,7 @@ def gradient_snr(cfg: SimulateConfig, objective_name: str, batches: int = 300, s
         shapes = sample_shapes(policy, slip_logits, cfg.group_size, world, generator)
         adv = group_advantages(shapes.reward, cfg.group_size, scale=objective.advantage_scale, baseline=objective.baseline)
         logprobs, mask = token_logprobs(policy, shapes, slip_logits, cfg.group_size, world)
-        loss, _ = policy_loss(logprobs, logprobs.detach(), adv, mask, aggregation=objective.aggregation,
-                              constant_normalizer=objective.constant_normalizer)
+        loss, _ = policy_loss(objective, logprobs, logprobs.detach(), adv, mask)
         policy.zero_grad()
         loss.backward()
         grads.append(-policy.loop_logits.grad[SLIPPED, 0].item())  # ascent direction: + = more re-checks

@@ -6,10 +6,14 @@ import pytest
 import torch
 
 from drzero.algo import (
+    MICROBATCH_AGGREGATIONS,
     PRESETS,
+    Objective,
     bias_weights,
     describe_objective,
     group_advantages,
+    informative_groups,
+    kl_reward_penalty,
     policy_loss,
     question_weights,
     resolve_objective,
@@ -78,11 +82,11 @@ def test_policy_loss_hand_computed_each_aggregation():
     adv = torch.tensor([1.0, -2.0])
     mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
     # on-policy: ratio 1, per token loss = -A
-    grpo, _ = policy_loss(logp, old, adv, mask, aggregation="seq_mean_token_mean")
+    grpo, _ = policy_loss(Objective(aggregation="seq_mean_token_mean"), logp, old, adv, mask)
     assert grpo.item() == pytest.approx(((-1 * 2 / 2) + (2 * 3 / 3)) / 2)
-    dapo, _ = policy_loss(logp, old, adv, mask, aggregation="token_mean")
+    dapo, _ = policy_loss(Objective(aggregation="token_mean"), logp, old, adv, mask)
     assert dapo.item() == pytest.approx((-1 * 2 + 2 * 3) / 5)
-    dr, _ = policy_loss(logp, old, adv, mask, aggregation="seq_mean_token_sum_norm", constant_normalizer=10)
+    dr, _ = policy_loss(Objective(constant_normalizer=10), logp, old, adv, mask)
     assert dr.item() == pytest.approx((-2 / 10 + 6 / 10) / 2)
 
 
@@ -91,7 +95,7 @@ def test_clipping_hand_computed():
     old = torch.zeros(4, 1)
     adv = torch.tensor([1.0, -1.0, -1.0, 1.0])
     mask = torch.ones(4, 1)
-    loss, m = policy_loss(logp, old, adv, mask, aggregation="token_mean", clip_eps_low=0.2, clip_eps_high=0.3)
+    loss, m = policy_loss(Objective(aggregation="token_mean", clip_eps_low=0.2, clip_eps_high=0.3), logp, old, adv, mask)
     # rows: A>0 r=1.5 -> clip at 1.3: -1.3 ; A<0 r=.5 -> max(.5, .8) = .8 ; A<0 r=1.5 -> 1.5 ; A>0 r=.5 -> -.5
     assert loss.item() == pytest.approx((-1.3 + 0.8 + 1.5 - 0.5) / 4)
     assert m["clip_frac_high"] == pytest.approx(0.25) and m["clip_frac_low"] == pytest.approx(0.25)
@@ -102,10 +106,10 @@ def test_clipping_hand_computed():
 def test_gradient_equals_bias_weights_on_policy(preset):
     obj = resolve_objective(preset, max_new_tokens=7)
     logp, _, adv, mask = _batch()
+    width = int(mask.sum(1).max())  # padded to the longest response (what bias_weights assumes for padded_width)
+    logp, mask = logp[:, :width].contiguous(), mask[:, :width]
     logp.requires_grad_(True)
-    loss, metrics = policy_loss(
-        logp, logp.detach(), adv, mask, aggregation=obj.aggregation, constant_normalizer=obj.constant_normalizer
-    )
+    loss, metrics = policy_loss(obj, logp, logp.detach(), adv, mask)
     assert metrics["ratio_mean"] == pytest.approx(1.0) and metrics["clip_frac_low"] == metrics["clip_frac_high"] == 0
     loss.backward()
     N = logp.shape[0]
@@ -120,18 +124,18 @@ def _grad(preset, logp, old, adv, mask, splits, accumulate=True):
     n_resp, n_tok = mask.shape[0], mask.sum().item()
     total = 0.0
     for idx in torch.arange(mask.shape[0]).chunk(splits):
-        loss, _ = policy_loss(
-            p[idx], old[idx], adv[idx], mask[idx], aggregation=obj.aggregation,
-            constant_normalizer=obj.constant_normalizer, clip_eps_high=obj.clip_eps_high,
-            num_responses=n_resp, num_tokens=n_tok,
-        )
+        loss, _ = policy_loss(obj, p[idx], old[idx], adv[idx], mask[idx], num_responses=n_resp, num_tokens=n_tok)
         loss.backward()
         total += loss.item()
     return total, p.grad
 
 
+INVARIANT = [p for p in PRESETS if PRESETS[p].aggregation not in MICROBATCH_AGGREGATIONS]
+DEPENDENT = [p for p in PRESETS if PRESETS[p].aggregation in MICROBATCH_AGGREGATIONS]
+
+
 @pytest.mark.usefixtures("float64")
-@pytest.mark.parametrize("preset", list(PRESETS))
+@pytest.mark.parametrize("preset", INVARIANT)
 def test_split_invariance(preset):
     logp, old, adv, mask = _batch(N=8, seed=3)
     ref_loss, ref_grad = _grad(preset, logp, old, adv, mask, 1)
@@ -141,13 +145,53 @@ def test_split_invariance(preset):
         assert torch.allclose(grad, ref_grad, atol=1e-12)
 
 
+@pytest.mark.usefixtures("float64")
+@pytest.mark.parametrize("preset", DEPENDENT)
+def test_microbatch_normalisers_do_depend_on_the_split(preset):
+    """The framework presets with a micro-batch normaliser: the step's gradient changes with
+    the micro-batch size (here on a batch padded to T whatever the split, as verl pads to its
+    response_length, and on micro-batches padded to their own longest response, as drzero's
+    trainer does), and it equals the framework's formula per split."""
+    assert preset in ("dr_grpo_padded_width", "grpo_microbatch_token_mean")
+    logp, old, adv, mask = _batch(N=8, seed=3)
+    _, whole = _grad(preset, logp, old, adv, mask, 1)
+    _, halves = _grad(preset, logp, old, adv, mask, 2)
+    assert not torch.allclose(whole, halves, atol=1e-6)
+    obj = resolve_objective(preset)
+    for splits in (1, 2, 4):  # the framework's formula: per micro-batch normaliser, x M / N_step
+        expected = torch.zeros_like(logp)
+        for idx in torch.arange(8).chunk(splits):
+            m = mask[idx]
+            own = m.sum() if obj.aggregation == "microbatch_token_mean" else m.shape[1]
+            expected[idx] = -(adv[idx][:, None] * m) / own * (len(idx) / 8)  # on-policy: d loss / d logp = -A / own * M/N
+        p = logp.clone().requires_grad_(True)
+        for idx in torch.arange(8).chunk(splits):
+            loss, _ = policy_loss(obj, p[idx], p[idx].detach(), adv[idx], mask[idx], num_responses=8)
+            loss.backward()
+        assert torch.allclose(p.grad, expected, atol=1e-12)
+    # drzero's trainer pads each micro-batch to its own longest response: the width itself moves
+    if obj.aggregation == "microbatch_padded_width":
+        lengths = mask.sum(1)
+        order = torch.argsort(lengths)
+        p = logp.clone().requires_grad_(True)
+        for idx in order.chunk(2):
+            width = int(lengths[idx].max())
+            loss, _ = policy_loss(obj, p[idx][:, :width], p[idx][:, :width].detach(), adv[idx], mask[idx][:, :width],
+                                  num_responses=8)
+            loss.backward()
+        short, long_ = order.chunk(2)
+        w_short, w_long = int(lengths[short].max()), int(lengths[long_].max())
+        assert w_short < w_long
+        assert torch.allclose(p.grad[short], -(adv[short][:, None] * mask[short]) / w_short * 0.5, atol=1e-12)
+
+
 def test_equal_reward_groups_give_zero_gradient():
     logp, old, _, mask = _batch(N=8)
     adv = group_advantages(torch.tensor([1.0] * 4 + [0.0] * 4), 4, scale="group")
     for preset in PRESETS:
         obj = resolve_objective(preset, max_new_tokens=7)
         p = logp.clone().requires_grad_(True)
-        loss, _ = policy_loss(p, old, adv, mask, aggregation=obj.aggregation, constant_normalizer=obj.constant_normalizer)
+        loss, _ = policy_loss(obj, p, old, adv, mask)
         loss.backward()
         assert torch.count_nonzero(p.grad) == 0
 
@@ -155,11 +199,12 @@ def test_equal_reward_groups_give_zero_gradient():
 def test_kl_term_k3():
     logp = torch.log(torch.tensor([[0.5]]))
     ref = torch.log(torch.tensor([[0.25]]))
-    loss, m = policy_loss(logp, logp, torch.zeros(1), torch.ones(1, 1), aggregation="token_mean", ref_logprobs=ref, beta=0.1)
+    kl_obj = Objective(aggregation="token_mean", beta=0.1)
+    loss, m = policy_loss(kl_obj, logp, logp, torch.zeros(1), torch.ones(1, 1), ref_logprobs=ref)
     k3 = 0.5 - math.log(0.5) - 1
     assert m["kl"] == pytest.approx(k3) and loss.item() == pytest.approx(0.1 * k3)
     with pytest.raises(ValueError, match="ref_logprobs"):
-        policy_loss(logp, logp, torch.zeros(1), torch.ones(1, 1), aggregation="token_mean", beta=0.1)
+        policy_loss(kl_obj, logp, logp, torch.zeros(1), torch.ones(1, 1))
 
 
 def test_length_bias_direction():
@@ -207,8 +252,7 @@ def test_is_weights_scale_each_tokens_gradient(preset):
     grads, losses = [], []
     for weights in (None, torch.ones_like(logp), w):
         p = logp.clone().requires_grad_(True)
-        loss, _ = policy_loss(p, p.detach(), adv, mask, aggregation=obj.aggregation,
-                              constant_normalizer=obj.constant_normalizer, is_weights=weights)
+        loss, _ = policy_loss(obj, p, p.detach(), adv, mask, is_weights=weights)
         loss.backward()
         grads.append(p.grad)
         losses.append(loss.item())
@@ -249,3 +293,192 @@ def test_question_weights_are_the_advantage_scale(scale, baseline):
 def test_default_dtype_is_float32_outside_the_fixture():
     """The float64 fixture does not leak: this module's other tests (and later modules) run in float32."""
     assert torch.get_default_dtype() == torch.float32
+
+
+# ----------------------------------------------------------------------------- GSPO, CISPO, KL estimators (issue 32)
+# Each published formula is written again below, separately from drzero.algo: a loop over
+# responses and tokens in float64, differentiated by autograd, and compared with
+# policy_loss for the loss and the gradient, off-policy (ratios away from 1, some clipped).
+
+
+def _off_policy_batch(N=6, T=7, seed=0, spread=0.6):
+    g = torch.Generator().manual_seed(seed)
+    logp = (-torch.rand(N, T, generator=g, dtype=torch.float64) * 2).requires_grad_(True)
+    old = logp.detach() + (torch.rand(N, T, generator=g, dtype=torch.float64) - 0.5) * spread
+    adv = torch.randn(N, generator=g, dtype=torch.float64)
+    lengths = torch.randint(1, T + 1, (N,), generator=g)
+    mask = (torch.arange(T)[None, :] < lengths[:, None]).double()
+    return logp, old, adv, mask
+
+
+def _gspo_reference(logp, old, adv, mask, eps_low, eps_high, normaliser=None):
+    """GSPO, Zheng et al. 2025 eq. 5-7: J = (1/G) sum_i min(s_i A_i, clip(s_i, 1-e_l, 1+e_h) A_i),
+    s_i = (pi(o_i)/pi_old(o_i))^(1/|o_i|). ``normaliser`` C: (1/N) sum_i (|o_i|/C) * the same
+    (the sequence ratio under Dr. GRPO's constant: every token carries the response's term)."""
+    total = 0.0
+    for i in range(logp.shape[0]):
+        toks = [t for t in range(logp.shape[1]) if mask[i, t] > 0]
+        log_s = sum(logp[i, t] - old[i, t] for t in toks) / len(toks)
+        s = torch.exp(log_s)
+        term = torch.min(s * adv[i], torch.clamp(s, 1 - eps_low, 1 + eps_high) * adv[i])
+        total = total + (term if normaliser is None else term * len(toks) / normaliser)
+    return -total / logp.shape[0]
+
+
+def _cispo_reference(logp, old, adv, mask, eps_low, eps_high):
+    """CISPO, MiniMax-M1 (Chen et al. 2025) eq. 4: J = 1/sum_i|o_i| sum_i sum_t
+    sg(clip(r_it, 1-e_l, 1+e_h)) A_i log pi(o_it)."""
+    total, count = 0.0, 0
+    for i in range(logp.shape[0]):
+        for t in range(logp.shape[1]):
+            if mask[i, t] > 0:
+                r = math.exp((logp[i, t] - old[i, t]).item())
+                w = min(max(r, 1 - eps_low), 1 + eps_high)  # a plain float: no gradient through it
+                total = total + w * adv[i] * logp[i, t]
+                count += 1
+    return -total / count
+
+
+def _kl_reference(logp, ref, old, mask, estimator):
+    """Schulman's estimators of KL(pi || pi_ref) per token, token-mean over the batch:
+    k2 = (log pi - log ref)^2 / 2; k3 = ref/pi - log(ref/pi) - 1; k3_ratio = (pi/pi_old) k3
+    (DeepSeek-V3.2's unbiased KL under samples from pi_old)."""
+    total, count = 0.0, 0
+    for i in range(logp.shape[0]):
+        for t in range(logp.shape[1]):
+            if mask[i, t] > 0:
+                d = logp[i, t] - ref[i, t]
+                if estimator == "k2":
+                    v = 0.5 * d * d
+                else:
+                    v = torch.exp(-d) + d - 1
+                    if estimator == "k3_ratio":
+                        v = torch.exp(logp[i, t] - old[i, t]) * v
+                total = total + v
+                count += 1
+    return total / count
+
+
+def _loss_and_grad(fn, logp):
+    p = logp.detach().clone().requires_grad_(True)
+    loss = fn(p)
+    (grad,) = torch.autograd.grad(loss, p)
+    return loss.item(), grad
+
+
+@pytest.mark.parametrize("eps", [(0.2, 0.2), (3e-4, 4e-4), (0.05, 0.1)])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_gspo_matches_the_published_formula(eps, seed):
+    logp, old, adv, mask = _off_policy_batch(seed=seed, spread=0.3)
+    obj = resolve_objective("gspo", clip_eps_low=eps[0], clip_eps_high=eps[1])
+    ours = _loss_and_grad(lambda p: policy_loss(obj, p, old, adv, mask)[0], logp)
+    ref = _loss_and_grad(lambda p: _gspo_reference(p, old, adv, mask, *eps), logp)
+    assert ours[0] == pytest.approx(ref[0], abs=1e-12, rel=1e-12)
+    assert torch.allclose(ours[1], ref[1], atol=1e-12, rtol=1e-10)
+    # the sequence ratio under Dr. GRPO's constant C is one published term per token, / C
+    obj_c = resolve_objective("gspo", aggregation="seq_mean_token_sum_norm", constant_normalizer=9.0,
+                              clip_eps_low=eps[0], clip_eps_high=eps[1])
+    ours_c = _loss_and_grad(lambda p: policy_loss(obj_c, p, old, adv, mask)[0], logp)
+    ref_c = _loss_and_grad(lambda p: _gspo_reference(p, old, adv, mask, *eps, normaliser=9.0), logp)
+    assert ours_c[0] == pytest.approx(ref_c[0], abs=1e-12, rel=1e-12)
+    assert torch.allclose(ours_c[1], ref_c[1], atol=1e-12, rtol=1e-10)
+
+
+def test_gspo_clips_whole_responses():
+    """One clip decision per response: every token of a clipped response has zero gradient."""
+    logp, old, adv, mask = _off_policy_batch(N=12, seed=4, spread=0.6)
+    obj = resolve_objective("gspo")  # 3e-4 / 4e-4: almost every response is clipped one way or the other
+    _, grad = _loss_and_grad(lambda p: policy_loss(obj, p, old, adv, mask)[0], logp)
+    s = torch.exp(((logp.detach() - old) * mask).sum(1) / mask.sum(1))
+    clipped = ((s > 1 + 4e-4) & (adv > 0)) | ((s < 1 - 3e-4) & (adv < 0))
+    assert clipped.any() and (~clipped).any()
+    assert torch.count_nonzero(grad[clipped]) == 0
+    assert (grad[~clipped].abs().sum(1) > 0).all()
+
+
+@pytest.mark.parametrize("eps", [(1.0, 4.0), (0.2, 0.28), (0.1, 0.05)])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cispo_matches_the_published_formula(eps, seed):
+    logp, old, adv, mask = _off_policy_batch(seed=seed, spread=1.5)
+    obj = resolve_objective("cispo", clip_eps_low=eps[0], clip_eps_high=eps[1])
+    ours = _loss_and_grad(lambda p: policy_loss(obj, p, old, adv, mask)[0], logp)
+    ref = _loss_and_grad(lambda p: _cispo_reference(p, old, adv, mask, *eps), logp)
+    assert ours[0] == pytest.approx(ref[0], abs=1e-12, rel=1e-12)
+    assert torch.allclose(ours[1], ref[1], atol=1e-12, rtol=1e-10)
+
+
+def test_cispo_keeps_the_gradient_of_clipped_tokens():
+    """Unlike PPO's clip, a CISPO token whose ratio is clipped still has a gradient (the weight is
+    clipped, the log pi term is not): d loss / d logp_it = -clip(r_it) A_i / T_step on every token."""
+    logp, old, adv, mask = _off_policy_batch(seed=5, spread=2.0)
+    obj = resolve_objective("cispo", clip_eps_low=0.2, clip_eps_high=0.2)
+    _, grad = _loss_and_grad(lambda p: policy_loss(obj, p, old, adv, mask)[0], logp)
+    w = torch.exp(logp.detach() - old).clamp(0.8, 1.2)
+    assert ((w == 0.8) | (w == 1.2))[mask > 0].any()
+    assert torch.allclose(grad, -w * adv[:, None] * mask / mask.sum(), atol=1e-12)
+
+
+@pytest.mark.parametrize("estimator", ["k3", "k2", "k3_ratio"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_kl_estimators_match_their_formulas(estimator, seed):
+    """The KL term alone (A = 0): token-mean of the estimator, loss and gradient."""
+    logp, old, _, mask = _off_policy_batch(seed=seed, spread=0.8)
+    ref = logp.detach() + torch.randn(logp.shape, generator=torch.Generator().manual_seed(9), dtype=torch.float64) * 0.5
+    obj = resolve_objective("dapo", beta=1.0, kl_estimator=estimator)
+    zero = torch.zeros(logp.shape[0], dtype=torch.float64)
+    ours = _loss_and_grad(lambda p: policy_loss(obj, p, old, zero, mask, ref_logprobs=ref)[0], logp)
+    expected = _loss_and_grad(lambda p: _kl_reference(p, ref, old, mask, estimator), logp)
+    assert ours[0] == pytest.approx(expected[0], abs=1e-12, rel=1e-12)
+    assert torch.allclose(ours[1], expected[1], atol=1e-12, rtol=1e-10)
+
+
+def test_k3_ratio_equals_k3_on_policy_and_k2_gradient_is_the_log_ratio():
+    logp, _, _, mask = _off_policy_batch(seed=3)
+    ref = logp.detach() - 0.3
+    zero = torch.zeros(logp.shape[0], dtype=torch.float64)
+    grads = {}
+    for est in ("k3", "k3_ratio", "k2"):
+        obj = resolve_objective("dapo", beta=1.0, kl_estimator=est)
+        grads[est] = _loss_and_grad(lambda p: policy_loss(obj, p, p.detach(), zero, mask, ref_logprobs=ref)[0], logp)
+    # on-policy r = 1 in value, but its gradient adds k3 itself: d(r k3) = k3 + dk3
+    k3 = torch.exp(ref - logp.detach()) - (ref - logp.detach()) - 1
+    assert grads["k3_ratio"][0] == pytest.approx(grads["k3"][0], abs=1e-12)
+    assert torch.allclose(grads["k3_ratio"][1], grads["k3"][1] + k3 * mask / mask.sum(), atol=1e-12)
+    assert torch.allclose(grads["k2"][1], (logp.detach() - ref) * mask / mask.sum(), atol=1e-12)
+
+
+def test_k1_in_the_reward():
+    """k1 in the reward: beta * sum_t (log pi_old - log pi_ref), by hand; no loss term."""
+    old = torch.log(torch.tensor([[0.5, 0.25, 1.0], [0.5, 1.0, 1.0]], dtype=torch.float64))
+    ref = torch.log(torch.tensor([[0.25, 0.25, 0.5], [1.0, 1.0, 1.0]], dtype=torch.float64))
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]], dtype=torch.float64)
+    pen = kl_reward_penalty(old, ref, mask, beta=0.1)
+    assert torch.allclose(pen, torch.tensor([0.1 * math.log(2), 0.1 * math.log(0.5)], dtype=torch.float64))
+    obj = resolve_objective("dr_grpo", max_new_tokens=3, beta=0.1, kl_estimator="k1_reward")
+    loss, m = policy_loss(obj, old, old, torch.zeros(2, dtype=torch.float64), mask)  # no ref needed, no KL loss
+    assert loss.item() == 0.0 and "kl" not in m
+
+
+def test_informative_groups_and_filtering_counts():
+    r = torch.tensor([1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])  # B=3, G=4
+    assert informative_groups(r, 4).tolist() == [False] * 4 + [True] * 4 + [False] * 4
+
+
+def test_sequence_ratio_with_token_mean_is_refused_and_choices_checked():
+    with pytest.raises(ValueError, match="refused"):
+        resolve_objective("gspo", aggregation="token_mean")
+    with pytest.raises(ValueError, match="refused"):
+        resolve_objective("dapo", ratio_level="sequence")
+    for knob in ("ratio_level", "surrogate", "kl_estimator"):
+        with pytest.raises(ValueError, match=knob):
+            resolve_objective("grpo", **{knob: "bogus"})
+
+
+def test_describe_new_objectives():
+    gspo = describe_objective("gspo", resolve_objective("gspo"))
+    assert "s_i" in gspo and "0.9997" in gspo and "1.0004" in gspo and "(1/|o_i|)" in gspo
+    cispo = describe_objective("cispo", resolve_objective("cispo"))
+    assert "sg(clip(r, 0, 5))*A*log pi" in cispo and "(1/sum_i|o_i|)" in cispo
+    for est, text in (("k3", "KL_k3"), ("k2", "KL_k2"), ("k3_ratio", "r*KL_k3"), ("k1_reward", "log(pi_old/pi_ref)")):
+        assert text in describe_objective("x", resolve_objective("dr_grpo", max_new_tokens=8, beta=0.05, kl_estimator=est))
+    assert "count the remaining" in describe_objective("x", resolve_objective("grpo", filter_zero_variance=True))

@@ -99,7 +99,7 @@ class HFEngine:
     def _generate_chunk(self, prompt_ids: list[list[int]], offset: int, params: SamplingParams, gen,
                         on_finished=None) -> list[Generation]:
         device = self.device
-        B, n = len(prompt_ids), params.n
+        B = len(prompt_ids)
         width = max(len(p) for p in prompt_ids)
         input_ids = torch.full((B, width), self.pad_id, dtype=torch.long)
         attn = torch.zeros((B, width), dtype=torch.long)
@@ -114,7 +114,7 @@ class HFEngine:
     def _decode(self, prompt_ids, input_ids, attn, positions, offset, params, gen, on_finished):
         """Prefill, then sample until every row stops (``_generate_chunk``'s body)."""
         device = self.device
-        B, n = len(prompt_ids), params.n
+        B = len(prompt_ids)
         cache = DynamicCache()
         logits = self.model(input_ids=input_ids, attention_mask=attn, position_ids=positions, past_key_values=cache,
                             use_cache=True, logits_to_keep=1).logits[:, -1, :]  # [B, V]
