@@ -114,7 +114,7 @@ class HFEngine:
     def _decode(self, prompt_ids, input_ids, attn, positions, offset, params, gen, on_finished):
         """Prefill, then sample until every row stops (``_generate_chunk``'s body)."""
         device = self.device
-        B = len(prompt_ids)
+        B, n = len(prompt_ids), params.n
         cache = DynamicCache()
         logits = self.model(input_ids=input_ids, attention_mask=attn, position_ids=positions, past_key_values=cache,
                             use_cache=True, logits_to_keep=1).logits[:, -1, :]  # [B, V]
