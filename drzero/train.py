@@ -35,7 +35,8 @@ from drzero.errors import DrZeroError
 from drzero.evaluate import evaluate_rows
 from drzero.grader import Grader
 from drzero.parsing import config_text, validate
-from drzero.models import Forward, add_lora, load_model_and_tokenizer, load_template, plan_forward
+from drzero.models import (LOGPROB_CHUNK_TOKENS, Forward, add_lora, load_model_and_tokenizer, load_template,
+                           plan_forward)
 from drzero.reward import RewardFunction, load_reward_function
 from drzero.rollout import Engine, Rollouts, SamplingParams, generate_and_grade, load_engine
 from drzero.templates import Template
@@ -321,8 +322,8 @@ def update_policy(s: Setup, batch: Rollouts, step: int) -> dict:
         for u in range(0, n_local, per_update):
             stats = accumulate_gradients(
                 s.model, batch.select(perm[u : u + per_update].tolist()), s.objective, ref_model=s.ref_model,
-                micro_batch_size=s.micro_batch, temperature=cfg.temperature,
-                pad_id=s.engine.pad_id, device=s.device, dtype=s.dtype, tis_cap=cfg.tis_cap)
+                micro_batch_size=s.micro_batch, temperature=cfg.temperature, pad_id=s.engine.pad_id, device=s.device,
+                dtype=s.dtype, tis_cap=cfg.tis_cap, logprob_chunk_tokens=cfg.logprob_chunk_tokens)
             dist.sum_gradients(s.model)  # losses use global normalisers, so the sum is the exact gradient
             stats["grad_norm"] = dist.grad_norm(s.model, cfg.max_grad_norm)  # clips when max_grad_norm > 0
             s.optimizer.step()
@@ -341,7 +342,7 @@ def update_policy(s: Setup, batch: Rollouts, step: int) -> dict:
 
 def accumulate_gradients(model, batch: Rollouts, objective: Objective, *, ref_model=None, micro_batch_size: int,
                          temperature: float, pad_id: int, device, dtype=torch.float32, tis_cap: float = 0.0,
-                         share_prompts: bool = True) -> dict:
+                         share_prompts: bool = True, logprob_chunk_tokens: int = LOGPROB_CHUNK_TOKENS) -> dict:
     """Backward the loss of one optimizer step's responses (``batch``, with ``advantages``
     and ``keep`` set) in micro-batches. The normalisers (responses, tokens) are the step's
     global totals, so the accumulated gradient does not depend on ``micro_batch_size`` or
@@ -365,12 +366,12 @@ def accumulate_gradients(model, batch: Rollouts, objective: Objective, *, ref_mo
         # shared: the chunk's prompts run once (their gradient goes through them after the last micro-batch)
         chunk_prompts = [gens[i].prompt_token_ids for idx in chunk for i in idx]
         forward = Forward(model, chunk_prompts, shared=plan.shared, pad_id=pad_id, device=device, dtype=dtype,
-                          separate_backward=len(chunk) > 1)
+                          separate_backward=len(chunk) > 1, chunk_tokens=logprob_chunk_tokens)
         ref_forward = None
         if ref_model is not None:
             with torch.no_grad():
                 ref_forward = Forward(ref_model, chunk_prompts, shared=plan.shared, pad_id=pad_id, device=device,
-                                      dtype=dtype)
+                                      dtype=dtype, chunk_tokens=logprob_chunk_tokens)
         for idx in chunk:
             mb = batch.select(idx)
             prompts, responses = [g.prompt_token_ids for g in mb.generations], [g.token_ids for g in mb.generations]
@@ -423,7 +424,8 @@ def frozen_logprobs(s: Setup, batch: Rollouts, model=None) -> list[torch.Tensor]
     with torch.no_grad():
         for chunk in plan.chunks:
             forward = Forward(model, [gens[i].prompt_token_ids for idx in chunk for i in idx], shared=plan.shared,
-                              pad_id=s.engine.pad_id, device=s.device, dtype=s.dtype)
+                              pad_id=s.engine.pad_id, device=s.device, dtype=s.dtype,
+                              chunk_tokens=s.cfg.logprob_chunk_tokens)
             for ids in chunk:
                 prompts, responses = [gens[i].prompt_token_ids for i in ids], [gens[i].token_ids for i in ids]
                 logp, _, _ = forward.logprobs(prompts, responses, temperature=s.cfg.temperature)
