@@ -851,6 +851,49 @@ def _has_function(node) -> bool:
     return node[0] == "fn" or any(isinstance(x, tuple) and _has_function(x) for x in node[1:])
 
 
+def is_plain_number(value) -> bool:
+    """Whether ``value`` is a single number without variables or functions (``12``,
+    ``-\\frac{3}{4}``, ``2.5\\%``), a labelled one (``x = 5``), or a choice letter: the only
+    values on which a fast "not equal" is final (issue 33). Structures (tuples, lists, sets,
+    intervals, matrices) and anything with a variable, a root or a word go to math-verify."""
+    if isinstance(value, Text):
+        return len(value.text) == 1 and value.text.isupper()
+    if isinstance(value, Scalar):
+        return not free_vars(value.ast) and not _has_function(value.ast)
+    label = labelled(value)
+    if label is not None and len(label) == 1:
+        return all(is_plain_number(x) for x in label.values())
+    return False
+
+
+def _leaf_numbers(value, out: list) -> bool:
+    """Append the exact numbers inside ``value`` to ``out``; False if any leaf is not one."""
+    if isinstance(value, Scalar):
+        v = None if value.percent or free_vars(value.ast) else eval_exact(value.ast)
+        out.append(v)
+        return v is not None
+    if isinstance(value, Text):
+        return False
+    label = labelled(value)
+    items = tuple(label.values()) if label is not None else children(value)
+    return bool(items) and all(_leaf_numbers(x, out) for x in items)
+
+
+def same_numbers_reordered(a, b) -> bool:
+    """Whether two structures of exact numbers hold the same numbers, so that they can
+    only differ in order or brackets (``5, 4`` against ``AB=4, CD=5``; ``(4, 3)`` against
+    ``(3, 4)``; ``[1, 4]`` against ``[1, 4)``). Order and brackets are rules of ours that
+    math-verify does not share (it reads a comma list as a set), so our "not equal" on
+    such a pair is final."""
+    xs, ys = [], []
+    try:
+        if not (_leaf_numbers(a, xs) and _leaf_numbers(b, ys)):
+            return False
+    except (TooComplex, RecursionError, ValueError, ZeroDivisionError, OverflowError):
+        return False
+    return len(xs) > 1 and sorted(xs) == sorted(ys)
+
+
 def is_exact(value) -> bool:
     """Whether every part of ``value`` is a number without variables (labels aside) or a
     choice letter, so the parser's verdict on it is certain. Used to keep a fast "not
