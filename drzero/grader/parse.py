@@ -20,7 +20,9 @@ Values (what an answer string parses to):
 - ``Text(str)``: anything else, compared as normalised text.
 
 A decimal against a constant is equal at 6 decimal places, math-verify's rule
-(``0.0833333`` = ``1/12``; ``0.333`` != ``1/3``).
+(``0.0833333`` = ``1/12``; ``0.333`` != ``1/3``), or at the precision it is written to
+when that is at least 4 significant digits and 3 places (``0.3333`` = ``1/3``,
+``_precision_equal``).
 """
 
 from __future__ import annotations
@@ -207,7 +209,8 @@ class _Parser:
         self.enter()
         kind, val = self.take()
         if kind == "num":
-            node = ("num", _to_fraction(val), "." in val or "e" in val.lower())
+            # a decimal keeps its written text: its precision is what it was written to
+            node = ("num", _to_fraction(val), val if ("." in val or "e" in val.lower()) else False)
         elif kind == "word":
             node = ("const", "e") if val == "e" else ("const", "i") if val == "i" else ("var", val)
             if self.peek()[1] == "_":  # subscripted variable: x_1, a_{n}
@@ -606,6 +609,49 @@ def _rounded_equal(a, b) -> bool:
     return round(x, 6) == round(y, 6) and abs(x - y) <= 1e-4 * max(abs(x), abs(y), 1e-300)
 
 
+PRECISION_MIN_SIGNIFICANT = 4  # digits a decimal needs to be read at its written precision
+PRECISION_MIN_PLACES = 3  # ... and places after the point
+
+
+def _written_decimal(node) -> str | None:
+    """The text of a decimal literal such as ``0.3333`` (sign aside), else None."""
+    if node[0] == "neg":
+        return _written_decimal(node[1])
+    if node[0] == "num" and len(node) > 2 and isinstance(node[2], str) and "e" not in node[2].lower():
+        return node[2]
+    return None
+
+
+def _precision_equal(a, b) -> bool:
+    """A decimal written to at least 4 significant digits and 3 places after the point
+    against a value written without decimals is equal when it is that value rounded at the
+    digits written: within half a unit of its last place (``0.3333`` = 1/3, ``2.6667`` =
+    8/3, ``1.4142`` = sqrt 2; ``0.3334``, ``0.33``, ``0.667`` and ``3.14`` are not)."""
+    for dec, other in ((a, b), (b, a)):
+        text = _written_decimal(dec)
+        if text is None or _has_decimal(other):
+            continue
+        places = len(text.partition(".")[2])
+        significant = len(text.replace(".", "").lstrip("0"))
+        if places < PRECISION_MIN_PLACES or significant < PRECISION_MIN_SIGNIFICANT or free_vars(other):
+            continue
+        try:
+            vd, vo = eval_float(dec, {}), eval_float(other, {})
+        except (ZeroDivisionError, OverflowError, ValueError, TooComplex):
+            continue
+        if abs(vo.imag) > 1e-12 or not math.isfinite(vo.real):
+            continue
+        if abs(vd.real - vo.real) <= 0.5 * 10.0 ** -places * (1 + 1e-9):
+            return True
+    return False
+
+
+def _has_decimal(node) -> bool:
+    if node[0] == "num":
+        return len(node) > 2 and bool(node[2])
+    return any(isinstance(x, tuple) and _has_decimal(x) for x in node[1:])
+
+
 def _scalar_equal(a: Scalar, b: Scalar) -> bool:
     pa = ("div", a.ast, ("num", Fraction(100))) if a.percent else a.ast
     pb = ("div", b.ast, ("num", Fraction(100))) if b.percent else b.ast
@@ -615,7 +661,7 @@ def _scalar_equal(a: Scalar, b: Scalar) -> bool:
     for x, y in pairs:
         if scalars_equal(x, y):
             return True
-        if (_is_decimal_literal(x) or _is_decimal_literal(y)) and _rounded_equal(x, y):
+        if (_is_decimal_literal(x) or _is_decimal_literal(y)) and (_rounded_equal(x, y) or _precision_equal(x, y)):
             return True
     return False
 
