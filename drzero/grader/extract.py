@@ -37,7 +37,8 @@ _PHRASE_RE = re.compile(
     r"|die\s+(?:endgültige\s+)?antwort\s+(?:ist|lautet)|\bantwort\s*(?=[:：])"
     r"|la\s+respuesta\s+(?:final\s+)?es|respuesta\s+final\s*[:：]|\brespuesta\s*(?=[:：])"
     r"|ответ\s*(?=[:：])|ответ\s+(?:равен|—|-)"
-    r"|最终答案(?:是|为)?|答案(?:是|为)|答案\s*(?=[:：])|答\s*(?=[:：])|故选|所以选|答えは|答え\s*(?=[:：])"
+    r"|最终答案(?:是|为)?|答案(?:是|为)|答案\s*(?=[:：])|答\s*(?=[:：])|(?:最终)?结论\s*(?=[:：])|综上所述|故选|所以选"
+    r"|答えは|答え\s*(?=[:：])|\bconclusion\s*(?=[:：])|\b(?:end)?ergebnis\s*(?=[:：])"
     r"|la\s+risposta\s+(?:finale\s+)?è|\brisposta\s*(?=[:：])|a\s+resposta\s+(?:final\s+)?é|\bresposta\s*(?=[:：])"
     r"|jibu\s+(?:ni|ya\s+mwisho\s+ni)|\bjibu\s*(?=[:：])|উত্তর(?:\s+হল|\s+হলো)?|సమాధానం|คำตอบ(?:คือ)?"
     r"|정답은|답은|정답\s*(?=[:：])|\b답\s*(?=[:：])|đáp\s+án(?:\s+là)?|\bjawaban(?:nya)?(?:\s+adalah)?"
@@ -235,8 +236,18 @@ def extract_phrase(text: str) -> str | None:
         return math.replace("**", "").strip() or None
     head = head.replace("**", "").strip()
     if _PROSE_RE.search(head) and re.search(r"\d", head):
-        return extract_closing(head) or head
+        return _stated_number(head) or head
     return head or None
+
+
+def _stated_number(sentence: str) -> str | None:
+    """The answer an answer sentence in prose states: what follows its copula if it has
+    one ("Answer: the total is 45"), else its first number, not its last ("Réponse : il
+    reste 220 $ à payer d'ici 12 mois", "结论：两地相距 240 千米，两车 3 小时后相遇")."""
+    if _COPULA_RE.search(_mask_math(sentence)):
+        return extract_closing(sentence)
+    m = _NUMBER_RE.search(_mask_math(sentence))
+    return sentence[m.start() : m.end()].strip() if m else None
 
 
 def is_task(sentence: str) -> bool:
