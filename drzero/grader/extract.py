@@ -64,10 +64,15 @@ _COPULA_RE = re.compile(
 )
 _NUMBER_RE = re.compile(r"-?\d+(?:[ ,.]\d+)*(?:\s*/\s*\d+)?\s*%?")
 # Between two boxes that answer together: short, and no sentence break.
+# A few connectors in a row (``$ \quad \text{and} \quad $``, ``\]\nand\n\[``, ``and the
+# minimum value is``), then a label (``x_2 =``); no sentence end, no digits.
 _BOX_JOINER_RE = re.compile(
-    r"^[\s$,;，；、]*(?:\\quad|\\qquad|\\text\{[^{}]{0,12}\}|and|or|et|ou|und|oder|y|o|и|или|和|或|与|以及)?"
-    r"[\s$,;，；、]*(?:[a-zA-Z](?:_\{?\w+\}?)?\s*=\s*)?[\s$]*$"
+    r"^[\s$,;，；、&]*(?:(?:\\quad|\\qquad|\\[,;: ]|\\\\|\\\[|\\\]|\\text(?:normal|rm)?\{[^{}]{0,12}\}"
+    r"|(?:and|or|et|ou|und|oder|y|o|и|или)(?:\s+(?:the\s+)?(?:[a-zA-Z]+\s+){0,3}(?:is|are|sont|est|ist|es|son))?"
+    r"|和|或|与|以及)[\s$,;，；、&]*){0,4}"
+    r"(?:[a-zA-Z](?:_\{?\w+\}?)?\s*=\s*)?[\s$]*$"
 )
+BOX_JOINER_MAX_CHARS = 40
 # A word of prose (not a LaTeX command, not a one-letter variable), or a run of CJK text.
 _PROSE_RE = re.compile(r"(?<![\\a-zA-Z])[^\W\d_]{3,}|[\u4e00-\u9fff]{2,}")
 SHORT_RESPONSE_CHARS = 200  # marker-free text shorter than this is graded as a whole
@@ -153,7 +158,7 @@ def extract_box_group(text: str, boxes: list[Box] | None = None) -> list[str] | 
     group = [boxes[-1]]
     for prev in reversed(boxes[:-1]):
         between = text[prev.end : group[0].start]
-        if len(between) > 30 or not _BOX_JOINER_RE.match(between):
+        if len(between) > BOX_JOINER_MAX_CHARS or not _BOX_JOINER_RE.match(between):
             break
         group.insert(0, prev)
     return [b.content for b in group] if len(group) > 1 else None
