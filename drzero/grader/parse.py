@@ -558,7 +558,8 @@ def parse_value(text: str, depth: int = 0, calls: bool = False):
             return Seq(s[0], s[-1], tuple(parse_value(x, depth + 1, calls) for x in items))
     items = split_top(s, (",", ";"))
     if len(items) > 1:
-        return Bag(tuple(parse_value(x, depth + 1, calls) for x in items if x))
+        bag = Bag(tuple(parse_value(x, depth + 1, calls) for x in items if x))
+        return _solution_tuples(bag) or bag
     if _REL_RE.search(s):
         interval = _interval(s)
         return interval if interval is not None else Text(re.sub(r"\s+", "", s))
@@ -587,6 +588,29 @@ def parse_value(text: str, depth: int = 0, calls: bool = False):
 
 
 # ---------------------------------------------------------------- comparison
+def _solution_tuples(bag: Bag) -> Bag | None:
+    """A labelled list of solutions, ``x=1, y=4; x=4, y=1`` (the same labels repeated),
+    as the set of its solution tuples ``{(1, 4), (4, 1)}``, each tuple in the order the
+    labels are first written; None if ``bag`` is not one."""
+    items = bag.items
+    if not all(isinstance(x, Equation) for x in items):
+        return None
+    names = [_label_name(x.lhs) for x in items]
+    if None in names:
+        return None
+    order = list(dict.fromkeys(names))
+    k = len(order)
+    if k < 2 or len(items) % k or len(items) == k:
+        return None
+    tuples = []
+    for start in range(0, len(items), k):
+        chunk = dict(zip(names[start : start + k], items[start : start + k]))
+        if set(chunk) != set(order):
+            return None
+        tuples.append(Seq("(", ")", tuple(chunk[n].rhs for n in order)))
+    return Bag(tuple(tuples), explicit=True)
+
+
 def _is_decimal_literal(node) -> bool:
     if node[0] == "neg":
         return _is_decimal_literal(node[1])
