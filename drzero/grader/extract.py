@@ -47,7 +47,8 @@ _PHRASE_RE = re.compile(
     r"\s*[:：]?\s*",
     re.IGNORECASE | re.MULTILINE,
 )
-_INLINE_MATH_RE = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
+# ``\$`` is a dollar sign, not a delimiter (``$\$10,455$``)
+_INLINE_MATH_RE = re.compile(r"(?<!\\)\$\$(.+?)(?<!\\)\$\$|(?<!\\)\$(.+?)(?<!\\)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
 _BOLD_RE = re.compile(r"\*\*(.+?)\*\*", re.DOTALL)
 # Where a response stops answering the question asked: a new chat turn, an end-of-text
 # token, or a few-shot continuation ("Problem:" after Minerva's "I hope it is correct.").
@@ -255,6 +256,19 @@ def _stated_number(sentence: str) -> str | None:
     return sentence[m.start() : m.end()].strip() if m else None
 
 
+def _stated_after_phrase(text: str) -> str | None:
+    """What the last answer phrase of ``text`` states, if it states a value at once (a
+    number, math or bold right after it: "The final answer is $10,455$.", "#### 18"), so
+    that "the answer is reasonable since ..." is no answer."""
+    last = None
+    for m in _PHRASE_RE.finditer(text):
+        last = m
+    if last is None or not re.match(r"\s*(?:[-−$\\(\[\d]|\*\*)", text[last.end() : last.end() + 20]):
+        return None
+    found = extract_phrase(text)
+    return found if found is not None and re.search(r"\d", found) else None
+
+
 def is_task(sentence: str) -> bool:
     """Whether ``sentence`` sets a task ("Compute 2 * 11.", "What is 6 + 5?") and states
     no result: it opens with a task verb, ends with "." or "?", and after the verb has no
@@ -439,6 +453,11 @@ def find_answers(response: str, answer_format: str) -> Answers:
             return Answers(True, _dedupe(found), True, text, tag)
     boxes = find_boxes(text)
     if boxes:
+        # an answer sentence after the last box outranks it: the box held an intermediate
+        # result ("the tax is \boxed{255} ... Final Answer: The final answer is $10,455$.")
+        after = _stated_after_phrase(text[boxes[-1].end :])
+        if after is not None:
+            return Answers(answer_format == "auto", (after,), True, text)
         group = extract_box_group(text, boxes)
         found = [boxes[-1].content] + ([", ".join(group)] if group else [])
         return Answers(answer_format in ("boxed", "auto"), _dedupe(found), True, text)
