@@ -21,7 +21,7 @@ Values (what an answer string parses to):
 
 A decimal against a constant is equal at 6 decimal places, math-verify's rule
 (``0.0833333`` = ``1/12``; ``0.333`` != ``1/3``), or at the precision it is written to
-when that is at least 4 significant digits and 3 places (``0.3333`` = ``1/3``,
+when that is at least 4 places and 4 significant digits (``0.3333`` = ``1/3``,
 ``_precision_equal``).
 """
 
@@ -634,7 +634,7 @@ def _rounded_equal(a, b) -> bool:
 
 
 PRECISION_MIN_SIGNIFICANT = 4  # digits a decimal needs to be read at its written precision
-PRECISION_MIN_PLACES = 3  # ... and places after the point
+PRECISION_MIN_PLACES = 4  # ... and places after the point
 
 
 def _written_decimal(node) -> str | None:
@@ -647,10 +647,11 @@ def _written_decimal(node) -> str | None:
 
 
 def _precision_equal(a, b) -> bool:
-    """A decimal written to at least 4 significant digits and 3 places after the point
+    """A decimal written to at least 4 places after the point and 4 significant digits
     against a value written without decimals is equal when it is that value rounded at the
     digits written: within half a unit of its last place (``0.3333`` = 1/3, ``2.6667`` =
-    8/3, ``1.4142`` = sqrt 2; ``0.3334``, ``0.33``, ``0.667`` and ``3.14`` are not)."""
+    8/3, ``1.4142`` = sqrt 2; ``0.3334``, ``0.33``, ``0.667``, ``1.414`` and ``3.14`` are
+    not). Fewer digits are too coarse to tell the exact value from a near miss."""
     for dec, other in ((a, b), (b, a)):
         text = _written_decimal(dec)
         if text is None or _has_decimal(other):
@@ -951,17 +952,17 @@ def _leaf_numbers(value, out: list) -> bool:
 
 def same_numbers_reordered(a, b) -> bool:
     """Whether two structures of exact numbers hold the same numbers, so that they can
-    only differ in order or brackets (``5, 4`` against ``AB=4, CD=5``; ``(4, 3)`` against
-    ``(3, 4)``; ``[1, 4]`` against ``[1, 4)``). Order and brackets are rules of ours that
-    math-verify does not share (it reads a comma list as a set), so our "not equal" on
-    such a pair is final."""
+    only differ in order, repetition or brackets (``5, 4`` against ``AB=4, CD=5``;
+    ``(4, 3)`` against ``(3, 4)``; ``[1, 4]`` against ``[1, 4)``; ``\\{1,1,2\\}`` against
+    ``\\{1,2,2\\}``). Order and multiplicity are rules of ours that math-verify does not
+    share (it reads a comma list as a set), so our "not equal" on such a pair is final."""
     xs, ys = [], []
     try:
         if not (_leaf_numbers(a, xs) and _leaf_numbers(b, ys)):
             return False
     except (TooComplex, RecursionError, ValueError, ZeroDivisionError, OverflowError):
         return False
-    return len(xs) > 1 and sorted(xs) == sorted(ys)
+    return len(xs) > 1 and sorted(set(xs)) == sorted(set(ys))
 
 
 def is_exact(value) -> bool:
