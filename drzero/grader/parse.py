@@ -946,6 +946,8 @@ def _leaf_numbers(value, out: list) -> bool:
     if isinstance(value, Text):
         return False
     label = labelled(value)
+    if label is None and isinstance(value, Equation):
+        return False  # "6 \times 7 = 42" is no structure of numbers
     items = tuple(label.values()) if label is not None else children(value)
     return bool(items) and all(_leaf_numbers(x, out) for x in items)
 
@@ -956,6 +958,8 @@ def same_numbers_reordered(a, b) -> bool:
     ``(4, 3)`` against ``(3, 4)``; ``[1, 4]`` against ``[1, 4)``; ``\\{1,1,2\\}`` against
     ``\\{1,2,2\\}``). Order and multiplicity are rules of ours that math-verify does not
     share (it reads a comma list as a set), so our "not equal" on such a pair is final."""
+    if isinstance(a, Scalar) or isinstance(b, Scalar):
+        return False
     xs, ys = [], []
     try:
         if not (_leaf_numbers(a, xs) and _leaf_numbers(b, ys)):
