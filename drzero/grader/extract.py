@@ -68,7 +68,7 @@ _NUMBER_RE = re.compile(r"-?\d+(?:[ ,.]\d+)*(?:\s*/\s*\d+)?\s*%?")
 # A few connectors in a row (``$ \quad \text{and} \quad $``, ``\]\nand\n\[``, ``and the
 # minimum value is``), then a label (``x_2 =``); no sentence end, no digits.
 _BOX_JOINER_RE = re.compile(
-    r"^[\s$,;，；、&]*(?:(?:\\quad|\\qquad|\\[,;: ]|\\\\|\\\[|\\\]|\\text(?:normal|rm)?\{[^{}]{0,12}\}"
+    r"^[\s$,;，；、&]*(?:(?:\\quad|\\qquad|\\[,;: ]|\\\\|\\[\[\]()]|\\text(?:normal|rm)?\{[^{}]{0,12}\}"
     r"|(?:and|or|et|ou|und|oder|y|o|и|или)(?:\s+(?:the\s+)?(?:[a-zA-Z]+\s+){0,3}(?:is|are|sont|est|ist|es|son))?"
     r"|和|或|与|以及)[\s$,;，；、&]*){0,4}"
     r"(?:[a-zA-Z](?:_\{?\w+\}?)?\s*=\s*)?[\s$]*$"
