@@ -70,3 +70,21 @@ def test_issue_examples():
         grades = grade_batch([x[0] for x in rows], [x[1] for x in rows], answer_format=fmt, workers=2)
         wrong = [(x[0][:60], g) for x, g in zip(rows, grades) if g.correct != x[3]]
         assert not wrong, wrong
+
+
+def test_an_answer_sentence_states_its_first_number():
+    """The number an answer sentence in prose states: after its copula, else its first,
+    except one right after a lead-in preposition ("After 4 weeks ...")."""
+    from drzero.grader.extract import extract_phrase
+
+    cases = {
+        "Réponse : il reste 220 $ à payer d'ici 12 mois.": "220",
+        "结论：甲乙两地相距 240 千米，两车 3 小时后相遇。": "240",
+        "Respuesta: Juan tiene 45 canicas más que Pedro, que tiene 30.": "45",
+        "Answer: After 4 weeks she has saved 96 dollars.": "96",
+        "Antwort: Nach 3 Stunden sind es 240 km.": "240 km",
+        "Respuesta: En total hay 90 lápices en 6 cajas.": "90",
+        "Answer: the total is 45 dollars for 3 tickets.": "45 dollars for 3 tickets",
+    }
+    for text, expected in cases.items():
+        assert extract_phrase(text) == expected, (text, extract_phrase(text))

@@ -63,6 +63,14 @@ _COPULA_RE = re.compile(
     r"|(?<![但于就总还也像])是|(?<![因作成认称])为|等于|=",
     re.IGNORECASE,
 )
+# A sentence that opens with a time or condition before its subject, the number right after
+# the preposition ("After 4 weeks ...", "Nach 3 Stunden ...", "Au bout de 3 mois ...",
+# "经过 3 小时，..."): that first number is not the answer ("En total hay 90" keeps 90).
+_LEAD_IN_RE = re.compile(
+    r"^\s*(?:after|in|within|over|for|with|at|nach|in|innerhalb|mit|bei|après|au\s+bout\s+de|en|dans|pendant|avec"
+    r"|después\s+de|tras|en|durante|con|через|за|после|经过|过了|用了)\s*$",
+    re.IGNORECASE,
+)
 _NUMBER_RE = re.compile(r"-?\d+(?:[ ,.]\d+)*(?:\s*/\s*\d+)?\s*%?")
 # Between two boxes that answer together: short, and no sentence break.
 # A few connectors in a row (``$ \quad \text{and} \quad $``, ``\]\nand\n\[``, ``and the
@@ -252,8 +260,11 @@ def _stated_number(sentence: str) -> str | None:
     reste 220 $ à payer d'ici 12 mois", "结论：两地相距 240 千米，两车 3 小时后相遇")."""
     if _COPULA_RE.search(_mask_math(sentence)):
         return extract_closing(sentence)
-    m = _NUMBER_RE.search(_mask_math(sentence))
-    return sentence[m.start() : m.end()].strip() if m else None
+    masked = _mask_math(sentence)
+    numbers = list(_NUMBER_RE.finditer(masked))
+    if len(numbers) > 1 and _LEAD_IN_RE.match(masked[: numbers[0].start()]):
+        numbers = numbers[1:]  # "After 4 weeks she has saved $96": the lead-in's number is no answer
+    return sentence[numbers[0].start() : numbers[0].end()].strip() if numbers else None
 
 
 def _stated_after_phrase(text: str) -> str | None:
