@@ -88,3 +88,12 @@ def test_an_answer_sentence_states_its_first_number():
     }
     for text, expected in cases.items():
         assert extract_phrase(text) == expected, (text, extract_phrase(text))
+
+
+def test_boxes_joined_by_part_labels_answer_together():
+    from drzero.grader.extract import find_answers
+
+    assert find_answers("(a) $\\boxed{6}$\n(b) $\\boxed{15}$", "boxed").candidates == ("15", "6, 15")
+    assert find_answers("**Part (a):** $\\boxed{6}$\n\n**Part (b):** $\\boxed{15}$", "boxed").candidates == ("15", "6, 15")
+    # a sentence between them: the first box was an intermediate result
+    assert find_answers("First $\\boxed{4}$ for the radius. Hence the area is $\\boxed{16\\pi}$.", "boxed").candidates == ("16\\pi",)

@@ -74,11 +74,11 @@ _LEAD_IN_RE = re.compile(
 _NUMBER_RE = re.compile(r"-?\d+(?:[ ,.]\d+)*(?:\s*/\s*\d+)?\s*%?")
 # Between two boxes that answer together: short, and no sentence break.
 # A few connectors in a row (``$ \quad \text{and} \quad $``, ``\]\nand\n\[``, ``and the
-# minimum value is``), then a label (``x_2 =``); no sentence end, no digits.
+# minimum value is``, part labels ``$\n(b) $``), then a label (``x_2 =``); no sentence end.
 _BOX_JOINER_RE = re.compile(
     r"^[\s$,;，；、&]*(?:(?:\\quad|\\qquad|\\[,;: ]|\\\\|\\[\[\]()]|\\text(?:normal|rm)?\{[^{}]{0,12}\}"
     r"|(?:and|or|et|ou|und|oder|y|o|и|или)(?:\s+(?:the\s+)?(?:[a-zA-Z]+\s+){0,3}(?:is|are|sont|est|ist|es|son))?"
-    r"|和|或|与|以及)[\s$,;，；、&]*){0,4}"
+    r"|和|或|与|以及|\*\*|(?:[Pp]art\s*)?\(?(?:[a-h]|[ivx]{1,4}|\d{1,2})\)\s*:?)[\s$,;，；、&]*){0,4}"
     r"(?:[a-zA-Z](?:_\{?\w+\}?)?\s*=\s*)?[\s$]*$"
 )
 BOX_JOINER_MAX_CHARS = 40
