@@ -467,8 +467,8 @@ def find_answers(response: str, answer_format: str) -> Answers:
         # an answer sentence after the last box outranks it: the box held an intermediate
         # result ("the tax is \boxed{255} ... Final Answer: The final answer is $10,455$.")
         after = _stated_after_phrase(text[boxes[-1].end :])
-        if after is not None:
-            return Answers(answer_format == "auto", (after,), True, text)
+        if after is not None:  # formatted all the same: the response holds a box
+            return Answers(answer_format in ("boxed", "auto"), (after,), True, text)
         group = extract_box_group(text, boxes)
         found = [boxes[-1].content] + ([", ".join(group)] if group else [])
         return Answers(answer_format in ("boxed", "auto"), _dedupe(found), True, text)
