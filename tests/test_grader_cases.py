@@ -19,9 +19,9 @@ DECIMALS = [
     ("3.14", "3.14", True), ("3.14", "3.141", False), ("2.0", "2", True), ("1.25", "5/4", True),
     ("-0.75", "-\\frac{3}{4}", True), ("0.333", "\\frac{1}{3}", False), ("1,234.5", "1234.5", True),
     ("9.6", "9.6\n", True), ("9.57", "9.6", False), ("0.1", "1/10", True),
-    # issue 33: at the precision written, with 4+ places and 4+ significant digits
+    # issue 33: at the precision written, with 4+ places and 3+ significant digits
     ("0.3333", "\\frac{1}{3}", True), ("0.6667", "\\frac{2}{3}", True), ("3.1416", "\\pi", True),
-    ("-0.4286", "-\\frac{3}{7}", True), ("0.3334", "\\frac{1}{3}", False), ("0.0833", "\\frac{1}{12}", False),
+    ("-0.4286", "-\\frac{3}{7}", True), ("0.3334", "\\frac{1}{3}", False), ("0.0833", "\\frac{1}{12}", True), ("0.0001", "\\frac{1}{9000}", False),
     ("1.4142", "\\sqrt{3}", False), ("0.3333", "0.33333", False),
 ]
 FRACTIONS = [

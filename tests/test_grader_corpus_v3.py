@@ -5,7 +5,7 @@ tuples, answer sentences in other languages, decimals at the precision written),
 negatives in each. The first 103 were written and labelled before the grader was changed
 for them; drzero mode then agreed with 76.7% of them (math-verify alone 72.8%). The 40
 ``check_v3`` cases were written after the fixes, before any grader ran on them (39 of 40
-at first). Now every one must agree.
+at first), and the 30 ``check_v3b`` cases later still (29 of 30). Now every one must agree.
 """
 
 import json

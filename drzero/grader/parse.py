@@ -21,7 +21,7 @@ Values (what an answer string parses to):
 
 A decimal against a constant is equal at 6 decimal places, math-verify's rule
 (``0.0833333`` = ``1/12``; ``0.333`` != ``1/3``), or at the precision it is written to
-when that is at least 4 places and 4 significant digits (``0.3333`` = ``1/3``,
+when that is at least 4 places and 3 significant digits (``0.3333`` = ``1/3``,
 ``_precision_equal``).
 """
 
@@ -633,8 +633,8 @@ def _rounded_equal(a, b) -> bool:
     return round(x, 6) == round(y, 6) and abs(x - y) <= 1e-4 * max(abs(x), abs(y), 1e-300)
 
 
-PRECISION_MIN_SIGNIFICANT = 4  # digits a decimal needs to be read at its written precision
-PRECISION_MIN_PLACES = 4  # ... and places after the point
+PRECISION_MIN_PLACES = 4  # places after the point a decimal needs to be read at its written precision
+PRECISION_MIN_SIGNIFICANT = 3  # ... and significant digits (0.0000 is no 1/30000)
 
 
 def _written_decimal(node) -> str | None:
@@ -647,11 +647,12 @@ def _written_decimal(node) -> str | None:
 
 
 def _precision_equal(a, b) -> bool:
-    """A decimal written to at least 4 places after the point and 4 significant digits
+    """A decimal written to at least 4 places after the point and 3 significant digits
     against a value written without decimals is equal when it is that value rounded at the
     digits written: within half a unit of its last place (``0.3333`` = 1/3, ``2.6667`` =
-    8/3, ``1.4142`` = sqrt 2; ``0.3334``, ``0.33``, ``0.667``, ``1.414`` and ``3.14`` are
-    not). Fewer digits are too coarse to tell the exact value from a near miss."""
+    8/3, ``1.4142`` = sqrt 2, ``0.0278`` = 1/36; ``0.3334``, ``0.33``, ``0.667``, ``1.414``
+    and ``3.14`` are not). Fewer digits are too coarse to tell the exact value from a near
+    miss."""
     for dec, other in ((a, b), (b, a)):
         text = _written_decimal(dec)
         if text is None or _has_decimal(other):
