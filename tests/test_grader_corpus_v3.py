@@ -37,13 +37,13 @@ def test_drzero_agrees_with_every_v3_label():
 
 
 # The issue's own examples of each kind (its text, not the held-out set's).
+TAX_THEN_FINAL = ("The tax is $\\boxed{255}$ dollars, so she pays $10,200 + 255 = 10,455$.\n"
+                  "Final Answer: The final answer is $10,455$. I hope it is correct.")
 ISSUE_EXAMPLES = [
     ("... so she pays $10,200 + $255 = $10,455. Final Answer: The final answer is $10,455$. I hope it is correct.",
      "10455", "auto", True),
-    ("The tax is $\\boxed{255}$ dollars, so she pays $10,200 + 255 = 10,455$.\n"
-     "Final Answer: The final answer is $10,455$. I hope it is correct.", "10455", "boxed", True),
-    ("The tax is $\\boxed{255}$ dollars, so she pays $10,200 + 255 = 10,455$.\n"
-     "Final Answer: The final answer is $10,455$. I hope it is correct.", "255", "boxed", False),
+    (TAX_THEN_FINAL, "10455", "boxed", True),
+    (TAX_THEN_FINAL, "255", "boxed", False),  # the box held an intermediate result
     ("She pays \\$10,455 in all.\nFinal Answer: The final answer is $\\$10,455$. I hope it is correct.", "10455", "auto", True),
     ("\\boxed{(2, 2)} \\quad \\text{and} \\quad \\boxed{(6, 2)}", "(2, 2), (6, 2)", "boxed", True),
     ("\\boxed{k = 45} \\text{ and } \\boxed{n = 2}", "k = 45, n = 2", "boxed", True),

@@ -2,9 +2,10 @@
 
 ``compare_fast(pred, ref)`` normalises both sides (``normalize.py``), then compares equal
 strings, then parsed values (``parse.py``). It answers "equal", "not equal and certain"
-(both sides are plain numbers or structures of numbers, or their units differ) or "not
-equal, not certain" (variables, words or LaTeX our parser does not read): only the last
-goes on to math-verify.
+(both sides are plain numbers; or structures of the same numbers that differ only in
+order, repetition or brackets; or their units differ) or "not equal, not certain"
+(structures of other numbers, variables, words or LaTeX our parser does not read): only
+the last goes on to math-verify (issue 33's union rule).
 
 ``reference_answers`` reads references the way the grader needs them: a reference that
 is a whole solution is reduced to its boxed answer(s) or its closing phrase.

@@ -969,19 +969,3 @@ def same_numbers_reordered(a, b) -> bool:
         return False
     return len(xs) > 1 and sorted(set(xs)) == sorted(set(ys))
 
-
-def is_exact(value) -> bool:
-    """Whether every part of ``value`` is a number without variables (labels aside) or a
-    choice letter, so the parser's verdict on it is certain. Used to keep a fast "not
-    equal" final: a value with variables, words or unsupported LaTeX may still be equal in
-    a way only math-verify sees."""
-    if isinstance(value, Text):
-        return len(value.text) == 1 and value.text.isupper()
-    if isinstance(value, Scalar):
-        return not free_vars(value.ast) and not _has_function(value.ast)
-    label = labelled(value)
-    if label is not None:
-        return all(is_exact(x) for x in label.values())
-    if isinstance(value, Equation):
-        return False
-    return all(is_exact(x) for x in children(value))
