@@ -19,6 +19,10 @@ DECIMALS = [
     ("3.14", "3.14", True), ("3.14", "3.141", False), ("2.0", "2", True), ("1.25", "5/4", True),
     ("-0.75", "-\\frac{3}{4}", True), ("0.333", "\\frac{1}{3}", False), ("1,234.5", "1234.5", True),
     ("9.6", "9.6\n", True), ("9.57", "9.6", False), ("0.1", "1/10", True),
+    # issue 33: at the precision written, with 4+ places and 3+ significant digits
+    ("0.3333", "\\frac{1}{3}", True), ("0.6667", "\\frac{2}{3}", True), ("3.1416", "\\pi", True),
+    ("-0.4286", "-\\frac{3}{7}", True), ("0.3334", "\\frac{1}{3}", False), ("0.0833", "\\frac{1}{12}", True), ("0.0001", "\\frac{1}{9000}", False),
+    ("1.4142", "\\sqrt{3}", False), ("0.3333", "0.33333", False),
 ]
 FRACTIONS = [
     ("\\frac{1}{2}", "0.5", True), ("\\frac12", "1/2", True), ("\\dfrac{3}{4}", "\\frac{3}{4}", True),
@@ -110,7 +114,7 @@ SYMBOLIC = [
     ("\\frac{n(n+1)}{2}", "\\frac{n^2+n}{2}", True), ("2^n", "n^2", False), ("-x+y", "y-x", True),
 ]
 NEAR_MISSES = [  # close but wrong: a lenient grader gives these away
-    ("2", "-2", False), ("1/2", "1/3", False), ("\\sqrt{2}", "1.414", False), ("3.1416", "\\pi", False),
+    ("2", "-2", False), ("1/2", "1/3", False), ("\\sqrt{2}", "1.414", False), ("3.1461", "\\pi", False), ("3.142", "\\pi", False),
     ("0.66", "\\frac{2}{3}", False), ("100", "1000", False), ("10^{5}", "10^{6}", False), ("x+1", "x-1", False),
     ("(1,2)", "[1,2]", False), ("\\{1,2\\}", "\\{1,2,3\\}", False), ("\\frac{\\pi}{4}", "45", False),
     ("2\\sqrt{3}", "3\\sqrt{2}", False), ("e", "\\pi", False), ("x^2", "2x", False), ("5!", "100", False),

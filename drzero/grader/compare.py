@@ -2,9 +2,10 @@
 
 ``compare_fast(pred, ref)`` normalises both sides (``normalize.py``), then compares equal
 strings, then parsed values (``parse.py``). It answers "equal", "not equal and certain"
-(both sides are plain numbers or structures of numbers, or their units differ) or "not
-equal, not certain" (variables, words or LaTeX our parser does not read): only the last
-goes on to math-verify.
+(both sides are plain numbers; or structures of the same numbers that differ only in
+order, repetition or brackets; or their units differ) or "not equal, not certain"
+(structures of other numbers, variables, words or LaTeX our parser does not read): only
+the last goes on to math-verify (issue 33's union rule).
 
 ``reference_answers`` reads references the way the grader needs them: a reference that
 is a whole solution is reduced to its boxed answer(s) or its closing phrase.
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 from drzero.grader.extract import extract_box_group, extract_boxed, extract_closing, extract_phrase, find_boxes, prose_words
 from drzero.grader.normalize import Normalized, normalize_answer
-from drzero.grader.parse import TooComplex, is_exact, parse_value, values_equal
+from drzero.grader.parse import TooComplex, is_plain_number, parse_value, same_numbers_reordered, values_equal
 
 MAX_PARSE_CHARS = 1000  # longer answers are only compared as normalised strings
 _CALL_RE = re.compile(r"(?<![\\a-zA-Z])[a-zA-Z](?:_\{?\w+\}?)?\s*\(")
@@ -62,7 +63,7 @@ def compare_fast(pred: str, ref: str) -> Verdict:
             except (RecursionError, ValueError, ZeroDivisionError, OverflowError, KeyError):
                 certain = False
                 continue
-            if not (is_exact(vp) and is_exact(vr)):
+            if not (is_plain_number(vp) and is_plain_number(vr)) and not same_numbers_reordered(vp, vr):
                 certain = False
     return Verdict(False, certain)
 

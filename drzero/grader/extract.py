@@ -37,7 +37,8 @@ _PHRASE_RE = re.compile(
     r"|die\s+(?:endgültige\s+)?antwort\s+(?:ist|lautet)|\bantwort\s*(?=[:：])"
     r"|la\s+respuesta\s+(?:final\s+)?es|respuesta\s+final\s*[:：]|\brespuesta\s*(?=[:：])"
     r"|ответ\s*(?=[:：])|ответ\s+(?:равен|—|-)"
-    r"|最终答案(?:是|为)?|答案(?:是|为)|答案\s*(?=[:：])|答\s*(?=[:：])|故选|所以选|答えは|答え\s*(?=[:：])"
+    r"|最终答案(?:是|为)?|答案(?:是|为)|答案\s*(?=[:：])|答\s*(?=[:：])|(?:最终)?结论\s*(?=[:：])|综上所述|故选|所以选"
+    r"|答えは|答え\s*(?=[:：])|\bconclusion\s*(?=[:：])|\b(?:end)?ergebnis\s*(?=[:：])"
     r"|la\s+risposta\s+(?:finale\s+)?è|\brisposta\s*(?=[:：])|a\s+resposta\s+(?:final\s+)?é|\bresposta\s*(?=[:：])"
     r"|jibu\s+(?:ni|ya\s+mwisho\s+ni)|\bjibu\s*(?=[:：])|উত্তর(?:\s+হল|\s+হলো)?|సమాధానం|คำตอบ(?:คือ)?"
     r"|정답은|답은|정답\s*(?=[:：])|\b답\s*(?=[:：])|đáp\s+án(?:\s+là)?|\bjawaban(?:nya)?(?:\s+adalah)?"
@@ -46,7 +47,8 @@ _PHRASE_RE = re.compile(
     r"\s*[:：]?\s*",
     re.IGNORECASE | re.MULTILINE,
 )
-_INLINE_MATH_RE = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
+# ``\$`` is a dollar sign, not a delimiter (``$\$10,455$``)
+_INLINE_MATH_RE = re.compile(r"(?<!\\)\$\$(.+?)(?<!\\)\$\$|(?<!\\)\$(.+?)(?<!\\)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
 _BOLD_RE = re.compile(r"\*\*(.+?)\*\*", re.DOTALL)
 # Where a response stops answering the question asked: a new chat turn, an end-of-text
 # token, or a few-shot continuation ("Problem:" after Minerva's "I hope it is correct.").
@@ -61,12 +63,25 @@ _COPULA_RE = re.compile(
     r"|(?<![但于就总还也像])是|(?<![因作成认称])为|等于|=",
     re.IGNORECASE,
 )
+# A sentence that opens with a time or condition before its subject, the number right after
+# the preposition ("After 4 weeks ...", "Nach 3 Stunden ...", "Au bout de 3 mois ...",
+# "经过 3 小时，..."): that first number is not the answer ("En total hay 90" keeps 90).
+_LEAD_IN_RE = re.compile(
+    r"^\s*(?:after|in|within|over|for|with|at|nach|in|innerhalb|mit|bei|après|au\s+bout\s+de|en|dans|pendant|avec"
+    r"|después\s+de|tras|en|durante|con|через|за|после|经过|过了|用了)\s*$",
+    re.IGNORECASE,
+)
 _NUMBER_RE = re.compile(r"-?\d+(?:[ ,.]\d+)*(?:\s*/\s*\d+)?\s*%?")
 # Between two boxes that answer together: short, and no sentence break.
+# A few connectors in a row (``$ \quad \text{and} \quad $``, ``\]\nand\n\[``, ``and the
+# minimum value is``, part labels ``$\n(b) $``), then a label (``x_2 =``); no sentence end.
 _BOX_JOINER_RE = re.compile(
-    r"^[\s$,;，；、]*(?:\\quad|\\qquad|\\text\{[^{}]{0,12}\}|and|or|et|ou|und|oder|y|o|и|или|和|或|与|以及)?"
-    r"[\s$,;，；、]*(?:[a-zA-Z](?:_\{?\w+\}?)?\s*=\s*)?[\s$]*$"
+    r"^[\s$,;，；、&]*(?:(?:\\quad|\\qquad|\\[,;: ]|\\\\|\\[\[\]()]|\\text(?:normal|rm)?\{[^{}]{0,12}\}"
+    r"|(?:and|or|et|ou|und|oder|y|o|и|или)(?:\s+(?:the\s+)?(?:[a-zA-Z]+\s+){0,3}(?:is|are|sont|est|ist|es|son))?"
+    r"|和|或|与|以及|\*\*|(?:[Pp]art\s*)?\(?(?:[a-h]|[ivx]{1,4}|\d{1,2})\)\s*:?)[\s$,;，；、&]*){0,4}"
+    r"(?:[a-zA-Z](?:_\{?\w+\}?)?\s*=\s*)?[\s$]*$"
 )
+BOX_JOINER_MAX_CHARS = 40
 # A word of prose (not a LaTeX command, not a one-letter variable), or a run of CJK text.
 _PROSE_RE = re.compile(r"(?<![\\a-zA-Z])[^\W\d_]{3,}|[\u4e00-\u9fff]{2,}")
 SHORT_RESPONSE_CHARS = 200  # marker-free text shorter than this is graded as a whole
@@ -152,7 +167,7 @@ def extract_box_group(text: str, boxes: list[Box] | None = None) -> list[str] | 
     group = [boxes[-1]]
     for prev in reversed(boxes[:-1]):
         between = text[prev.end : group[0].start]
-        if len(between) > 30 or not _BOX_JOINER_RE.match(between):
+        if len(between) > BOX_JOINER_MAX_CHARS or not _BOX_JOINER_RE.match(between):
             break
         group.insert(0, prev)
     return [b.content for b in group] if len(group) > 1 else None
@@ -235,8 +250,34 @@ def extract_phrase(text: str) -> str | None:
         return math.replace("**", "").strip() or None
     head = head.replace("**", "").strip()
     if _PROSE_RE.search(head) and re.search(r"\d", head):
-        return extract_closing(head) or head
+        return _stated_number(head) or head
     return head or None
+
+
+def _stated_number(sentence: str) -> str | None:
+    """The answer an answer sentence in prose states: what follows its copula if it has
+    one ("Answer: the total is 45"), else its first number, not its last ("Réponse : il
+    reste 220 $ à payer d'ici 12 mois", "结论：两地相距 240 千米，两车 3 小时后相遇")."""
+    if _COPULA_RE.search(_mask_math(sentence)):
+        return extract_closing(sentence)
+    masked = _mask_math(sentence)
+    numbers = list(_NUMBER_RE.finditer(masked))
+    if len(numbers) > 1 and _LEAD_IN_RE.match(masked[: numbers[0].start()]):
+        numbers = numbers[1:]  # "After 4 weeks she has saved $96": the lead-in's number is no answer
+    return sentence[numbers[0].start() : numbers[0].end()].strip() if numbers else None
+
+
+def _stated_after_phrase(text: str) -> str | None:
+    """What the last answer phrase of ``text`` states, if it states a value at once (a
+    number, math or bold right after it: "The final answer is $10,455$.", "#### 18"), so
+    that "the answer is reasonable since ..." is no answer."""
+    last = None
+    for m in _PHRASE_RE.finditer(text):
+        last = m
+    if last is None or not re.match(r"\s*(?:[-−$\\(\[\d]|\*\*)", text[last.end() : last.end() + 20]):
+        return None
+    found = extract_phrase(text)
+    return found if found is not None and re.search(r"\d", found) else None
 
 
 def is_task(sentence: str) -> bool:
@@ -423,6 +464,11 @@ def find_answers(response: str, answer_format: str) -> Answers:
             return Answers(True, _dedupe(found), True, text, tag)
     boxes = find_boxes(text)
     if boxes:
+        # an answer sentence after the last box outranks it: the box held an intermediate
+        # result ("the tax is \boxed{255} ... Final Answer: The final answer is $10,455$.")
+        after = _stated_after_phrase(text[boxes[-1].end :])
+        if after is not None:  # formatted all the same: the response holds a box
+            return Answers(answer_format in ("boxed", "auto"), (after,), True, text)
         group = extract_box_group(text, boxes)
         found = [boxes[-1].content] + ([", ".join(group)] if group else [])
         return Answers(answer_format in ("boxed", "auto"), _dedupe(found), True, text)

@@ -60,12 +60,13 @@ def fast_grade(response: str, reference, answer_format: str) -> tuple[Grade | No
     certain = answers.reliable and bool(answers.candidates)
     if extracted is not None and extracted in reference_strings(reference):  # the reference itself, before reducing it
         return Grade(True, answers.formatted, extracted, method="string"), answers, refs
-    for candidate in answers.candidates:
+    for i, candidate in enumerate(answers.candidates):
         for ref in refs:
             verdict = compare_fast(candidate, ref)
             if verdict.equal:
                 return Grade(True, answers.formatted, extracted, method=verdict.method), answers, refs
-            certain = certain and verdict.certain
+            if i == 0:  # the most trusted reading decides whether "not equal" is final
+                certain = certain and verdict.certain
     if certain or not refs:
         return Grade(False, answers.formatted, extracted, method="parser" if refs else "none"), answers, refs
     return None, answers, refs

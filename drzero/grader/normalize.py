@@ -259,7 +259,9 @@ def normalize_answer(answer: str) -> Normalized:
     unit = unit or word_unit
     s = re.sub(r"^\s*(?:=|:)\s*", "", s)
     s = re.sub(r"\s+", " ", s).strip().rstrip(" .;,")
-    s = _CONNECTOR_RE.sub(", ", s) if not re.search(r"[a-zA-Z]{3,}\s", re.sub(r"\\[a-zA-Z]+", "", s)) else s
+    # "x = 1 and x = 2" is a list; a connector inside prose is not (the connector itself is no prose)
+    prose = re.search(r"[a-zA-Z]{3,}\s", _CONNECTOR_RE.sub(" ", re.sub(r"\\[a-zA-Z]+", "", s)))
+    s = _CONNECTOR_RE.sub(", ", s) if not prose else s
     m = _POINT_BAR_RE.match(s)  # German point notation: S(2 | 3) is the point (2, 3)
     if m:
         s = "(" + ", ".join(g.strip() for g in m.groups() if g is not None) + ")"

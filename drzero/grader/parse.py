@@ -20,7 +20,9 @@ Values (what an answer string parses to):
 - ``Text(str)``: anything else, compared as normalised text.
 
 A decimal against a constant is equal at 6 decimal places, math-verify's rule
-(``0.0833333`` = ``1/12``; ``0.333`` != ``1/3``).
+(``0.0833333`` = ``1/12``; ``0.333`` != ``1/3``), or at the precision it is written to
+when that is at least 4 places and 3 significant digits (``0.3333`` = ``1/3``,
+``_precision_equal``).
 """
 
 from __future__ import annotations
@@ -207,7 +209,8 @@ class _Parser:
         self.enter()
         kind, val = self.take()
         if kind == "num":
-            node = ("num", _to_fraction(val), "." in val or "e" in val.lower())
+            # a decimal keeps its written text: its precision is what it was written to
+            node = ("num", _to_fraction(val), val if ("." in val or "e" in val.lower()) else False)
         elif kind == "word":
             node = ("const", "e") if val == "e" else ("const", "i") if val == "i" else ("var", val)
             if self.peek()[1] == "_":  # subscripted variable: x_1, a_{n}
@@ -555,7 +558,8 @@ def parse_value(text: str, depth: int = 0, calls: bool = False):
             return Seq(s[0], s[-1], tuple(parse_value(x, depth + 1, calls) for x in items))
     items = split_top(s, (",", ";"))
     if len(items) > 1:
-        return Bag(tuple(parse_value(x, depth + 1, calls) for x in items if x))
+        bag = Bag(tuple(parse_value(x, depth + 1, calls) for x in items if x))
+        return _solution_tuples(bag) or bag
     if _REL_RE.search(s):
         interval = _interval(s)
         return interval if interval is not None else Text(re.sub(r"\s+", "", s))
@@ -584,6 +588,29 @@ def parse_value(text: str, depth: int = 0, calls: bool = False):
 
 
 # ---------------------------------------------------------------- comparison
+def _solution_tuples(bag: Bag) -> Bag | None:
+    """A labelled list of solutions, ``x=1, y=4; x=4, y=1`` (the same labels repeated),
+    as the set of its solution tuples ``{(1, 4), (4, 1)}``, each tuple in the order the
+    labels are first written; None if ``bag`` is not one."""
+    items = bag.items
+    if not all(isinstance(x, Equation) for x in items):
+        return None
+    names = [_label_name(x.lhs) for x in items]
+    if None in names:
+        return None
+    order = list(dict.fromkeys(names))
+    k = len(order)
+    if k < 2 or len(items) % k or len(items) == k:
+        return None
+    tuples = []
+    for start in range(0, len(items), k):
+        chunk = dict(zip(names[start : start + k], items[start : start + k]))
+        if set(chunk) != set(order):
+            return None
+        tuples.append(Seq("(", ")", tuple(chunk[n].rhs for n in order)))
+    return Bag(tuple(tuples), explicit=True)
+
+
 def _is_decimal_literal(node) -> bool:
     if node[0] == "neg":
         return _is_decimal_literal(node[1])
@@ -606,6 +633,51 @@ def _rounded_equal(a, b) -> bool:
     return round(x, 6) == round(y, 6) and abs(x - y) <= 1e-4 * max(abs(x), abs(y), 1e-300)
 
 
+PRECISION_MIN_PLACES = 4  # places after the point a decimal needs to be read at its written precision
+PRECISION_MIN_SIGNIFICANT = 3  # ... and significant digits (0.0000 is no 1/30000)
+
+
+def _written_decimal(node) -> str | None:
+    """The text of a decimal literal such as ``0.3333`` (sign aside), else None."""
+    if node[0] == "neg":
+        return _written_decimal(node[1])
+    if node[0] == "num" and len(node) > 2 and isinstance(node[2], str) and "e" not in node[2].lower():
+        return node[2]
+    return None
+
+
+def _precision_equal(a, b) -> bool:
+    """A decimal written to at least 4 places after the point and 3 significant digits
+    against a value written without decimals is equal when it is that value rounded at the
+    digits written: within half a unit of its last place (``0.3333`` = 1/3, ``2.6667`` =
+    8/3, ``1.4142`` = sqrt 2, ``0.0278`` = 1/36; ``0.3334``, ``0.33``, ``0.667``, ``1.414``
+    and ``3.14`` are not). Fewer digits are too coarse to tell the exact value from a near
+    miss."""
+    for dec, other in ((a, b), (b, a)):
+        text = _written_decimal(dec)
+        if text is None or _has_decimal(other):
+            continue
+        places = len(text.partition(".")[2])
+        significant = len(text.replace(".", "").lstrip("0"))
+        if places < PRECISION_MIN_PLACES or significant < PRECISION_MIN_SIGNIFICANT or free_vars(other):
+            continue
+        try:
+            vd, vo = eval_float(dec, {}), eval_float(other, {})
+        except (ZeroDivisionError, OverflowError, ValueError, TooComplex):
+            continue
+        if abs(vo.imag) > 1e-12 or not math.isfinite(vo.real):
+            continue
+        if abs(vd.real - vo.real) <= 0.5 * 10.0 ** -places * (1 + 1e-9):
+            return True
+    return False
+
+
+def _has_decimal(node) -> bool:
+    if node[0] == "num":
+        return len(node) > 2 and bool(node[2])
+    return any(isinstance(x, tuple) and _has_decimal(x) for x in node[1:])
+
+
 def _scalar_equal(a: Scalar, b: Scalar) -> bool:
     pa = ("div", a.ast, ("num", Fraction(100))) if a.percent else a.ast
     pb = ("div", b.ast, ("num", Fraction(100))) if b.percent else b.ast
@@ -615,7 +687,7 @@ def _scalar_equal(a: Scalar, b: Scalar) -> bool:
     for x, y in pairs:
         if scalars_equal(x, y):
             return True
-        if (_is_decimal_literal(x) or _is_decimal_literal(y)) and _rounded_equal(x, y):
+        if (_is_decimal_literal(x) or _is_decimal_literal(y)) and (_rounded_equal(x, y) or _precision_equal(x, y)):
             return True
     return False
 
@@ -851,18 +923,49 @@ def _has_function(node) -> bool:
     return node[0] == "fn" or any(isinstance(x, tuple) and _has_function(x) for x in node[1:])
 
 
-def is_exact(value) -> bool:
-    """Whether every part of ``value`` is a number without variables (labels aside) or a
-    choice letter, so the parser's verdict on it is certain. Used to keep a fast "not
-    equal" final: a value with variables, words or unsupported LaTeX may still be equal in
-    a way only math-verify sees."""
+def is_plain_number(value) -> bool:
+    """Whether ``value`` is a single number without variables or functions (``12``,
+    ``-\\frac{3}{4}``, ``2.5\\%``), a labelled one (``x = 5``), or a choice letter: the only
+    values on which a fast "not equal" is final (issue 33). Structures (tuples, lists, sets,
+    intervals, matrices) and anything with a variable, a root or a word go to math-verify."""
     if isinstance(value, Text):
         return len(value.text) == 1 and value.text.isupper()
     if isinstance(value, Scalar):
         return not free_vars(value.ast) and not _has_function(value.ast)
     label = labelled(value)
-    if label is not None:
-        return all(is_exact(x) for x in label.values())
-    if isinstance(value, Equation):
+    if label is not None and len(label) == 1:
+        return all(is_plain_number(x) for x in label.values())
+    return False
+
+
+def _leaf_numbers(value, out: list) -> bool:
+    """Append the exact numbers inside ``value`` to ``out``; False if any leaf is not one."""
+    if isinstance(value, Scalar):
+        v = None if value.percent or free_vars(value.ast) else eval_exact(value.ast)
+        out.append(v)
+        return v is not None
+    if isinstance(value, Text):
         return False
-    return all(is_exact(x) for x in children(value))
+    label = labelled(value)
+    if label is None and isinstance(value, Equation):
+        return False  # "6 \times 7 = 42" is no structure of numbers
+    items = tuple(label.values()) if label is not None else children(value)
+    return bool(items) and all(_leaf_numbers(x, out) for x in items)
+
+
+def same_numbers_reordered(a, b) -> bool:
+    """Whether two structures of exact numbers hold the same numbers, so that they can
+    only differ in order, repetition or brackets (``5, 4`` against ``AB=4, CD=5``;
+    ``(4, 3)`` against ``(3, 4)``; ``[1, 4]`` against ``[1, 4)``; ``\\{1,1,2\\}`` against
+    ``\\{1,2,2\\}``). Order and multiplicity are rules of ours that math-verify does not
+    share (it reads a comma list as a set), so our "not equal" on such a pair is final."""
+    if isinstance(a, Scalar) or isinstance(b, Scalar):
+        return False
+    xs, ys = [], []
+    try:
+        if not (_leaf_numbers(a, xs) and _leaf_numbers(b, ys)):
+            return False
+    except (TooComplex, RecursionError, ValueError, ZeroDivisionError, OverflowError):
+        return False
+    return len(xs) > 1 and sorted(set(xs)) == sorted(set(ys))
+
