@@ -19,10 +19,12 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from drzero import signals
 from drzero.analysis import is_answering, mean_or_nan, pass_at_k
 from drzero.config import EvalConfig, validate
 from drzero.errors import DrZeroError
@@ -283,9 +285,10 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
     if output.resumed:
         console.print(f"resuming {cfg.output}: {output.describe(done)} already done")
     output.open(done)
+    stop = signals.Preemption(notice=None)  # a signal stops the eval at once; the finished chunks are on disk
     try:
-        with Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      console=console) as progress:
+        with stop, stop.abandonable(), Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(),
+                                                TimeRemainingColumn(), console=console) as progress:
             for name, rows in datasets.items():
                 task = progress.add_task(name, total=len(rows))
                 res = evaluate_rows(engine, rows, template, n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p,
@@ -295,9 +298,12 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
                                     on_progress=lambda n_done, t=task: progress.update(t, completed=n_done),
                                     reward_fn=reward_fn, reward_mode=cfg.reward_mode)
                 output.finish_benchmark(name, res.metrics)
-    except KeyboardInterrupt:
-        console.print(f"interrupted: {output.kept()}; run the same command again to resume")
-        raise
+    except (KeyboardInterrupt, signals.Abandon):  # SIGINT, SIGTERM, SIGUSR1: say what is kept, status "interrupted"
+        signum = stop.signum or signal.SIGINT
+        output.results["status"] = "interrupted"
+        _write_atomic(output.results_path, json.dumps(output.results, indent=2))
+        raise signals.Interrupted(f"interrupted by {signals.name(signum)}: {output.kept()}; run the same command "
+                                  "again to resume", signals.exit_code(signum)) from None
     except DrZeroError as e:  # e.g. an endpoint that died late: the finished work stays
         if not output.has_work():
             raise

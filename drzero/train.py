@@ -14,6 +14,7 @@ Shapes: B prompts per iteration, G samples per prompt, N = B*G responses, T toke
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -25,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from drzero import checkpoint, dist
+from drzero import checkpoint, dist, signals
 from drzero.algo import (Objective, bias_weights, describe_objective, group_advantages, masked_mean, policy_loss,
                          question_weights, resolve_objective, tis_weights)
 from drzero.analysis import BiasMonitor, mean_or_nan, reflection_keywords
@@ -73,18 +74,32 @@ class Setup:
 
 # ----------------------------------------------------------------------------- the loop
 def train(cfg: TrainConfig) -> dict:
-    s = setup(cfg)
+    with signals.Preemption() as stop:  # SIGTERM/SIGUSR1/SIGINT: keep every finished step, then exit (docs/errors.md)
+        try:
+            with stop.abandonable():  # nothing is finished yet: a signal here stops at once
+                s = setup(cfg)
+        except signals.Abandon:
+            raise preempted(stop, Path(cfg.resume or cfg.output_dir), None) from None
+        return _train(s, stop)
+
+
+def _train(s: Setup, stop: signals.Preemption) -> dict:
     cfg, G = s.cfg, s.cfg.group_size
     log = RunLog(s.run_dir, cfg, total_steps=cfg.max_steps, start_step=s.start_step, progress=cfg.progress)
-    metrics, finished = {}, False
+    metrics, finished, saved, done, stopping = {}, False, s.start_step, s.start_step, False
     try:
         if s.start_step == 0 and s.eval_sets and dist.is_main():  # the base model, for reference
             t = time.perf_counter()
-            base = {"step": 0, **evaluate_policy(s), "time/eval": time.perf_counter() - t}
+            try:
+                with stop.abandonable():
+                    base = {"step": 0, **evaluate_policy(s), "time/eval": time.perf_counter() - t}
+            except signals.Abandon:
+                raise preempted(stop, s.run_dir, None) from None
             log.write("metrics", [base])
             log.note(" ".join(f"{k.split('/')[1]} {v:.3f}" for k, v in base.items() if k.endswith("/accuracy")), "base model")
         for step in range(s.start_step + 1, cfg.max_steps + 1):
             t_step = time.perf_counter()
+            rng_before = checkpoint.rng_state()  # what a checkpoint of the previous step holds, if this one is abandoned
             # ---- 1. this iteration's questions: one seeded order on every rank and after a resume; each rank takes its share
             order = step_prompts(len(s.rows), cfg.prompts_per_step, cfg.seed, step - 1)
             rows = [s.rows[i] for i in order[dist.rank() :: dist.world_size()]]
@@ -92,8 +107,14 @@ def train(cfg: TrainConfig) -> dict:
             # ---- 2-3. G responses per question, graded in parallel with timeouts: reward 1 if correct, else 0
             params = SamplingParams(n=G, temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
                                     stop=s.template.stop, seed=cfg.seed * 1_000_003 + step * 101 + dist.rank())
-            batch = generate_and_grade(s.engine, rows, s.template, params, s.grader, s.reward_fn,
-                                       cfg.reward_mode)  # N = B*G, prompt-major
+            try:  # a signal before the update abandons the step (one process; ranks finish it together)
+                with stop.abandonable() if dist.world_size() == 1 else contextlib.nullcontext():
+                    batch = generate_and_grade(s.engine, rows, s.template, params, s.grader, s.reward_fn,
+                                               cfg.reward_mode)  # N = B*G, prompt-major
+            except signals.Abandon:
+                checkpoint.set_rng_state(rng_before)
+                stopping = True
+                break
 
             # ---- 4. advantages per group (Dr. GRPO: R - mean(R); GRPO also divides by std(R), paper Sec. 3)
             batch.advantages = group_advantages(batch.rewards, G, scale=s.objective.advantage_scale,
@@ -137,6 +158,15 @@ def train(cfg: TrainConfig) -> dict:
             # ---- 9. checkpoint
             if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.max_steps:
                 save_checkpoint(s, step)
+                saved = step
+            done = step
+            if dist.all_sum(float(stop.requested)) > 0 and step < cfg.max_steps:  # all ranks stop after the same step
+                stopping = True
+                break
+        if stopping:
+            if done > saved:  # the last finished step, so that nothing finished is lost
+                save_checkpoint(s, done)
+            raise preempted(stop, s.run_dir, done)
         finished = True
     finally:
         log.close(ok=finished)  # trackers learn whether the run failed
@@ -144,6 +174,18 @@ def train(cfg: TrainConfig) -> dict:
         dist.print0(f"done: {cfg.max_steps} steps; last checkpoint {checkpoint.latest(s.run_dir)}; "
                     f"metrics in {s.run_dir / 'metrics.jsonl'}")
     return metrics
+
+
+def preempted(stop: signals.Preemption, run_dir: Path, step: int | None) -> signals.Interrupted:
+    """The one line a stopped run ends with: what was kept and how to go on."""
+    what = signals.name(stop.signum or 2)
+    if step:
+        where = f"step {step} is saved in {checkpoint.latest(run_dir) or run_dir}"
+    else:
+        where = "no step had finished, nothing to keep"
+    again = (f"drzero train --resume {run_dir}" if (run_dir / "config.yaml").is_file()
+             else "run the same command again")
+    return signals.Interrupted(f"stopped by {what}: {where}; continue with: {again}", signals.exit_code(stop.signum or 2))
 
 
 # ----------------------------------------------------------------------------- setup

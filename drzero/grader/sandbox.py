@@ -30,6 +30,11 @@ _READY = "ready"
 
 
 def _worker_main(conn, memory_bytes: int) -> None:
+    import signal
+
+    for name in ("SIGINT", "SIGUSR1"):  # a Ctrl-C or SLURM's warning is for the trainer, which may still grade its step
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
     try:
         import resource
 
