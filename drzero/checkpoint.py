@@ -53,7 +53,7 @@ LOCK = ".lock"  # held (flock) by the process training into the folder; never re
 _held_locks: dict[Path, object] = {}  # run dir -> its open lock file, kept open until the process ends
 MANIFEST = "manifest.json"
 TRAINER = "trainer"  # the trainer state's folder inside step-N/
-RUN_FILES = ("config.yaml", "metrics.jsonl", "samples.jsonl", "weights.jsonl", "trackers.json")  # what a run writes ...
+RUN_FILES = ("config.yaml", "metrics.jsonl", "samples.jsonl", "weights.jsonl", "trackers.json", "resumes.jsonl")  # what a run writes ...
 RUN_DIRS = ("checkpoints", "tb", "wandb")  # ... and these folders: all that --overwrite removes
 
 
@@ -136,7 +136,7 @@ def start_run(run_dir: Path, config_text: str, *, overwrite: bool, resumed_step:
             shutil.rmtree(run_dir / name, ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     if resumed_step is not None:
-        for name in ("metrics", "samples", "weights"):
+        for name in ("metrics", "samples", "weights", "resumes"):
             # starting over (no checkpoint): the base model's step-0 evaluation is redone too
             truncate_jsonl(run_dir / f"{name}.jsonl", resumed_step if resumed_from else -1)
         root = run_dir / "checkpoints"

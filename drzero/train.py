@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from drzero import checkpoint, dist, signals
+from drzero import checkpoint, dist, resume, signals
 from drzero.algo import (Objective, bias_weights, describe_objective, group_advantages, masked_mean, policy_loss,
                          question_weights, resolve_objective, tis_weights)
 from drzero.analysis import BiasMonitor, mean_or_nan, reflection_keywords
@@ -202,6 +202,7 @@ def setup(cfg: TrainConfig) -> Setup:
     checkpoint.check_run_dir(run_dir, resume=bool(cfg.resume), overwrite=cfg.overwrite)
     checkpoint.lock_run_dir(run_dir)  # one process per run folder (a new one is locked when created)
     check_trackers(cfg)
+    changes = resume.check_resume(run_dir, cfg) if cfg.resume else {}  # a run-defining setting changed: refused
     ckpt, start_step = None, 0
     if cfg.resume:
         ckpt, notes = checkpoint.find_resumable(run_dir)  # verified against its manifest; older ones if broken
@@ -293,9 +294,14 @@ def setup(cfg: TrainConfig) -> Setup:
     # ---- all checked and loaded: the run's first writes (clear a replaced run, config.yaml, cut logs back)
     checkpoint.start_run(run_dir, config_text(dataclasses.replace(cfg, overwrite=False)), overwrite=cfg.overwrite,
                          resumed_step=start_step if cfg.resume else None, resumed_from=ckpt)
+    if dist.is_main():
+        resume.record_changes(run_dir, start_step, changes)
     dist.barrier()
     if ckpt is not None:
         dist.print0(f"resumed from {ckpt} at step {start_step}")
+    if changes:
+        dist.print0("changed on resume (recorded in resumes.jsonl): "
+                    + ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items()))
     grader = Grader(workers=cfg.grader_workers, timeout_s=cfg.grader_timeout_s, mode=cfg.grader)
     return Setup(cfg, run_dir, start_step, rows, eval_sets, template, objective, grader, reward_fn, model, ref_model,
                  tokenizer, engine, optimizer, scheduler, monitor, device, dtype, sharded, train_batch, updates_per_iter)
