@@ -34,7 +34,7 @@ from drzero.config import TrainConfig, config_text, resolved_micro_batch_size, s
 from drzero.data import load_questions
 from drzero.errors import DrZeroError
 from drzero.evaluate import evaluate_rows
-from drzero.grader import Grader
+from drzero.grader import Grader, sandbox
 from drzero.models import (PromptPrefill, add_lora, can_share_prompts, load_model_and_tokenizer, load_template,
                            policy_logprobs, resolve_model_path)
 from drzero.reward import RewardFunction, load_reward_function
@@ -107,6 +107,7 @@ def _train(s: Setup, stop: signals.Preemption) -> dict:
             # ---- 2-3. G responses per question, graded in parallel with timeouts: reward 1 if correct, else 0
             params = SamplingParams(n=G, temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
                                     stop=s.template.stop, seed=cfg.seed * 1_000_003 + step * 101 + dist.rank())
+            retries = sandbox.RETRIES[0]
             try:  # a signal before the update abandons the step (one process; ranks finish it together)
                 with stop.abandonable() if dist.world_size() == 1 else contextlib.nullcontext():
                     batch = generate_and_grade(s.engine, rows, s.template, params, s.grader, s.reward_fn,
@@ -134,7 +135,8 @@ def _train(s: Setup, stop: signals.Preemption) -> dict:
             # ---- 6. metrics (rank 0 sees its own share; reward and accuracy are averaged over ranks)
             rollout_stats, weights_record = rollout_metrics(batch, s.objective)
             metrics = {"step": step, **rollout_stats, **train_stats, **batch.timing, **timing,
-                       "time/tokens_per_s": batch.lengths.sum().item() / max(batch.timing["time/generate"], 1e-9)}
+                       "time/tokens_per_s": batch.lengths.sum().item() / max(batch.timing["time/generate"], 1e-9),
+                       "grader/retries": sandbox.RETRIES[0] - retries}  # jobs whose grader worker died, graded again
 
             # ---- 7. evaluate (greedy, rank 0)
             if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.max_steps:
@@ -153,6 +155,8 @@ def _train(s: Setup, stop: signals.Preemption) -> dict:
                                        metrics["rollout/response_length_incorrect"])
             if warning:
                 log.warn(warning)
+            if metrics["grader/retries"]:
+                log.warn(f"step {step}: {metrics['grader/retries']} answers graded again on a fresh worker (theirs died)")
             log.step(step, metrics)
 
             # ---- 9. checkpoint
