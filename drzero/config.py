@@ -81,6 +81,8 @@ class TrainConfig:
     """Passes over each iteration's responses (1 = the paper's on-policy recipe)."""
     max_new_tokens: int = 96
     """Generation budget per response; also Dr. GRPO's constant normaliser unless constant_normalizer is set."""
+    max_prompt_tokens: int = 1024
+    """Questions whose prompt is longer than this many tokens are dropped as they load, and counted (the reference cuts at 1024; 0 = no limit)."""
     temperature: float = 1.0
     """Sampling temperature for rollouts."""
     top_p: float = 1.0
@@ -209,6 +211,8 @@ class EvalConfig:
     """Nucleus sampling."""
     max_new_tokens: int = 3000
     """Generation budget per response (the paper: 3000)."""
+    max_prompt_tokens: int = 1024
+    """Questions whose prompt is longer than this many tokens are dropped as they load, and counted (the reference cuts at 1024; 0 = no limit)."""
     limit: int | None = None
     """Questions per benchmark (None = all)."""
     output: str = "runs/eval"
@@ -283,6 +287,8 @@ class ProbeConfig:
     """Questions used for the sampled (pass@k, self-reflection) part."""
     max_new_tokens: int | None = None
     """Generation budget per response (default: the model's own: the toy model's card budget, 3000 for any other model as in the paper)."""
+    max_prompt_tokens: int = 1024
+    """Questions whose prompt is longer than this many tokens are dropped as they load, and counted (the reference cuts at 1024; 0 = no limit)."""
     output: str = "runs/probe"
     """Output folder."""
     question_column: str | None = None
@@ -680,7 +686,7 @@ _TOP_P = (lambda v: 0 < v <= 1, "in (0, 1]")
 _BELOW_1 = (lambda v: 0 <= v < 1, "in [0, 1)")
 RANGES: dict[str, tuple] = {
     # shared by train, eval and probe
-    "max_new_tokens": _AT_LEAST_1, "top_p": _TOP_P, "seed": _AT_LEAST_0, "grader_workers": _AT_LEAST_1,
+    "max_new_tokens": _AT_LEAST_1, "max_prompt_tokens": (lambda v: v >= 0, ">= 0 (0 = no limit)"), "top_p": _TOP_P, "seed": _AT_LEAST_0, "grader_workers": _AT_LEAST_1,
     "grader_timeout_s": _POSITIVE, "batch_size": _AT_LEAST_1, "n": _AT_LEAST_1,
     "temperature": (lambda v: v >= 0, ">= 0 (0 = greedy)"),
     # eval and probe

@@ -261,6 +261,12 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
                                      limit=cfg.limit, dataset_config=cfg.dataset_config,
                                      dataset_filter=cfg.dataset_filter)
                 for name in names}  # fail on a bad name before loading a model
+    if cfg.max_prompt_tokens and not cfg.endpoint:  # over-long questions dropped (an endpoint's server has its own limit)
+        from drzero.data.length import drop_long_prompts, load_tokenizer
+
+        counter = load_tokenizer(cfg.model)
+        datasets = {name: drop_long_prompts(rows, [template], counter, cfg.max_prompt_tokens, name, log=console.print)
+                    for name, rows in datasets.items()}
     reward_fn = load_reward_function(cfg.reward) if cfg.reward else None
     grader = make_grader(cfg)
     output = EvalOutput(Path(cfg.output), cfg, template=template.name, grader=grader.mode)

@@ -60,7 +60,7 @@ RUN_DEFINING = (
     "temperature", "top_p", "lr", "lr_schedule", "warmup_steps", "weight_decay", "adam_beta2", "max_grad_norm", "beta",
     "advantage_scale", "baseline", "aggregation", "constant_normalizer", "clip_eps_low", "clip_eps_high", "tis_cap",
     "reward", "reward_mode", "mask_truncated", "seed", "dtype", "sharding", "lora_rank", "lora_alpha",
-    "lora_target_modules", "grader", "grader_timeout_s", "engine",
+    "lora_target_modules", "grader", "grader_timeout_s", "engine", "max_prompt_tokens",
 )
 LENGTH_FIELDS = ("max_steps", "max_epochs")
 

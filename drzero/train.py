@@ -32,6 +32,7 @@ from drzero.algo import (Objective, bias_weights, describe_objective, group_adva
 from drzero.analysis import BiasMonitor, mean_or_nan, reflection_keywords
 from drzero.config import TrainConfig, config_text, resolved_micro_batch_size, steps_for_epochs, validate
 from drzero.data import load_questions
+from drzero.data.length import drop_long_prompts, load_tokenizer
 from drzero.errors import DrZeroError
 from drzero.evaluate import evaluate_rows
 from drzero.grader import Grader, sandbox
@@ -229,6 +230,12 @@ def setup(cfg: TrainConfig) -> Setup:
     eval_sets = {name: load_questions(name, limit=cfg.eval_limit, question_column=cfg.eval_question_column,
                                       answer_column=cfg.eval_answer_column)
                  for name in (s.strip() for s in cfg.eval_datasets.split(",")) if name}
+    if cfg.max_prompt_tokens:  # over-long questions are dropped here, before anything is generated (drzero.data.length)
+        counter = load_tokenizer(cfg.model)
+        rows = drop_long_prompts(rows, [template], counter, cfg.max_prompt_tokens, f"--dataset {cfg.dataset}",
+                                 log=dist.print0)
+        eval_sets = {name: drop_long_prompts(r, [template], counter, cfg.max_prompt_tokens, f"--eval-datasets {name}",
+                                             log=dist.print0) for name, r in eval_sets.items()}
     if cfg.max_epochs is not None:  # the reference stops after a number of prompt epochs
         cfg = dataclasses.replace(cfg, max_steps=steps_for_epochs(cfg.max_epochs, len(rows), cfg.prompts_per_step))
         dist.print0(f"max_epochs {cfg.max_epochs} over {len(rows)} questions: {cfg.max_steps} policy iterations")
