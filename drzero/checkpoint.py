@@ -82,7 +82,7 @@ def check_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
                           f"or replace it with --overwrite")
 
 
-def lock_run_dir(run_dir: Path) -> bool:
+def lock_run_dir(run_dir: Path, then: str = "then --resume") -> bool:
     """Take the run folder's lock for this process (rank 0), or stop in one line if another
     process holds it. Returns False when the folder does not exist yet (``start_run`` locks
     it once created). Held until the process ends; the lock file holds the holder's pid."""
@@ -106,7 +106,7 @@ def lock_run_dir(run_dir: Path) -> bool:
         holder = f.read().strip() or "?"
         f.close()
         raise DrZeroError(f"{run_dir} is in use by another drzero process (pid {holder}); wait for it to finish "
-                          "or stop it, then --resume") from None
+                          f"or stop it, {then}") from None
     f.seek(0)
     f.truncate()
     f.write(f"{os.getpid()}\n")

@@ -24,7 +24,7 @@ import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from drzero import signals
+from drzero import checkpoint, signals
 from drzero.analysis import is_answering, mean_or_nan, pass_at_k
 from drzero.config import EvalConfig, validate
 from drzero.errors import DrZeroError
@@ -270,6 +270,7 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
     reward_fn = load_reward_function(cfg.reward) if cfg.reward else None
     grader = make_grader(cfg)
     output = EvalOutput(Path(cfg.output), cfg, template=template.name, grader=grader.mode)
+    checkpoint.lock_run_dir(Path(cfg.output), then="then run the same command again")  # one writer (if it exists yet)
     done = output.finished(datasets)
     if any(len(done[name]) < len(rows) * cfg.n for name, rows in datasets.items()):
         threads = cfg.decode_threads
@@ -288,6 +289,9 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
                              decode_threads=threads)
     else:
         engine = None  # everything is already done: nothing to load
+    Path(cfg.output).mkdir(parents=True, exist_ok=True)  # one writer per folder: the run folders' lock (.lock) ...
+    checkpoint.lock_run_dir(Path(cfg.output), then="then run the same command again")
+    done = output.finished(datasets)  # ... and what is there read again under it
     if output.resumed:
         console.print(f"resuming {cfg.output}: {output.describe(done)} already done")
     output.open(done)
