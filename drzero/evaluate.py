@@ -270,6 +270,8 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
     reward_fn = load_reward_function(cfg.reward) if cfg.reward else None
     grader = make_grader(cfg)
     output = EvalOutput(Path(cfg.output), cfg, template=template.name, grader=grader.mode)
+    if checkpoint.folder_kind(Path(cfg.output)) == "train":  # never mix an eval into a training run's files
+        raise DrZeroError(f"--output {cfg.output} holds a drzero training run; give the eval its own --output")
     checkpoint.lock_run_dir(Path(cfg.output), then="then run the same command again")  # one writer (if it exists yet)
     done = output.finished(datasets)
     if any(len(done[name]) < len(rows) * cfg.n for name, rows in datasets.items()):
@@ -292,6 +294,7 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
     Path(cfg.output).mkdir(parents=True, exist_ok=True)  # one writer per folder: the run folders' lock (.lock) ...
     checkpoint.lock_run_dir(Path(cfg.output), then="then run the same command again")
     done = output.finished(datasets)  # ... and what is there read again under it
+    checkpoint.mark_folder(Path(cfg.output), "eval")
     if output.resumed:
         console.print(f"resuming {cfg.output}: {output.describe(done)} already done")
     output.open(done)

@@ -55,3 +55,66 @@ def test_a_second_eval_into_a_folder_in_use_is_refused_in_one_line(tmp_path, cap
         holder.kill()
         holder.wait()
     assert cli_main([*EVAL, "--output", str(out)]) == 0  # free again once the holder is gone
+
+
+# ----------------------------------------------------------------------------- item 6: whose folder is it
+TRAIN = ["train", "--max-steps", "1", "--eval-datasets", "", "--no-progress", "--grader-workers", "1"]
+
+
+def _users_folder(root: Path) -> Path:
+    """The issue's case: a folder of the user's own that happens to have a checkpoints/."""
+    (root / "checkpoints").mkdir(parents=True)
+    (root / "checkpoints" / "my_model.bin").write_bytes(b"weights")
+    (root / "wandb").mkdir()
+    (root / "wandb" / "run.log").write_text("mine")
+    (root / "samples.jsonl").write_text('{"mine": 1}\n')
+    return root
+
+
+def _listing(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_a_folder_drzero_did_not_write_is_no_run_and_overwrite_deletes_nothing_of_it(tmp_path, overwrite, capsys):
+    folder = _users_folder(tmp_path / "mine")
+    before = _listing(folder)
+    code = cli_main([*TRAIN, "--output-dir", str(folder), *overwrite])
+    line = _one_line_error(code, capsys.readouterr().err)
+    assert "it holds files drzero did not write (samples.jsonl, checkpoints/, wandb/)" in line, line
+    assert _listing(folder) == before and (folder / "samples.jsonl").read_text() == '{"mine": 1}\n'
+
+
+def test_overwrite_of_a_run_refuses_to_delete_a_foreign_file_in_it(tmp_path, capsys):
+    from drzero import checkpoint
+
+    run = tmp_path / "run"
+    checkpoint.start_run(run, "algo: grpo\n", overwrite=False, resumed_step=None, resumed_from=None)
+    (run / "checkpoints" / "step-000001").mkdir(parents=True)
+    (run / "checkpoints" / "my_model.bin").write_bytes(b"weights")
+    before = _listing(run)
+    code = cli_main([*TRAIN, "--output-dir", str(run), "--overwrite"])
+    line = _one_line_error(code, capsys.readouterr().err)
+    assert line.endswith(f"--overwrite {run}: it holds files drzero did not write (checkpoints/my_model.bin); move "
+                         "them away or use another --output-dir"), line
+    assert _listing(run) == before
+
+
+def test_an_eval_folder_is_no_training_output_and_a_run_folder_no_eval_output(tmp_path, capsys):
+    from drzero import checkpoint
+
+    ev = tmp_path / "eval"  # as an eval from before the marker leaves it
+    ev.mkdir()
+    (ev / "results.json").write_text('{"config": {"model": "toy"}, "benchmarks": {}, "status": "complete"}')
+    (ev / "samples.jsonl").write_text('{"benchmark": "toy:test", "index": 0}\n')
+    for overwrite in ([], ["--overwrite"]):
+        code = cli_main([*TRAIN, "--output-dir", str(ev), *overwrite])
+        assert "holds a drzero eval (results.json), not a training run" in _one_line_error(code, capsys.readouterr().err)
+    assert (ev / "samples.jsonl").read_text() == '{"benchmark": "toy:test", "index": 0}\n'
+
+    run = tmp_path / "run"
+    checkpoint.start_run(run, "algo: grpo\n", overwrite=False, resumed_step=None, resumed_from=None)
+    (run / "samples.jsonl").write_text('{"step": 1}\n')
+    code = cli_main([*EVAL, "--output", str(run)])
+    assert "holds a drzero training run; give the eval its own --output" in _one_line_error(code, capsys.readouterr().err)
+    assert (run / "samples.jsonl").read_text() == '{"step": 1}\n' and not (run / "results.json").exists()
