@@ -119,6 +119,8 @@ class TrainConfig:
     """Your own reward function, `module:function` or `path/file.py:function`, called as fn(responses, references, rows) -> list of floats (see drzero/reward.py)."""
     reward_mode: Literal[REWARD_MODES] = "add"
     """add: the grader's 0/1 verdict plus your reward; replace: your reward alone."""
+    reward_timeout_s: float = 0.0
+    """Time limit per call of the --reward function, in seconds; a call past it stops the command in one line (0 = none)."""
     mask_truncated: bool = False
     """Leave responses that hit max_new_tokens out of the loss (default: reward 0 and trained on, as the paper)."""
     eval_every: int = 10
@@ -253,6 +255,8 @@ class EvalConfig:
     """Also report the mean of your reward function, `module:function` or `path/file.py:function` (see drzero/reward.py)."""
     reward_mode: Literal[REWARD_MODES] = "add"
     """add: the grader's 0/1 verdict plus your reward; replace: your reward alone."""
+    reward_timeout_s: float = 0.0
+    """Time limit per call of the --reward function, in seconds; a call past it stops the command in one line (0 = none)."""
     seed: int = 0
     """Sampling seed."""
 
@@ -686,7 +690,8 @@ _TOP_P = (lambda v: 0 < v <= 1, "in (0, 1]")
 _BELOW_1 = (lambda v: 0 <= v < 1, "in [0, 1)")
 RANGES: dict[str, tuple] = {
     # shared by train, eval and probe
-    "max_new_tokens": _AT_LEAST_1, "max_prompt_tokens": (lambda v: v >= 0, ">= 0 (0 = no limit)"), "top_p": _TOP_P, "seed": _AT_LEAST_0, "grader_workers": _AT_LEAST_1,
+    "max_new_tokens": _AT_LEAST_1, "max_prompt_tokens": (lambda v: v >= 0, ">= 0 (0 = no limit)"),
+    "reward_timeout_s": (lambda v: v >= 0, ">= 0 (0 = none)"), "top_p": _TOP_P, "seed": _AT_LEAST_0, "grader_workers": _AT_LEAST_1,
     "grader_timeout_s": _POSITIVE, "batch_size": _AT_LEAST_1, "n": _AT_LEAST_1,
     "temperature": (lambda v: v >= 0, ">= 0 (0 = greedy)"),
     # eval and probe

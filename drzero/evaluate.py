@@ -267,7 +267,7 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
         counter = load_tokenizer(cfg.model)
         datasets = {name: drop_long_prompts(rows, [template], counter, cfg.max_prompt_tokens, name, log=console.print)
                     for name, rows in datasets.items()}
-    reward_fn = load_reward_function(cfg.reward) if cfg.reward else None
+    reward_fn = load_reward_function(cfg.reward, timeout_s=cfg.reward_timeout_s) if cfg.reward else None
     grader = make_grader(cfg)
     output = EvalOutput(Path(cfg.output), cfg, template=template.name, grader=grader.mode)
     if checkpoint.folder_kind(Path(cfg.output)) == "train":  # never mix an eval into a training run's files

@@ -48,6 +48,7 @@ MAY_CHANGE = {
     "vllm_memory": "memory for vLLM",
     "tensor_parallel_size": "how vLLM splits the model",
     "grader_workers": "how many processes grade",
+    "reward_timeout_s": "a time limit on the --reward function: the rewards it returns are the same",
     "wandb_project": "a tracker",
     "trackio": "a tracker",
     "tensorboard": "a tracker",

@@ -223,7 +223,7 @@ def setup(cfg: TrainConfig) -> Setup:
 
     # ---- data, template, reward, objective
     template = load_template(cfg.template, cfg.model, cfg.system_prompt)
-    reward_fn = load_reward_function(cfg.reward) if cfg.reward else None
+    reward_fn = load_reward_function(cfg.reward, timeout_s=cfg.reward_timeout_s) if cfg.reward else None
     rows = load_questions(cfg.dataset, split=cfg.dataset_split, question_column=cfg.question_column,
                           answer_column=cfg.answer_column, dataset_config=cfg.dataset_config,
                           dataset_filter=cfg.dataset_filter)
