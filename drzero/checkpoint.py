@@ -53,6 +53,7 @@ import torch
 
 from drzero import dist
 from drzero.errors import DrZeroError
+from drzero.paths import check_path_fits
 
 LATEST = "latest"
 LOCK = ".lock"  # held (flock) by the process training into the folder; never removed
@@ -120,12 +121,16 @@ def foreign_files(run_dir: Path) -> list[str]:
         if root.is_dir() else []
 
 
+LONGEST_RUN_FILE = "checkpoints/.tmp-old-step-000000/adapter/adapter_model.safetensors"  # the deepest a run writes
+
+
 def check_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
     """Refuse a run directory that cannot be used, in one line, before anything loads or
     is written: a file, a folder under a file or not writable, or (for a new run) one
     that already holds a run."""
     if resume and overwrite:
         raise DrZeroError("--resume continues a run and --overwrite replaces it: give one of them")
+    check_path_fits(run_dir, "--resume" if resume else "--output-dir", LONGEST_RUN_FILE)
     if run_dir.exists() and not run_dir.is_dir():
         raise DrZeroError(f"output dir {run_dir} is a file, not a directory")
     existing = next((p for p in [run_dir, *run_dir.absolute().parents] if p.exists()), None)
@@ -316,6 +321,50 @@ def save(run_dir: Path, step: int, model, tokenizer, optimizer, *, small_state: 
     model export is gathered once to rank 0 (when sharded), which writes it in
     ``export_dtype`` with its model card. ``small_state``: picklable trainer objects
     (scheduler, monitor) saved by rank 0 with the step and the RNG state."""
+    root = run_dir / "checkpoints"
+    final, tmp = root / f"step-{step:06d}", root / f".tmp-step-{step:06d}"
+    try:
+        return _save(run_dir, step, model, tokenizer, optimizer, small_state=small_state, export_dtype=export_dtype,
+                     card=card, keep=keep)
+    except BaseException as e:  # a failed save leaves no half-written .tmp-step-N behind (a kill still may: resume cleans)
+        shutil.rmtree(tmp, ignore_errors=True)
+        if disk_full(e):
+            need, free = checkpoint_bytes(model, optimizer, export_dtype), shutil.disk_usage(root).free
+            raise DrZeroError(f"no space left on the device writing checkpoint {final.name} in {root}: it needs about "
+                              f"{_human(need)}, {_human(free)} are free there (the earlier checkpoints are intact); "
+                              f"free some space, then --resume {run_dir}") from None
+        raise
+
+
+def disk_full(e: BaseException) -> bool:
+    """Whether a save failed for want of space: ENOSPC/EDQUOT, or what torch's zip writer and
+    safetensors make of it ("unexpected pos", "No space left")."""
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(e, Exception) and any(s in str(e) for s in ("No space left", "unexpected pos", "StorageFull"))
+
+
+def checkpoint_bytes(model, optimizer, export_dtype: torch.dtype) -> int:
+    """About how many bytes a checkpoint takes: the export in ``export_dtype``, the float32
+    masters of the trained parameters and the optimizer state."""
+    size = torch.finfo(export_dtype).bits // 8 if export_dtype.is_floating_point else 4
+    export = sum(p.numel() for p in model.parameters()) * size
+    masters = sum(p.numel() * 4 for p in model.parameters() if p.requires_grad)
+    state = sum(t.numel() * t.element_size() for st in optimizer.state.values() for t in st.values()
+                if isinstance(t, torch.Tensor))
+    return export + masters + state
+
+
+def _human(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def _save(run_dir: Path, step: int, model, tokenizer, optimizer, *, small_state: dict, export_dtype: torch.dtype,
+          card: str, keep: int) -> Path:
     root = run_dir / "checkpoints"
     final, tmp = root / f"step-{step:06d}", root / f".tmp-step-{step:06d}"
     if dist.is_main():

@@ -28,6 +28,7 @@ from drzero.algo import AGGREGATIONS, BASELINES, PRESETS, SCALES
 from drzero.data import check_source, hub_offline
 from drzero.errors import DrZeroError
 from drzero.grader import GRADER_MODES
+from drzero.paths import check_path_fits
 from drzero.reward import REWARD_MODES
 
 ALGOS = tuple(PRESETS)
@@ -897,6 +898,7 @@ def check_output_path(path: str, flag: str = "--output") -> None:
     """Refuse an output folder that cannot be made or written to, before anything is loaded
     or written: ``path`` is a file, lies under a file, or its nearest existing folder is not
     writable. Creates nothing. Every command that writes calls it on its output folder."""
+    check_path_fits(Path(path).expanduser(), flag)  # names and length the file system can hold (drzero.paths)
     p = Path(path).expanduser().absolute()
     if p.exists() and not p.is_dir():
         raise DrZeroError(f"{flag} {path}: is a file, not a folder")

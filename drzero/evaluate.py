@@ -270,6 +270,7 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
     reward_fn = load_reward_function(cfg.reward, timeout_s=cfg.reward_timeout_s) if cfg.reward else None
     grader = make_grader(cfg)
     output = EvalOutput(Path(cfg.output), cfg, template=template.name, grader=grader.mode)
+    checkpoint.check_path_fits(Path(cfg.output), "--output", "endpoint_cache.jsonl")  # before anything runs
     if checkpoint.folder_kind(Path(cfg.output)) == "train":  # never mix an eval into a training run's files
         raise DrZeroError(f"--output {cfg.output} holds a drzero training run; give the eval its own --output")
     checkpoint.lock_run_dir(Path(cfg.output), then="then run the same command again")  # one writer (if it exists yet)

@@ -118,3 +118,63 @@ def test_an_eval_folder_is_no_training_output_and_a_run_folder_no_eval_output(tm
     code = cli_main([*EVAL, "--output", str(run)])
     assert "holds a drzero training run; give the eval its own --output" in _one_line_error(code, capsys.readouterr().err)
     assert (run / "samples.jsonl").read_text() == '{"step": 1}\n' and not (run / "results.json").exists()
+
+
+# ----------------------------------------------------------------------------- item 8: full disk, long paths
+TRAIN_CHILD = r"""
+import errno, os, sys
+import torch
+from drzero import checkpoint
+kind = sys.argv[1]
+if kind == "enospc":  # the disk fills while step 2's weights are written
+    export = checkpoint.export_model
+    def full(folder, *a, **k):
+        export(folder, *a, **k)
+        if folder.name == ".tmp-step-000002":
+            w = folder / "model.safetensors"; os.truncate(w, w.stat().st_size // 2)
+            raise OSError(errno.ENOSPC, "No space left on device")
+    checkpoint.export_model = full
+elif kind == "torch-zip":  # what torch.save says when the disk fills under it
+    save = torch.save
+    def full(obj, f, *a, **k):
+        if "tmp-step-000002" in str(f):
+            raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 704 vs 598")
+        return save(obj, f, *a, **k)
+    torch.save = full
+from drzero.cli import main
+sys.exit(main(["train", *sys.argv[2:]]))
+"""
+SMALL = ["--template", "qwen_math", "--prompts-per-step", "2", "--group-size", "2", "--max-new-tokens", "16",
+         "--save-every", "1", "--max-steps", "3", "--eval-datasets", "", "--no-progress", "--grader-workers", "1"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["enospc", "torch-zip"])
+def test_a_full_disk_during_a_checkpoint_is_one_line_and_leaves_no_half_checkpoint(tmp_path, kind):
+    run = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-c", TRAIN_CHILD, kind, *SMALL, "--output-dir", str(run)],
+                          capture_output=True, text=True, timeout=600, env=ENV)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and "it/s]" not in ln]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"error: no space left on the device writing checkpoint step-000002 in "
+                               f"{run / 'checkpoints'}: it needs about "), lines[0]
+    assert "are free there (the earlier checkpoints are intact)" in lines[0] and f"--resume {run}" in lines[0]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest", "step-000001"]  # no .tmp-step-000002
+
+
+def test_a_folder_name_over_255_bytes_is_refused_before_anything_runs(tmp_path, capsys):
+    long_name = tmp_path / ("r" * 300)
+    code = cli_main([*TRAIN, "--output-dir", str(long_name)])
+    assert "the folder name rrrr" in _one_line_error(code, capsys.readouterr().err)
+    code = cli_main([*EVAL, "--output", str(long_name / "eval")])
+    assert "is 300 bytes long; the file system allows 255" in _one_line_error(code, capsys.readouterr().err)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_path_too_long_for_the_checkpoints_inside_is_refused_before_training(tmp_path, capsys):
+    deep = tmp_path.joinpath(*["d" * 200] * 19)  # each name is fine; the whole leaves no room for checkpoints/...
+    code = cli_main([*TRAIN, "--output-dir", str(deep)])
+    line = _one_line_error(code, capsys.readouterr().err)
+    assert "the files written inside it need" in line and "over the system's limit of 4096" in line, line
+    assert list(tmp_path.iterdir()) == []
