@@ -184,8 +184,11 @@ def _train(s: Setup, stop: signals.Preemption) -> dict:
 def preempted(stop: signals.Preemption, run_dir: Path, step: int | None) -> signals.Interrupted:
     """The one line a stopped run ends with: what was kept and how to go on."""
     what = signals.name(stop.signum or 2)
+    last = checkpoint.latest(run_dir) if run_dir.is_dir() else None
     if step:
-        where = f"step {step} is saved in {checkpoint.latest(run_dir) or run_dir}"
+        where = f"step {step} is saved in {last or run_dir}"
+    elif last is not None:  # a resumed run stopped before its first new step
+        where = f"no new step had finished; the newest checkpoint is still {last}"
     else:
         where = "no step had finished, nothing to keep"
     again = (f"drzero train --resume {run_dir}" if (run_dir / "config.yaml").is_file()
