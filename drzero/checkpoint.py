@@ -60,7 +60,8 @@ LOCK = ".lock"  # held (flock) by the process training into the folder; never re
 _held_locks: dict[Path, object] = {}  # run dir -> its open lock file, kept open until the process ends
 MANIFEST = "manifest.json"
 TRAINER = "trainer"  # the trainer state's folder inside step-N/
-RUN_FILES = ("config.yaml", "metrics.jsonl", "samples.jsonl", "weights.jsonl", "trackers.json", "resumes.jsonl")  # what a run writes ...
+RUN_FILES = ("config.yaml", "metrics.jsonl", "samples.jsonl", "weights.jsonl", "trackers.json",
+             "resumes.jsonl")  # what a run writes ...
 RUN_DIRS = ("checkpoints", "tb", "wandb")  # ... and these folders: all that --overwrite removes
 
 
@@ -326,7 +327,7 @@ def save(run_dir: Path, step: int, model, tokenizer, optimizer, *, small_state: 
     try:
         return _save(run_dir, step, model, tokenizer, optimizer, small_state=small_state, export_dtype=export_dtype,
                      card=card, keep=keep)
-    except BaseException as e:  # a failed save leaves no half-written .tmp-step-N behind (a kill still may: resume cleans)
+    except BaseException as e:  # no half-written .tmp-step-N left behind (a kill still may: resume cleans it)
         shutil.rmtree(tmp, ignore_errors=True)
         if disk_full(e):
             need, free = checkpoint_bytes(model, optimizer, export_dtype), shutil.disk_usage(root).free

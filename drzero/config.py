@@ -691,8 +691,9 @@ _TOP_P = (lambda v: 0 < v <= 1, "in (0, 1]")
 _BELOW_1 = (lambda v: 0 <= v < 1, "in [0, 1)")
 RANGES: dict[str, tuple] = {
     # shared by train, eval and probe
-    "max_new_tokens": _AT_LEAST_1, "max_prompt_tokens": (lambda v: v >= 0, ">= 0 (0 = no limit)"),
-    "reward_timeout_s": (lambda v: v >= 0, ">= 0 (0 = none)"), "top_p": _TOP_P, "seed": _AT_LEAST_0, "grader_workers": _AT_LEAST_1,
+    "max_new_tokens": _AT_LEAST_1, "top_p": _TOP_P, "seed": _AT_LEAST_0, "grader_workers": _AT_LEAST_1,
+    "max_prompt_tokens": (lambda v: v >= 0, ">= 0 (0 = no limit)"),
+    "reward_timeout_s": (lambda v: v >= 0, ">= 0 (0 = none)"),
     "grader_timeout_s": _POSITIVE, "batch_size": _AT_LEAST_1, "n": _AT_LEAST_1,
     "temperature": (lambda v: v >= 0, ">= 0 (0 = greedy)"),
     # eval and probe

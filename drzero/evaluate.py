@@ -261,7 +261,7 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
                                      limit=cfg.limit, dataset_config=cfg.dataset_config,
                                      dataset_filter=cfg.dataset_filter)
                 for name in names}  # fail on a bad name before loading a model
-    if cfg.max_prompt_tokens and not cfg.endpoint:  # over-long questions dropped (an endpoint's server has its own limit)
+    if cfg.max_prompt_tokens and not cfg.endpoint:  # over-long questions dropped (an endpoint's server has a limit)
         from drzero.data.length import drop_long_prompts, load_tokenizer
 
         counter = load_tokenizer(cfg.model)

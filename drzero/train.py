@@ -100,7 +100,7 @@ def _train(s: Setup, stop: signals.Preemption) -> dict:
             log.note(" ".join(f"{k.split('/')[1]} {v:.3f}" for k, v in base.items() if k.endswith("/accuracy")), "base model")
         for step in range(s.start_step + 1, cfg.max_steps + 1):
             t_step = time.perf_counter()
-            rng_before = checkpoint.rng_state()  # what a checkpoint of the previous step holds, if this one is abandoned
+            rng_before = checkpoint.rng_state()  # the previous step's checkpoint holds this, if this step is abandoned
             # ---- 1. this iteration's questions: one seeded order on every rank and after a resume; each rank takes its share
             order = step_prompts(len(s.rows), cfg.prompts_per_step, cfg.seed, step - 1)
             rows = [s.rows[i] for i in order[dist.rank() :: dist.world_size()]]
@@ -157,7 +157,8 @@ def _train(s: Setup, stop: signals.Preemption) -> dict:
             if warning:
                 log.warn(warning)
             if metrics["grader/retries"]:
-                log.warn(f"step {step}: {metrics['grader/retries']} answers graded again on a fresh worker (theirs died)")
+                log.warn(f"step {step}: {metrics['grader/retries']} answers graded again on a fresh worker "
+                         "(theirs died)")
             log.step(step, metrics)
 
             # ---- 9. checkpoint
@@ -193,7 +194,8 @@ def preempted(stop: signals.Preemption, run_dir: Path, step: int | None) -> sign
         where = "no step had finished, nothing to keep"
     again = (f"drzero train --resume {run_dir}" if (run_dir / "config.yaml").is_file()
              else "run the same command again")
-    return signals.Interrupted(f"stopped by {what}: {where}; continue with: {again}", signals.exit_code(stop.signum or 2))
+    return signals.Interrupted(f"stopped by {what}: {where}; continue with: {again}",
+                               signals.exit_code(stop.signum or 2))
 
 
 # ----------------------------------------------------------------------------- setup

@@ -16,8 +16,8 @@ from drzero.cli import main as cli_main
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
-EVAL = ["eval", "--model", "toy", "--benchmarks", "toy:test", "--limit", "2", "--max-new-tokens", "8", "--device", "cpu",
-        "--grader-workers", "1"]
+EVAL = ["eval", "--model", "toy", "--benchmarks", "toy:test", "--limit", "2", "--max-new-tokens", "8",
+        "--device", "cpu", "--grader-workers", "1"]
 
 
 def _one_line_error(code: int, err: str) -> str:
@@ -109,14 +109,16 @@ def test_an_eval_folder_is_no_training_output_and_a_run_folder_no_eval_output(tm
     (ev / "samples.jsonl").write_text('{"benchmark": "toy:test", "index": 0}\n')
     for overwrite in ([], ["--overwrite"]):
         code = cli_main([*TRAIN, "--output-dir", str(ev), *overwrite])
-        assert "holds a drzero eval (results.json), not a training run" in _one_line_error(code, capsys.readouterr().err)
+        line = _one_line_error(code, capsys.readouterr().err)
+        assert "holds a drzero eval (results.json), not a training run" in line
     assert (ev / "samples.jsonl").read_text() == '{"benchmark": "toy:test", "index": 0}\n'
 
     run = tmp_path / "run"
     checkpoint.start_run(run, "algo: grpo\n", overwrite=False, resumed_step=None, resumed_from=None)
     (run / "samples.jsonl").write_text('{"step": 1}\n')
     code = cli_main([*EVAL, "--output", str(run)])
-    assert "holds a drzero training run; give the eval its own --output" in _one_line_error(code, capsys.readouterr().err)
+    line = _one_line_error(code, capsys.readouterr().err)
+    assert "holds a drzero training run; give the eval its own --output" in line
     assert (run / "samples.jsonl").read_text() == '{"step": 1}\n' and not (run / "results.json").exists()
 
 

@@ -80,7 +80,8 @@ def test_a_safe_change_is_recorded_with_its_step_and_config_yaml_says_what_ran(t
     run = tmp_path / "run"
     assert cli_main(["train", *RUN_ARGS, "--max-steps", "1", "--output-dir", str(run)]) == 0
     assert cli_main(["train", "--resume", str(run), "--max-steps", "2", "--log-samples", "1"]) == 0
-    assert "changed on resume (recorded in resumes.jsonl): max_steps 1 -> 2, log_samples 4 -> 1" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "changed on resume (recorded in resumes.jsonl): max_steps 1 -> 2, log_samples 4 -> 1" in out
     records = [json.loads(x) for x in (run / "resumes.jsonl").read_text().splitlines()]
     assert records == [{"step": 1, "changed": {"max_steps": {"old": 1, "new": 2}, "log_samples": {"old": 4, "new": 1}}}]
     saved = yaml.safe_load((run / "config.yaml").read_text())
