@@ -1,7 +1,9 @@
 """Run directories and checkpoints: what is on disk, how it is written, verified and resumed.
 
     RUN/
+      .drzero.json             {"kind": "train"}: the marker that says drzero writes this folder
       config.yaml              the resolved config (written once the model and data have loaded)
+      resumes.jsonl            settings a --resume changed, with the step after which (drzero.resume)
       metrics.jsonl  samples.jsonl  weights.jsonl
       trackers.json            external tracker ids (wandb), so --resume continues the same run
       checkpoints/
@@ -23,8 +25,12 @@ whose files match its manifest (a truncated or missing file sends it to the one 
 saying so), rebuilds ``latest``, cuts the JSONL logs back to its step (a torn last line
 included) and removes checkpoints of the abandoned steps after it.
 
-A run directory holds one run: training into one that holds a run is refused unless the
-command says ``--resume`` or ``--overwrite`` (``check_run_dir``), and nothing is written
+A run directory holds one run, known by its marker (``folder_kind``; a folder from before
+the marker by its config.yaml): training into one that holds a run is refused unless the
+command says ``--resume`` or ``--overwrite`` (``check_run_dir``); ``--overwrite`` removes
+only what a run writes and refuses a run whose ``checkpoints/`` holds anything else; a
+folder that is no run but holds names a run writes (``samples.jsonl``, ``checkpoints/``,
+...) is refused, as is an eval's folder; and nothing is written
 before the config, model and data have been validated (``start_run``). One process at a
 time: the trainer holds an advisory lock on ``RUN/.lock`` (``lock_run_dir``) from before it
 loads until it exits, so a second ``drzero train`` on the same folder (say, a ``--resume``
@@ -47,19 +53,76 @@ import torch
 
 from drzero import dist
 from drzero.errors import DrZeroError
+from drzero.paths import check_path_fits
 
 LATEST = "latest"
 LOCK = ".lock"  # held (flock) by the process training into the folder; never removed
 _held_locks: dict[Path, object] = {}  # run dir -> its open lock file, kept open until the process ends
 MANIFEST = "manifest.json"
 TRAINER = "trainer"  # the trainer state's folder inside step-N/
-RUN_FILES = ("config.yaml", "metrics.jsonl", "samples.jsonl", "weights.jsonl", "trackers.json")  # what a run writes ...
+RUN_FILES = ("config.yaml", "metrics.jsonl", "samples.jsonl", "weights.jsonl", "trackers.json",
+             "resumes.jsonl")  # what a run writes ...
 RUN_DIRS = ("checkpoints", "tb", "wandb")  # ... and these folders: all that --overwrite removes
+
+
+MARKER = ".drzero.json"  # {"kind": "train"} or {"kind": "eval"}: what wrote the folder (written by its first write)
 
 
 # ----------------------------------------------------------------------------- run directories
 def holds_run(run_dir: Path) -> bool:
-    return any((run_dir / name).exists() for name in ("config.yaml", "metrics.jsonl", "checkpoints"))
+    return folder_kind(run_dir) == "train"
+
+
+def mark_folder(folder: Path, kind: str) -> None:
+    """Say that drzero's ``kind`` ("train" or "eval") writes ``folder`` (once; rank 0)."""
+    if dist.is_main() and not (folder / MARKER).is_file():
+        _atomic_write(folder / MARKER, json.dumps({"kind": kind}) + "\n")
+
+
+def folder_kind(folder: Path) -> str | None:
+    """Which drzero command wrote ``folder``: "train", "eval" or None (not drzero's, or
+    not there). The marker says; folders from before it are known by their config.yaml
+    (a train config's keys) or results.json (an eval's)."""
+    folder = Path(folder)
+    try:
+        kind = json.loads((folder / MARKER).read_text()).get("kind")
+        if kind in ("train", "eval"):
+            return kind
+    except (OSError, ValueError, AttributeError):
+        pass
+    try:
+        import yaml
+
+        from drzero.config import TrainConfig
+
+        config = yaml.safe_load((folder / "config.yaml").read_text())
+        fields = {f for f in TrainConfig.__dataclass_fields__}
+        if isinstance(config, dict) and "algo" in config and set(config) <= fields:
+            return "train"
+    except (OSError, ValueError, yaml.YAMLError):
+        pass
+    try:
+        results = json.loads((folder / "results.json").read_text())
+        if isinstance(results, dict) and isinstance(results.get("config"), dict) and "benchmarks" in results:
+            return "eval"
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def foreign_files(run_dir: Path) -> list[str]:
+    """What ``--overwrite`` would remove that a run does not write: anything in its
+    ``checkpoints/`` but step folders, half-written ones and ``latest``; for a folder that
+    is no run, every name a run would write."""
+    if folder_kind(run_dir) != "train":
+        return [n + "/" * (run_dir / n).is_dir() for n in (*RUN_FILES, *RUN_DIRS) if (run_dir / n).exists()]
+    root = run_dir / "checkpoints"
+    ours = lambda p: p.name == LATEST or p.name.startswith((".tmp-", "step-")) and p.is_dir()  # noqa: E731
+    return [f"checkpoints/{p.name}" + "/" * p.is_dir() for p in sorted(root.iterdir()) if not ours(p)] \
+        if root.is_dir() else []
+
+
+LONGEST_RUN_FILE = "checkpoints/.tmp-old-step-000000/adapter/adapter_model.safetensors"  # the deepest a run writes
 
 
 def check_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
@@ -68,6 +131,7 @@ def check_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
     that already holds a run."""
     if resume and overwrite:
         raise DrZeroError("--resume continues a run and --overwrite replaces it: give one of them")
+    check_path_fits(run_dir, "--resume" if resume else "--output-dir", LONGEST_RUN_FILE)
     if run_dir.exists() and not run_dir.is_dir():
         raise DrZeroError(f"output dir {run_dir} is a file, not a directory")
     existing = next((p for p in [run_dir, *run_dir.absolute().parents] if p.exists()), None)
@@ -77,12 +141,24 @@ def check_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
         raise DrZeroError(f"output dir {run_dir}: {existing} is not writable")
     if resume and not (run_dir / "config.yaml").is_file():
         raise DrZeroError(f"--resume {run_dir}: not a run directory (no config.yaml)")
-    if not resume and not overwrite and holds_run(run_dir):
+    kind = folder_kind(run_dir) if run_dir.is_dir() else None
+    if kind == "eval":
+        raise DrZeroError(f"{run_dir} holds a drzero eval (results.json), not a training run; give training its own "
+                          "--output-dir")
+    if resume and kind is None:
+        raise DrZeroError(f"--resume {run_dir}: not a drzero training run (its config.yaml is not a train config)")
+    if not resume and not overwrite and kind == "train":
         raise DrZeroError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, "
                           f"or replace it with --overwrite")
+    foreign = foreign_files(run_dir) if not resume and run_dir.is_dir() else []
+    if foreign:  # --overwrite removes only what drzero wrote; a new run never writes into someone's files
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        what = "--overwrite " if kind == "train" else ""
+        raise DrZeroError(f"{what}{run_dir}: it holds files drzero did not write ({shown}); move them away or use "
+                          "another --output-dir")
 
 
-def lock_run_dir(run_dir: Path) -> bool:
+def lock_run_dir(run_dir: Path, then: str = "then --resume") -> bool:
     """Take the run folder's lock for this process (rank 0), or stop in one line if another
     process holds it. Returns False when the folder does not exist yet (``start_run`` locks
     it once created). Held until the process ends; the lock file holds the holder's pid."""
@@ -106,7 +182,7 @@ def lock_run_dir(run_dir: Path) -> bool:
         holder = f.read().strip() or "?"
         f.close()
         raise DrZeroError(f"{run_dir} is in use by another drzero process (pid {holder}); wait for it to finish "
-                          "or stop it, then --resume") from None
+                          f"or stop it, {then}") from None
     f.seek(0)
     f.truncate()
     f.write(f"{os.getpid()}\n")
@@ -135,8 +211,9 @@ def start_run(run_dir: Path, config_text: str, *, overwrite: bool, resumed_step:
         for name in RUN_DIRS:
             shutil.rmtree(run_dir / name, ignore_errors=True)
     run_dir.mkdir(parents=True, exist_ok=True)
+    mark_folder(run_dir, "train")
     if resumed_step is not None:
-        for name in ("metrics", "samples", "weights"):
+        for name in ("metrics", "samples", "weights", "resumes"):
             # starting over (no checkpoint): the base model's step-0 evaluation is redone too
             truncate_jsonl(run_dir / f"{name}.jsonl", resumed_step if resumed_from else -1)
         root = run_dir / "checkpoints"
@@ -245,6 +322,50 @@ def save(run_dir: Path, step: int, model, tokenizer, optimizer, *, small_state: 
     model export is gathered once to rank 0 (when sharded), which writes it in
     ``export_dtype`` with its model card. ``small_state``: picklable trainer objects
     (scheduler, monitor) saved by rank 0 with the step and the RNG state."""
+    root = run_dir / "checkpoints"
+    final, tmp = root / f"step-{step:06d}", root / f".tmp-step-{step:06d}"
+    try:
+        return _save(run_dir, step, model, tokenizer, optimizer, small_state=small_state, export_dtype=export_dtype,
+                     card=card, keep=keep)
+    except BaseException as e:  # no half-written .tmp-step-N left behind (a kill still may: resume cleans it)
+        shutil.rmtree(tmp, ignore_errors=True)
+        if disk_full(e):
+            need, free = checkpoint_bytes(model, optimizer, export_dtype), shutil.disk_usage(root).free
+            raise DrZeroError(f"no space left on the device writing checkpoint {final.name} in {root}: it needs about "
+                              f"{_human(need)}, {_human(free)} are free there (the earlier checkpoints are intact); "
+                              f"free some space, then --resume {run_dir}") from None
+        raise
+
+
+def disk_full(e: BaseException) -> bool:
+    """Whether a save failed for want of space: ENOSPC/EDQUOT, or what torch's zip writer and
+    safetensors make of it ("unexpected pos", "No space left")."""
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(e, Exception) and any(s in str(e) for s in ("No space left", "unexpected pos", "StorageFull"))
+
+
+def checkpoint_bytes(model, optimizer, export_dtype: torch.dtype) -> int:
+    """About how many bytes a checkpoint takes: the export in ``export_dtype``, the float32
+    masters of the trained parameters and the optimizer state."""
+    size = torch.finfo(export_dtype).bits // 8 if export_dtype.is_floating_point else 4
+    export = sum(p.numel() for p in model.parameters()) * size
+    masters = sum(p.numel() * 4 for p in model.parameters() if p.requires_grad)
+    state = sum(t.numel() * t.element_size() for st in optimizer.state.values() for t in st.values()
+                if isinstance(t, torch.Tensor))
+    return export + masters + state
+
+
+def _human(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def _save(run_dir: Path, step: int, model, tokenizer, optimizer, *, small_state: dict, export_dtype: torch.dtype,
+          card: str, keep: int) -> Path:
     root = run_dir / "checkpoints"
     final, tmp = root / f"step-{step:06d}", root / f".tmp-step-{step:06d}"
     if dist.is_main():

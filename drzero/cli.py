@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     command, rest = argv[0], argv[1:]
     from drzero.errors import DrZeroError
+    from drzero.signals import Interrupted
 
     try:
         if command == "toy":
@@ -62,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     except DrZeroError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Interrupted as e:  # a signal stopped the command after it kept its work (drzero.signals)
+        print(e, file=sys.stderr)
+        return e.code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

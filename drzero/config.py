@@ -44,6 +44,8 @@ class QuestionOptions:
     """Question column (default: the first of problem/question/input/prompt/query)."""
     answer_column: str | None = None
     """Answer column (default: the first of answer/gt_answer/ground_truth_answer/target/final_answer/solution)."""
+    max_prompt_tokens: int = 1024
+    """Questions whose prompt is longer than this many tokens are dropped as they load, and counted (the reference cuts at 1024; 0 = no limit)."""
     system_prompt: str | None = None
     """System turn of --template chat (default: the Qwen-Math instruction to reason step by step and put the answer in \\boxed{}; "" for none)."""
 
@@ -76,6 +78,8 @@ class RewardOptions:
     """Your own reward function, `module:function` or `path/file.py:function`, called as fn(responses, references, rows) -> list of floats (see drzero/reward.py)."""
     reward_mode: Literal[REWARD_MODES] = "add"
     """add: the grader's 0/1 verdict plus your reward; replace: your reward alone."""
+    reward_timeout_s: float = 0.0
+    """Time limit per call of the --reward function, in seconds; a call past it stops the command in one line (0 = none)."""
 
 
 @dataclass
@@ -424,6 +428,8 @@ _BELOW_1 = (lambda v: 0 <= v < 1, "in [0, 1)")
 RANGES: dict[str, tuple] = {
     # shared by train, eval and probe
     "max_new_tokens": _AT_LEAST_1, "top_p": _TOP_P, "seed": _AT_LEAST_0, "grader_workers": _AT_LEAST_1,
+    "max_prompt_tokens": (lambda v: v >= 0, ">= 0 (0 = no limit)"),
+    "reward_timeout_s": (lambda v: v >= 0, ">= 0 (0 = none)"),
     "grader_timeout_s": _POSITIVE, "batch_size": _AT_LEAST_1, "n": _AT_LEAST_1,
     "temperature": (lambda v: v >= 0, ">= 0 (0 = greedy)"),
     # eval and probe

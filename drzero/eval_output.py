@@ -110,6 +110,11 @@ class EvalOutput:
         _write_atomic(self.results_path, json.dumps(self.results, indent=2))
         return self.results
 
+    def mark_interrupted(self) -> None:
+        """results.json says the eval was stopped (by a signal), not that it is still running."""
+        self.results["status"] = "interrupted"
+        _write_atomic(self.results_path, json.dumps(self.results, indent=2))
+
     def has_work(self) -> bool:
         return bool(self._kept or self.results["benchmarks"])
 

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+from drzero import checkpoint, signals
 from drzero.analysis import is_answering, mean_or_nan, pass_at_k
 from drzero.config import EvalConfig
 from drzero.errors import DrZeroError
@@ -172,9 +174,19 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
                                      limit=cfg.limit, dataset_config=cfg.dataset_config,
                                      dataset_filter=cfg.dataset_filter)
                 for name in names}  # fail on a bad name before loading a model
-    reward_fn = load_reward_function(cfg.reward) if cfg.reward else None
+    if cfg.max_prompt_tokens and not cfg.endpoint:  # over-long questions dropped (an endpoint's server has a limit)
+        from drzero.data.length import drop_long_prompts, load_tokenizer
+
+        counter = load_tokenizer(cfg.model)
+        datasets = {name: drop_long_prompts(rows, [template], counter, cfg.max_prompt_tokens, name, log=console.print)
+                    for name, rows in datasets.items()}
+    reward_fn = load_reward_function(cfg.reward, timeout_s=cfg.reward_timeout_s) if cfg.reward else None
     grader = make_grader(cfg)
     output = EvalOutput(Path(cfg.output), cfg, template=template.name, grader=grader.mode)
+    checkpoint.check_path_fits(Path(cfg.output), "--output", "endpoint_cache.jsonl")  # before anything runs
+    if checkpoint.folder_kind(Path(cfg.output)) == "train":  # never mix an eval into a training run's files
+        raise DrZeroError(f"--output {cfg.output} holds a drzero training run; give the eval its own --output")
+    checkpoint.lock_run_dir(Path(cfg.output), then="then run the same command again")  # one writer (if it exists yet)
     done = output.finished(datasets)
     if any(len(done[name]) < len(rows) * cfg.n for name, rows in datasets.items()):
         threads = cfg.decode_threads
@@ -193,12 +205,17 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
                              decode_threads=threads)
     else:
         engine = None  # everything is already done: nothing to load
+    Path(cfg.output).mkdir(parents=True, exist_ok=True)  # one writer per folder: the run folders' lock (.lock) ...
+    checkpoint.lock_run_dir(Path(cfg.output), then="then run the same command again")
+    done = output.finished(datasets)  # ... and what is there read again under it
+    checkpoint.mark_folder(Path(cfg.output), "eval")
     if output.resumed:
         console.print(f"resuming {cfg.output}: {output.describe(done)} already done")
     output.open(done)
+    stop = signals.Preemption(notice=None)  # a signal stops the eval at once; the finished chunks are on disk
     try:
-        with Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      console=console) as progress:
+        with stop, stop.abandonable(), Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(),
+                                                TimeRemainingColumn(), console=console) as progress:
             for name, rows in datasets.items():
                 task = progress.add_task(name, total=len(rows))
                 res = evaluate_rows(engine, rows, template, n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p,
@@ -208,9 +225,11 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
                                     on_progress=lambda n_done, t=task: progress.update(t, completed=n_done),
                                     reward_fn=reward_fn, reward_mode=cfg.reward_mode)
                 output.finish_benchmark(name, res.metrics)
-    except KeyboardInterrupt:
-        console.print(f"interrupted: {output.kept()}; run the same command again to resume")
-        raise
+    except (KeyboardInterrupt, signals.Abandon):  # SIGINT, SIGTERM, SIGUSR1: say what is kept, status "interrupted"
+        signum = stop.signum or signal.SIGINT
+        output.mark_interrupted()
+        raise signals.Interrupted(f"interrupted by {signals.name(signum)}: {output.kept()}; run the same command "
+                                  "again to resume", signals.exit_code(signum)) from None
     except DrZeroError as e:  # e.g. an endpoint that died late: the finished work stays
         if not output.has_work():
             raise

@@ -13,12 +13,14 @@ from pathlib import Path
 
 from drzero.data import hub_offline
 from drzero.errors import DrZeroError
+from drzero.paths import check_path_fits
 
 
 def check_output_path(path: str, flag: str = "--output") -> None:
     """Refuse an output folder that cannot be made or written to, before anything is loaded
     or written: ``path`` is a file, lies under a file, or its nearest existing folder is not
     writable. Creates nothing. Every command that writes calls it on its output folder."""
+    check_path_fits(Path(path).expanduser(), flag)  # names and length the file system can hold (drzero.paths)
     p = Path(path).expanduser().absolute()
     if p.exists() and not p.is_dir():
         raise DrZeroError(f"{flag} {path}: is a file, not a folder")

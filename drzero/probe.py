@@ -77,6 +77,11 @@ def run_probe(cfg: ProbeConfig, log=print) -> dict:
     temps = probe_temperatures(cfg.temperatures)
     rows = load_questions(cfg.questions, question_column=cfg.question_column, answer_column=cfg.answer_column,
                           limit=cfg.n_questions, dataset_config=cfg.dataset_config, dataset_filter=cfg.dataset_filter)
+    if cfg.max_prompt_tokens:  # over-long questions dropped (drzero.data.length)
+        from drzero.data.length import drop_long_prompts, load_tokenizer
+
+        rows = drop_long_prompts(rows, templates, load_tokenizer(cfg.model), cfg.max_prompt_tokens,
+                                 f"--questions {cfg.questions}", log=log)
     budget = cfg.max_new_tokens or default_budget(cfg.model)
     judge = None
     if cfg.judge_endpoint:

@@ -14,6 +14,7 @@ Shapes: B prompts per iteration, G samples per prompt, N = B*G responses, T toke
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -25,15 +26,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from drzero import checkpoint, dist
+from drzero import checkpoint, dist, resume, signals
 from drzero.algo import (Objective, bias_weights, describe_objective, group_advantages, informative_groups,
                          kl_reward_penalty, masked_mean, policy_loss, question_weights, resolve_objective, tis_weights)
 from drzero.analysis import BiasMonitor, mean_or_nan, reflection_keywords
 from drzero.config import TrainConfig, resolved_micro_batch_size
 from drzero.data import load_questions
+from drzero.data.length import drop_long_prompts, load_tokenizer
 from drzero.errors import DrZeroError
 from drzero.evaluate import evaluate_rows
-from drzero.grader import Grader
+from drzero.grader import Grader, sandbox
 from drzero.parsing import config_text, validate
 from drzero.models import (LOGPROB_CHUNK_TOKENS, Forward, add_lora, load_model_and_tokenizer, load_template,
                            plan_forward)
@@ -75,18 +77,32 @@ class Setup:
 
 # ----------------------------------------------------------------------------- the loop
 def train(cfg: TrainConfig) -> dict:
-    s = setup(cfg)
+    with signals.Preemption() as stop:  # SIGTERM/SIGUSR1/SIGINT: keep every finished step, then exit (docs/errors.md)
+        try:
+            with stop.abandonable():  # nothing is finished yet: a signal here stops at once
+                s = setup(cfg)
+        except signals.Abandon:
+            raise preempted(stop, Path(cfg.resume or cfg.output_dir), None) from None
+        return _train(s, stop)
+
+
+def _train(s: Setup, stop: signals.Preemption) -> dict:
     cfg, G = s.cfg, s.cfg.group_size
     log = RunLog(s.run_dir, cfg, total_steps=cfg.max_steps, start_step=s.start_step, progress=cfg.progress)
-    metrics, finished = {}, False
+    metrics, finished, saved, done, stopping = {}, False, s.start_step, s.start_step, False
     try:
         if s.start_step == 0 and s.eval_sets and dist.is_main():  # the base model, for reference
             t = time.perf_counter()
-            base = {"step": 0, **evaluate_policy(s), "time/eval": time.perf_counter() - t}
+            try:
+                with stop.abandonable():
+                    base = {"step": 0, **evaluate_policy(s), "time/eval": time.perf_counter() - t}
+            except signals.Abandon:
+                raise preempted(stop, s.run_dir, None) from None
             log.write("metrics", [base])
             log.note(" ".join(f"{k.split('/')[1]} {v:.3f}" for k, v in base.items() if k.endswith("/accuracy")), "base model")
         for step in range(s.start_step + 1, cfg.max_steps + 1):
             t_step = time.perf_counter()
+            rng_before = checkpoint.rng_state()  # the previous step's checkpoint holds this, if this step is abandoned
             # ---- 1. this iteration's questions: one seeded order on every rank and after a resume; each rank takes its share
             order = step_prompts(len(s.rows), cfg.prompts_per_step, cfg.seed, step - 1)
             rows = [s.rows[i] for i in order[dist.rank() :: dist.world_size()]]
@@ -94,18 +110,18 @@ def train(cfg: TrainConfig) -> dict:
             # ---- 2-3. G responses per question, graded in parallel with timeouts: reward 1 if correct, else 0
             params = SamplingParams(n=G, temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
                                     stop=s.template.stop, seed=cfg.seed * 1_000_003 + step * 101 + dist.rank())
-            batch = generate_and_grade(s.engine, rows, s.template, params, s.grader, s.reward_fn,
-                                       cfg.reward_mode)  # N = B*G, prompt-major
+            retries = sandbox.RETRIES[0]
+            try:  # a signal before the update abandons the step (one process; ranks finish it together)
+                with stop.abandonable() if dist.world_size() == 1 else contextlib.nullcontext():
+                    batch = generate_and_grade(s.engine, rows, s.template, params, s.grader, s.reward_fn,
+                                               cfg.reward_mode)  # N = B*G, prompt-major
+            except signals.Abandon:
+                checkpoint.set_rng_state(rng_before)
+                stopping = True
+                break
 
             # ---- 4. advantages per group (Dr. GRPO: R - mean(R); GRPO also divides by std(R), paper Sec. 3)
-            shaped = batch.rewards
-            if s.objective.beta and s.objective.kl_estimator == "k1_reward":  # k1 in the reward, before the baseline
-                shaped = batch.rewards - kl_reward_penalty_of(s, batch)  # [N]
-            batch.advantages = group_advantages(shaped, G, scale=s.objective.advantage_scale,
-                                                baseline=s.objective.baseline)  # [N]
-            batch.keep = ~batch.truncated if cfg.mask_truncated else torch.ones(len(batch), dtype=torch.bool)  # [N]
-            if s.objective.filter_zero_variance:  # all-equal groups leave the update and its normalisers
-                batch.keep &= informative_groups(shaped, G)
+            set_advantages(s, batch)  # batch.advantages [N], batch.keep [N]
 
             # ---- 5. policy update (vLLM lends its memory meanwhile), then the new policy is what generates next
             t = time.perf_counter()
@@ -120,7 +136,8 @@ def train(cfg: TrainConfig) -> dict:
             # ---- 6. metrics (rank 0 sees its own share; reward and accuracy are averaged over ranks)
             rollout_stats, weights_record = rollout_metrics(batch, s.objective)
             metrics = {"step": step, **rollout_stats, **train_stats, **batch.timing, **timing,
-                       "time/tokens_per_s": batch.lengths.sum().item() / max(batch.timing["time/generate"], 1e-9)}
+                       "time/tokens_per_s": batch.lengths.sum().item() / max(batch.timing["time/generate"], 1e-9),
+                       "grader/retries": sandbox.RETRIES[0] - retries}  # jobs whose grader worker died, graded again
 
             # ---- 7. evaluate (greedy, rank 0)
             if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.max_steps:
@@ -139,11 +156,23 @@ def train(cfg: TrainConfig) -> dict:
                                        metrics["rollout/response_length_incorrect"])
             if warning:
                 log.warn(warning)
+            if metrics["grader/retries"]:
+                log.warn(f"step {step}: {metrics['grader/retries']} answers graded again on a fresh worker "
+                         "(theirs died)")
             log.step(step, metrics)
 
             # ---- 9. checkpoint
             if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.max_steps:
                 save_checkpoint(s, step)
+                saved = step
+            done = step
+            if dist.all_sum(float(stop.requested)) > 0 and step < cfg.max_steps:  # all ranks stop after the same step
+                stopping = True
+                break
+        if stopping:
+            if done > saved:  # the last finished step, so that nothing finished is lost
+                save_checkpoint(s, done)
+            raise preempted(stop, s.run_dir, done)
         finished = True
     finally:
         log.close(ok=finished)  # trackers learn whether the run failed
@@ -151,6 +180,22 @@ def train(cfg: TrainConfig) -> dict:
         dist.print0(f"done: {cfg.max_steps} steps; last checkpoint {checkpoint.latest(s.run_dir)}; "
                     f"metrics in {s.run_dir / 'metrics.jsonl'}")
     return metrics
+
+
+def preempted(stop: signals.Preemption, run_dir: Path, step: int | None) -> signals.Interrupted:
+    """The one line a stopped run ends with: what was kept and how to go on."""
+    what = signals.name(stop.signum or 2)
+    last = checkpoint.latest(run_dir) if run_dir.is_dir() else None
+    if step:
+        where = f"step {step} is saved in {last or run_dir}"
+    elif last is not None:  # a resumed run stopped before its first new step
+        where = f"no new step had finished; the newest checkpoint is still {last}"
+    else:
+        where = "no step had finished, nothing to keep"
+    again = (f"drzero train --resume {run_dir}" if (run_dir / "config.yaml").is_file()
+             else "run the same command again")
+    return signals.Interrupted(f"stopped by {what}: {where}; continue with: {again}",
+                               signals.exit_code(stop.signum or 2))
 
 
 # ----------------------------------------------------------------------------- setup
@@ -167,6 +212,7 @@ def setup(cfg: TrainConfig) -> Setup:
     checkpoint.check_run_dir(run_dir, resume=bool(cfg.resume), overwrite=cfg.overwrite)
     checkpoint.lock_run_dir(run_dir)  # one process per run folder (a new one is locked when created)
     check_trackers(cfg)
+    changes = resume.check_resume(run_dir, cfg) if cfg.resume else {}  # a run-defining setting changed: refused
     ckpt, start_step = None, 0
     if cfg.resume:
         ckpt, notes = checkpoint.find_resumable(run_dir)  # verified against its manifest; older ones if broken
@@ -182,13 +228,19 @@ def setup(cfg: TrainConfig) -> Setup:
 
     # ---- data, template, reward, objective
     template = load_template(cfg.template, cfg.model, cfg.system_prompt)
-    reward_fn = load_reward_function(cfg.reward) if cfg.reward else None
+    reward_fn = load_reward_function(cfg.reward, timeout_s=cfg.reward_timeout_s) if cfg.reward else None
     rows = load_questions(cfg.dataset, split=cfg.dataset_split, question_column=cfg.question_column,
                           answer_column=cfg.answer_column, dataset_config=cfg.dataset_config,
                           dataset_filter=cfg.dataset_filter)
     eval_sets = {name: load_questions(name, limit=cfg.eval_limit, question_column=cfg.eval_question_column,
                                       answer_column=cfg.eval_answer_column)
                  for name in (s.strip() for s in cfg.eval_datasets.split(",")) if name}
+    if cfg.max_prompt_tokens:  # over-long questions are dropped here, before anything is generated (drzero.data.length)
+        counter = load_tokenizer(cfg.model)
+        rows = drop_long_prompts(rows, [template], counter, cfg.max_prompt_tokens, f"--dataset {cfg.dataset}",
+                                 log=dist.print0)
+        eval_sets = {name: drop_long_prompts(r, [template], counter, cfg.max_prompt_tokens, f"--eval-datasets {name}",
+                                             log=dist.print0) for name, r in eval_sets.items()}
     if cfg.max_epochs is not None:  # the reference stops after a number of prompt epochs
         cfg = dataclasses.replace(cfg, max_steps=steps_for_epochs(cfg.max_epochs, len(rows), cfg.prompts_per_step))
         dist.print0(f"max_epochs {cfg.max_epochs} over {len(rows)} questions: {cfg.max_steps} policy iterations")
@@ -226,9 +278,14 @@ def setup(cfg: TrainConfig) -> Setup:
     # ---- all checked and loaded: the run's first writes (clear a replaced run, config.yaml, cut logs back)
     checkpoint.start_run(run_dir, config_text(dataclasses.replace(cfg, overwrite=False)), overwrite=cfg.overwrite,
                          resumed_step=start_step if cfg.resume else None, resumed_from=ckpt)
+    if dist.is_main():
+        resume.record_changes(run_dir, start_step, changes)
     dist.barrier()
     if ckpt is not None:
         dist.print0(f"resumed from {ckpt} at step {start_step}")
+    if changes:
+        dist.print0("changed on resume (recorded in resumes.jsonl): "
+                    + ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items()))
     grader = Grader(workers=cfg.grader_workers, timeout_s=cfg.grader_timeout_s, mode=cfg.grader)
     return Setup(cfg, run_dir, start_step, rows, eval_sets, template, objective, grader, reward_fn, model, ref_model,
                  tokenizer, engine, optimizer, scheduler, monitor, device, dtype, sharded, train_batch,
@@ -305,6 +362,21 @@ def make_scheduler(optimizer, cfg: TrainConfig, total_updates: int):
 
 
 # ----------------------------------------------------------------------------- the update
+def set_advantages(s: Setup, batch: Rollouts) -> None:
+    """``batch.advantages [N]`` from the rewards, group by group (with k1 in the reward, the
+    KL penalty comes off first, before the baseline), and ``batch.keep [N]``: the responses
+    the update trains on (not truncated ones with ``mask_truncated``, not the all-equal
+    groups with ``filter_zero_variance``, which leave its normalisers too)."""
+    G = s.cfg.group_size
+    shaped = batch.rewards
+    if s.objective.beta and s.objective.kl_estimator == "k1_reward":
+        shaped = batch.rewards - kl_reward_penalty_of(s, batch)  # [N]
+    batch.advantages = group_advantages(shaped, G, scale=s.objective.advantage_scale, baseline=s.objective.baseline)
+    batch.keep = ~batch.truncated if s.cfg.mask_truncated else torch.ones(len(batch), dtype=torch.bool)  # [N]
+    if s.objective.filter_zero_variance:
+        batch.keep &= informative_groups(shaped, G)
+
+
 def update_policy(s: Setup, batch: Rollouts, step: int) -> dict:
     """The iteration's optimizer steps: ``train_batch`` responses each (by default all of
     them: one on-policy step), ``ppo_epochs`` passes, micro-batches inside. Returns the

@@ -201,6 +201,7 @@ def test_run_dir_checks(tmp_path):
     checkpoint.check_run_dir(run, resume=False, overwrite=False)  # a new folder is fine
     run.mkdir()
     (run / "metrics.jsonl").write_text("")
+    checkpoint.mark_folder(run, "train")  # a run is known by drzero's marker
     with pytest.raises(DrZeroError, match=r"already holds a run; continue it with --resume .*--overwrite"):
         checkpoint.check_run_dir(run, resume=False, overwrite=False)
     checkpoint.check_run_dir(run, resume=False, overwrite=True)
@@ -214,7 +215,7 @@ def test_run_dir_checks(tmp_path):
     other.write_text("mine")
     (run / "checkpoints" / "step-000001").mkdir(parents=True)
     checkpoint.start_run(run, "a: 1\n", overwrite=True, resumed_step=None, resumed_from=None)
-    assert sorted(p.name for p in run.iterdir()) == [".lock", "config.yaml", "notes.txt"]
+    assert sorted(p.name for p in run.iterdir()) == [".drzero.json", ".lock", "config.yaml", "notes.txt"]
 
 
 def test_one_process_per_run_dir(tmp_path):

@@ -37,6 +37,7 @@ from drzero.config import EvalConfig
 from drzero.data import load_questions
 from drzero.models import TOY_CHECKPOINT
 from drzero.rollout import Generation
+from drzero.signals import Interrupted
 from drzero.templates import TEMPLATES
 from resume_equal import assert_same_metrics, assert_same_weights
 
@@ -444,12 +445,12 @@ def test_eval_interrupted_mid_benchmark_resumes_to_identical_results(tmp_path, f
     evaluate.run_eval(_cfg(tmp_path / "full"))
     assert made[-1].calls == 6  # 2 benchmarks x 3 chunks of 2 questions
     made = fake_engine(interrupt_at=4)  # Ctrl-C in math500's second chunk
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Interrupted, match="interrupted by SIGINT: 1 finished benchmarks and 8 samples are kept"):
         evaluate.run_eval(_cfg(tmp_path / "cut"))
     kept = (tmp_path / "cut" / "samples.jsonl").read_text().splitlines()
     assert len(kept) == 8  # toy:test's 6 and math500's first chunk: nothing finished was lost
     partial = json.loads((tmp_path / "cut" / "results.json").read_text())
-    assert list(partial["benchmarks"]) == ["toy:test"] and partial["status"] == "running"
+    assert list(partial["benchmarks"]) == ["toy:test"] and partial["status"] == "interrupted"
     made = fake_engine()
     evaluate.run_eval(_cfg(tmp_path / "cut"))
     assert made[-1].calls == 2  # only math500's last two chunks were generated
@@ -465,7 +466,7 @@ def test_eval_resume_redoes_a_torn_line_and_a_chunk_cut_short(tmp_path, fake_eng
     fake_engine()
     evaluate.run_eval(_cfg(tmp_path / "full"))
     fake_engine(interrupt_at=4)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Interrupted, match="interrupted by SIGINT: 1 finished benchmarks and 8 samples are kept"):
         evaluate.run_eval(_cfg(tmp_path / "cut"))
     samples = tmp_path / "cut" / "samples.jsonl"
     full = (tmp_path / "full" / "samples.jsonl").read_text().splitlines()

@@ -24,12 +24,26 @@ import sys
 import time
 from multiprocessing.connection import Connection, wait
 
+from drzero.errors import DrZeroError
+
 WORKER_MEMORY_BYTES = 4 * 1024**3
 STARTUP_TIMEOUT_S = 120.0  # a worker that cannot import and warm up in this long is an error
+JOB_TRIES = 3  # a job whose worker dies under it is retried on a fresh one, up to this many tries in all
+START_TRIES = 3  # workers that die while starting, in a row, before the pool gives up
 _READY = "ready"
+RETRIES = [0]  # jobs retried because their worker died, over the process's lifetime (the grader/retries metric)
+
+
+class WorkersDying(DrZeroError):
+    """Grader workers keep dying: the pool stops rather than hand back grades it cannot vouch for."""
 
 
 def _worker_main(conn, memory_bytes: int) -> None:
+    import signal
+
+    for name in ("SIGINT", "SIGUSR1"):  # a Ctrl-C or SLURM's warning is for the trainer, which may still grade its step
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
     try:
         import resource
 
@@ -112,6 +126,22 @@ class _Worker:
             self.duplex.close()
 
 
+def _death(w: _Worker) -> str:
+    """How a worker ended, for the error line."""
+    try:
+        code = w.proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        return "still running"
+    if code < 0:
+        import signal
+
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
 class WorkerPool:
     """A fixed number of killable workers; ``map`` runs named jobs with per-job deadlines."""
 
@@ -144,6 +174,8 @@ class WorkerPool:
         Each job gets ``timeout_s`` from the moment a warm worker takes it."""
         results: list = [None] * len(arg_list)
         pending = list(range(len(arg_list)))[::-1]
+        tries = [0] * len(arg_list)  # how many workers died holding each job
+        failed_starts = deaths = 0  # in a row
         self._ensure()
         starting = {w.conn: w for w in self._workers if not w.ready}
         idle = [w for w in self._workers if w.ready]
@@ -172,17 +204,33 @@ class WorkerPool:
                     try:
                         conn.recv()  # the ready message
                         w.ready = True
+                        failed_starts = 0
                         idle.append(w)
-                    except (EOFError, OSError):
-                        raise RuntimeError("a grader worker exited while starting (python -m drzero.grader.sandbox)")
+                    except (EOFError, OSError):  # died while starting: start another, a few times
+                        failed_starts += 1
+                        if failed_starts >= START_TRIES:
+                            raise WorkersDying(f"grader workers keep dying while starting ({failed_starts} in a row, "
+                                               f"the last {_death(w)}; python -m drzero.grader.sandbox)") from None
+                        fresh = self._replace(w)
+                        starting[fresh.conn] = fresh
                     continue
                 w = busy.pop(conn)
                 try:
                     job_id, result = conn.recv()
                     results[job_id] = result
                     w.job = None
+                    deaths = 0
                     idle.append(w)
-                except (EOFError, OSError):  # worker died (memory cap): replace it
+                except (EOFError, OSError):  # died holding a job (killed, memory): the job goes to a fresh worker
+                    job_id = w.job[0]
+                    tries[job_id] += 1
+                    deaths += 1
+                    if tries[job_id] >= JOB_TRIES or deaths >= 2 * JOB_TRIES:
+                        raise WorkersDying(f"grader workers keep dying: {deaths} in a row died holding a job, the "
+                                           f"last {_death(w)}; stopping rather than giving an answer a wrong "
+                                           "reward") from None
+                    RETRIES[0] += 1
+                    pending.append(job_id)
                     fresh = self._replace(w)
                     starting[fresh.conn] = fresh
             now = time.monotonic()
@@ -193,7 +241,7 @@ class WorkerPool:
                     starting[fresh.conn] = fresh
             for conn, w in list(starting.items()):
                 if w.started + STARTUP_TIMEOUT_S <= now:
-                    raise RuntimeError(f"a grader worker did not start within {STARTUP_TIMEOUT_S:.0f} s")
+                    raise WorkersDying(f"a grader worker did not start within {STARTUP_TIMEOUT_S:.0f} s")
         return results
 
     def close(self):
