@@ -401,6 +401,10 @@ class SimulateConfig:
 
     objectives: str = "grpo,dr_grpo,dapo"
     """Comma-separated presets from drzero.algo.PRESETS to train and compare."""
+    algo: str | None = None
+    """`all`: the bias table instead, one row per preset of drzero.algo.PRESETS (length drift, question-weight spread, per-token weight decomposition; no control, no plots; docs/objectives.md)."""
+    micro_batch_size: int = 32
+    """Responses per micro-batch, cut as the trainer does (by length); used only by presets whose normaliser depends on the micro-batch."""
     seeds: int = 3
     """Independent training runs per objective (seeds 0..seeds-1)."""
     iterations: int = 400
@@ -825,6 +829,9 @@ def check_report_config(cfg: ReportConfig) -> None:
 
 def check_simulate_config(cfg: SimulateConfig) -> None:
     check_ranges(cfg)
+    if cfg.algo is not None and cfg.algo != "all":
+        raise DrZeroError(f"--algo (key algo) must be all (the bias table of every preset), got {cfg.algo!r}; "
+                          "pick objectives with --objectives")
     names = _check_names(cfg.objectives, "--objectives")
     bad = [o for o in names if o not in PRESETS]
     if bad:
