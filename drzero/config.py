@@ -118,8 +118,8 @@ class TrainConfig:
     """Override the preset: PPO's clipped surrogate (clip) or CISPO's detached clipped weight times A log pi (cispo)."""
     kl_estimator: Literal[KL_ESTIMATORS] | None = None
     """Override the preset: KL estimator when beta > 0: k3 loss (default), k2 loss, k3 times the importance ratio (DeepSeek-V3.2), or k1 in the reward."""
-    filter_zero_variance: bool | None = None
-    """Override the preset: leave groups whose rewards are all equal out of the update and of its normalisers."""
+    filter_zero_variance: bool = False
+    """Leave groups whose rewards are all equal out of the update and of its normalisers (N and the token count then count the remaining responses; docs/objectives.md)."""
     tis_cap: float = 0.0
     """Truncated importance sampling: weight each token's loss by min(pi_old/pi_rollout, tis_cap), pi_rollout being the generation engine's log-prob (0 = off; 2 is usual). For vLLM, whose kernels differ from the learner's."""
     reward: str | None = None
