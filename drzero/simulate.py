@@ -545,8 +545,8 @@ def format_bias_table(table: dict) -> str:
     """One line per preset: length drift (start -> end, +- std over seeds) of incorrect and
     correct responses, the question-weight spread, and the shares of the per-token weight's
     log-variance that come from length, std and ratio ("-": every token weighs the same)."""
-    lines = ["bias table (docs/objectives.md): mean length start -> end (+- std over seeds); q-spread = max/min "
-             "expected per-question weight; token weight: share of its log-variance from length / std / ratio",
+    lines = [("bias table (docs/objectives.md): mean length start -> end (+- std over seeds); q-spread = max/min "
+              "expected per-question weight; token weight: share of its log-variance from length / std / ratio"),
              f"  {'preset':<27} {'incorrect':>21} {'correct':>20} {'q-spread':>8}  {'length':>6} {'std':>5} {'ratio':>5}"]
     for name, row in table["rows"].items():
         cells = [f"{e['start']:.1f} -> {e['end']:.1f} +- {e['end_std']:.1f}"
