@@ -1,4 +1,5 @@
-"""The RL objective family as pure tensor functions: GRPO, Dr. GRPO, DAPO, RLOO.
+"""The RL objective family as pure tensor functions: GRPO, Dr. GRPO, DAPO, RLOO, GSPO, CISPO,
+the KL estimators, and the frameworks' own "Dr. GRPO" and GRPO normalisers (docs/objectives.md).
 
 Nothing here touches a model, a config object or a process group: tensors and numbers
 in, tensors out. Shapes use ``B`` prompts, ``G`` samples per prompt (``group_size``),
@@ -15,7 +16,8 @@ token sum of every response is divided by one constant C (the generation budget)
 
 The normaliser over responses (and over tokens for ``token_mean``) is the *optimizer
 step's* total, passed in by the caller, so the gradient does not depend on how the step
-is cut into micro-batches, accumulation steps or data-parallel ranks.
+is cut into micro-batches, accumulation steps or data-parallel ranks -- except for the two
+``MICROBATCH_AGGREGATIONS``, which reproduce frameworks whose normaliser does.
 """
 
 from __future__ import annotations
@@ -139,7 +141,10 @@ def policy_loss(
 
     logprobs, old_logprobs, ref_logprobs, response_mask: ``[N, T]``; advantages ``[N]``.
     Per token: l_it = w_it * max(-A_i r_it, -A_i clip(r_it, 1-eps_low, 1+eps_high))
-                     + beta * k3(pi, pi_ref),  k3 = exp(ref - logp) - (ref - logp) - 1.
+                     + beta * kl_it  (``kl_loss_term``; k3 = exp(ref - logp) - (ref - logp) - 1 by default;
+                                      none for kl_estimator="k1_reward", which is in the advantages);
+    ratio_level="sequence": r_it -> GSPO's s_i (``sequence_ratio``); surrogate="cispo":
+    l_it = -w_it * sg(clip(r_it, 1-eps_low, 1+eps_high)) * A_i * logp_it.
     ``is_weights`` w ``[N, T]`` (default 1) are constants: truncated importance sampling
     (see ``tis_weights``) corrects for the generation engine sampling from a slightly
     different distribution than the learner's pi_old.

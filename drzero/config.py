@@ -155,8 +155,8 @@ class TrainConfig(EngineOptions, GradingOptions, RewardOptions, QuestionOptions,
     """Override the preset: PPO's clipped surrogate (clip) or CISPO's detached clipped weight times A log pi (cispo)."""
     kl_estimator: Literal[KL_ESTIMATORS] | None = None
     """Override the preset: KL estimator when beta > 0: k3 loss (default), k2 loss, k3 times the importance ratio (DeepSeek-V3.2), or k1 in the reward."""
-    filter_zero_variance: bool | None = None
-    """Override the preset: leave groups whose rewards are all equal out of the update and of its normalisers."""
+    filter_zero_variance: bool = False
+    """Leave groups whose rewards are all equal out of the update and of its normalisers (N and the token count then count the remaining responses; docs/objectives.md)."""
     tis_cap: float = 0.0
     """Truncated importance sampling: weight each token's loss by min(pi_old/pi_rollout, tis_cap), pi_rollout being the generation engine's log-prob (0 = off; 2 is usual). For vLLM, whose kernels differ from the learner's."""
     mask_truncated: bool = False
@@ -362,6 +362,10 @@ class SimulateConfig(FromYaml):
 
     objectives: str = "grpo,dr_grpo,dapo"
     """Comma-separated presets from drzero.algo.PRESETS to train and compare."""
+    algo: str | None = None
+    """`all`: the bias table instead, one row per preset of drzero.algo.PRESETS (length drift, question-weight spread, per-token weight decomposition; no control, no plots; docs/objectives.md)."""
+    micro_batch_size: int = 32
+    """Responses per micro-batch, cut as the trainer does (by length); used only by presets whose normaliser depends on the micro-batch."""
     seeds: int = 3
     """Independent training runs per objective (seeds 0..seeds-1)."""
     iterations: int = 400

@@ -324,6 +324,9 @@ def check_simulate_config(cfg: SimulateConfig) -> None:
     if min(cfg.path_tokens) < 2 or cfg.max_new_tokens <= max(cfg.path_tokens):
         raise DrZeroError("--path-tokens must be >= 2 (the path and slip decisions) and --max-new-tokens must exceed "
                           "the longest path")
+    if cfg.algo is not None and cfg.algo != "all":
+        raise DrZeroError(f"--algo (key algo) must be all (the bias table of every preset), got {cfg.algo!r}; "
+                          "pick objectives with --objectives")
 
 
 def check_push_config(cfg: PushConfig) -> None:

@@ -50,8 +50,10 @@ from pathlib import Path
 
 import torch
 
-from drzero.algo import PRESETS, group_advantages, policy_loss, question_weights, resolve_objective
+from drzero.algo import (MICROBATCH_AGGREGATIONS, PRESETS, Objective, group_advantages, informative_groups, policy_loss,
+                         question_weights, resolve_objective)
 from drzero.config import SimulateConfig
+from drzero.errors import DrZeroError
 from drzero.parsing import validate
 
 RECHECK, STOP, REPEAT = 0, 1, 2  # loop actions (columns of the loop table)
@@ -259,9 +261,57 @@ def world_of(cfg: SimulateConfig) -> World:
     return World(tuple(cfg.path_tokens), cfg.loop_tokens, cfg.max_new_tokens, cfg.slip_visibility, cfg.fix_prob)
 
 
-def run_seed(cfg: SimulateConfig, objective_name: str, seed: int) -> dict:
+def step_loss(objective: Objective, logprobs: torch.Tensor, advantages: torch.Tensor, response_mask: torch.Tensor,
+              micro_batch_size: int) -> torch.Tensor:
+    """The on-policy loss of one optimizer step. For an aggregation whose normaliser is the
+    micro-batch's own (``MICROBATCH_AGGREGATIONS``) the step is cut as the trainer cuts it:
+    responses sorted by length, ``micro_batch_size`` at a time, each micro-batch padded to
+    its own longest response; for every other aggregation one call (the same gradient)."""
+    if objective.aggregation not in MICROBATCH_AGGREGATIONS:
+        return policy_loss(objective, logprobs, logprobs.detach(), advantages, response_mask)[0]
+    lengths = response_mask.sum(dim=1)  # [N]
+    order = torch.argsort(lengths, stable=True)
+    total = logprobs.new_zeros(())
+    for idx in order.split(micro_batch_size):
+        width = int(lengths[idx].max().item())
+        lp = logprobs[idx, :width]
+        total = total + policy_loss(objective, lp, lp.detach(), advantages[idx], response_mask[idx, :width],
+                                    num_responses=float(len(lengths)))[0]
+    return total
+
+
+WEIGHT_PARTS = ("length", "std", "ratio")
+
+
+def token_weight_parts(objective: Objective, logprobs: torch.Tensor, grad: torch.Tensor, rewards: torch.Tensor,
+                       response_mask: torch.Tensor, group_size: int) -> dict[str, float]:
+    """Where each token's weight comes from, on one step: the variance over tokens of the log of
+    each factor of |d loss / d logp_it| = (1/N) |R_i - b_i| * length_it * std_q * ratio_it.
+
+    |R_i - b_i| is the signal (left out); std_q = ``question_weights``; ratio_it the ratio's
+    factor in the gradient (r, s_i or clip(r) for CISPO: 1 on-policy, as here); length_it is
+    the rest, measured from the gradient itself (so a micro-batch normaliser is included).
+    Tokens of informative groups only. Returns {"length", "std", "ratio"} variances."""
+    G = group_size
+    keep = informative_groups(rewards, G)  # [N]
+    centred = group_advantages(rewards, G, scale="none", baseline=objective.baseline)  # [N] R - b
+    keep &= centred.abs() > 0
+    if not keep.any():
+        return {k: 0.0 for k in WEIGHT_PARTS}
+    q = question_weights(rewards, G, scale=objective.advantage_scale).repeat_interleave(G)  # [N]
+    ratio = torch.ones_like(grad)  # on-policy: r = s_i = clip(r) = 1
+    n = float(rewards.numel())
+    mask = response_mask.bool() & keep[:, None]  # [N, T]
+    length = grad.abs() * n / (centred.abs()[:, None] * q[:, None] * ratio)  # [N, T]
+    logs = {"length": length[mask].log(), "std": q[:, None].expand_as(grad)[mask].log(),
+            "ratio": ratio[mask].log()}
+    return {k: v.var(unbiased=False).item() for k, v in logs.items()}
+
+
+def run_seed(cfg: SimulateConfig, objective_name: str, seed: int, decompose: bool = False) -> dict:
     """Train one policy; returns every curve (exact, before each update and after the last)
-    and the question-weight points [question, exact pass rate, weight] of informative groups."""
+    and the question-weight points [question, exact pass rate, weight] of informative groups;
+    with ``decompose``, also "weight_parts": ``token_weight_parts`` averaged over every 10th step."""
     world = world_of(cfg)
     objective = resolve_objective(objective_name, max_new_tokens=cfg.max_new_tokens)
     slip_logits = question_slip_logits(cfg)  # [B]
@@ -273,6 +323,7 @@ def run_seed(cfg: SimulateConfig, objective_name: str, seed: int) -> dict:
     curves = {"iteration": [], **{k: [] for k in CURVE_KEYS}}
     sampled = {"sampled_incorrect_length": [], "sampled_correct_length": [], "sampled_reward": []}
     weight_points = []
+    parts = {k: [] for k in WEIGHT_PARTS}
     for it in range(cfg.iterations + 1):
         if it % cfg.curve_every == 0 or it == cfg.iterations:
             stats = exact_stats(policy, slip_logits, world)
@@ -285,7 +336,11 @@ def run_seed(cfg: SimulateConfig, objective_name: str, seed: int) -> dict:
         rewards = shapes.reward  # [N]
         advantages = group_advantages(rewards, G, scale=objective.advantage_scale, baseline=objective.baseline)
         logprobs, response_mask = token_logprobs(policy, shapes, slip_logits, G, world)
-        loss, _ = policy_loss(objective, logprobs, logprobs.detach(), advantages, response_mask)
+        loss = step_loss(objective, logprobs, advantages, response_mask, cfg.micro_batch_size)
+        if decompose and it % 10 == 0:  # the gradient per token, before the parameters see it
+            (grad,) = torch.autograd.grad(loss, logprobs, retain_graph=True)
+            for k, v in token_weight_parts(objective, logprobs, grad, rewards, response_mask, G).items():
+                parts[k].append(v)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -299,7 +354,10 @@ def run_seed(cfg: SimulateConfig, objective_name: str, seed: int) -> dict:
             informative = rewards.view(-1, G).std(dim=1) > 0  # all-equal groups carry no gradient
             weight_points += [[q, p, w] for q, (p, w, ok) in enumerate(zip(stats["pass_rate"], weights.tolist(),
                                                                             informative.tolist())) if ok]
-    return {**curves, **sampled, "question_weights": weight_points}
+    out = {**curves, **sampled, "question_weights": weight_points}
+    if decompose:
+        out["weight_parts"] = {k: sum(v) / max(len(v), 1) for k, v in parts.items()}
+    return out
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -457,9 +515,63 @@ def plot_question_weights(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def question_weight_spread(cfg: SimulateConfig, scale: str) -> float:
+    """max / min over the questions of E[per-question weight | informative group], at each
+    question's starting pass rate (exact, ``expected_question_weight``): 1 = no difficulty bias."""
+    pass_rates = (1 - torch.sigmoid(question_slip_logits(cfg))).tolist()  # skill 0 at the start
+    w = [expected_question_weight(p, cfg.group_size, scale) for p in pass_rates]
+    return max(w) / min(w)
+
+
+def bias_table(cfg: SimulateConfig) -> dict:
+    """``drzero simulate --algo all``: every preset over ``cfg.seeds`` seeds, the exact length
+    statistics only at the start and the end (the same training runs as ``run_simulate``'s:
+    the exact statistics draw no random numbers), no control. Returns {"rows": {preset:
+    {"incorrect_length", "correct_length" (as in the summary), "question_weight_spread",
+    "weight_parts": {"length", "std", "ratio"} variances, mean over seeds}}, "seconds"}."""
+    validate(cfg)
+    t0 = time.perf_counter()
+    fast = replace(cfg, curve_every=cfg.iterations, control=False)
+    rows = {}
+    for name in PRESETS:
+        runs = [run_seed(fast, name, seed, decompose=True) for seed in range(cfg.seeds)]
+        row = {key: _start_end([r[key] for r in runs]) for key in ("incorrect_length", "correct_length")}
+        row["question_weight_spread"] = question_weight_spread(cfg, PRESETS[name].advantage_scale)
+        row["weight_parts"] = {k: sum(r["weight_parts"][k] for r in runs) / len(runs) for k in WEIGHT_PARTS}
+        rows[name] = row
+    return {"rows": rows, "seconds": time.perf_counter() - t0, "config": asdict(cfg)}
+
+
+def format_bias_table(table: dict) -> str:
+    """One line per preset: length drift (start -> end, +- std over seeds) of incorrect and
+    correct responses, the question-weight spread, and the shares of the per-token weight's
+    log-variance that come from length, std and ratio ("-": every token weighs the same)."""
+    lines = [("bias table (docs/objectives.md): mean length start -> end (+- std over seeds); q-spread = max/min "
+              "expected per-question weight; token weight: share of its log-variance from length / std / ratio"),
+             f"  {'preset':<27} {'incorrect':>21} {'correct':>20} {'q-spread':>8}  {'length':>6} {'std':>5} {'ratio':>5}"]
+    for name, row in table["rows"].items():
+        cells = [f"{e['start']:.1f} -> {e['end']:.1f} +- {e['end_std']:.1f}"
+                 for e in (row["incorrect_length"], row["correct_length"])]
+        parts = row["weight_parts"]
+        total = sum(parts.values())
+        shares = [f"{100 * parts[k] / total:.0f}%" if total > 1e-9 else "-" for k in WEIGHT_PARTS]
+        lines.append(f"  {name:<27} {cells[0]:>21} {cells[1]:>20} {row['question_weight_spread']:>7.2f}x  "
+                     f"{shares[0]:>6} {shares[1]:>5} {shares[2]:>5}")
+    return "\n".join(lines)
+
+
 def simulate_command(cfg: SimulateConfig) -> dict:
-    """``drzero simulate``: run, print the summary tables, write the files."""
+    """``drzero simulate``: run, print the summary tables, write the files (``--algo all``:
+    the bias table, and table.json under --output)."""
     torch.set_num_threads(1)  # tiny tensors: threads only add overhead
+    if cfg.algo == "all":
+        table = bias_table(cfg)
+        print(format_bias_table(table))
+        if cfg.output:
+            Path(cfg.output).mkdir(parents=True, exist_ok=True)
+            (Path(cfg.output) / "table.json").write_text(json.dumps(_rounded(table), indent=2) + "\n")
+        print(f"{table['seconds']:.1f}s" + (f"; wrote {cfg.output}/table.json" if cfg.output else ""))
+        return table
     result = run_simulate(cfg)
     print(format_summary(result["summary"], f"slip_visibility={cfg.slip_visibility:g}"))
     if "control" in result:

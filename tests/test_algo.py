@@ -439,7 +439,8 @@ def test_k3_ratio_equals_k3_on_policy_and_k2_gradient_is_the_log_ratio():
     grads = {}
     for est in ("k3", "k3_ratio", "k2"):
         obj = resolve_objective("dapo", beta=1.0, kl_estimator=est)
-        grads[est] = _loss_and_grad(lambda p: policy_loss(obj, p, p.detach(), zero, mask, ref_logprobs=ref)[0], logp)
+        grads[est] = _loss_and_grad(lambda p, obj=obj: policy_loss(obj, p, p.detach(), zero, mask, ref_logprobs=ref)[0],
+                                    logp)
     # on-policy r = 1 in value, but its gradient adds k3 itself: d(r k3) = k3 + dk3
     k3 = torch.exp(ref - logp.detach()) - (ref - logp.detach()) - 1
     assert grads["k3_ratio"][0] == pytest.approx(grads["k3"][0], abs=1e-12)

@@ -136,3 +136,82 @@ def test_bias_monitor_fires_on_simulated_grpo_and_stays_silent_on_dr_grpo(seed):
     grpo, dr_grpo = _monitor_warnings("grpo", seed), _monitor_warnings("dr_grpo", seed)
     assert grpo and "length bias" in grpo[0]
     assert dr_grpo == []
+
+
+# ----------------------------------------------------------------------------- the bias table (issue 32)
+TABLE = replace(FAST, seeds=2, iterations=30)
+
+
+@pytest.fixture(scope="module")
+def table():
+    from drzero.simulate import bias_table
+
+    torch.set_num_threads(1)
+    return bias_table(TABLE)
+
+
+def test_bias_table_has_a_row_per_preset_and_grpo_dr_grpo_equal_the_summary(table):
+    """--algo all trains the same runs as drzero simulate: its GRPO and Dr. GRPO rows are the
+    summary's numbers exactly (the exact statistics draw no random numbers)."""
+    from drzero.algo import PRESETS
+
+    assert list(table["rows"]) == list(PRESETS)
+    summary = run_simulate(TABLE)["summary"]
+    for name in ("grpo", "dr_grpo"):
+        for key in ("incorrect_length", "correct_length"):
+            assert table["rows"][name][key] == summary[name][key]
+
+
+def test_bias_table_decomposition(table):
+    """Dr. GRPO: no factor varies; GRPO: length and std; DAPO and CISPO: std only; on-policy
+    GSPO is GRPO (its ratio is 1 and its gradient carries 1/|o_i|); the micro-batch padded width
+    (micro-batches cut by length, as the trainer does) brings a length factor back."""
+    rows = table["rows"]
+    parts = {name: row["weight_parts"] for name, row in rows.items()}
+    for name in ("dr_grpo", "rloo", "dr_grpo_token_mean"):
+        assert sum(parts[name].values()) < 1e-9  # float32 rounding of a constant
+    assert parts["grpo"]["length"] > 0 and parts["grpo"]["std"] > 0
+    for name in ("dapo", "cispo", "dr_grpo_with_std"):
+        assert parts[name]["length"] < 1e-9 < parts[name]["std"]
+    assert all(p["ratio"] == 0 for p in parts.values())  # on-policy: the simulator cannot represent the ratio
+    assert parts["dr_grpo_padded_width"]["length"] > 0 and parts["dr_grpo_padded_width"]["std"] == 0
+    assert rows["gspo"]["incorrect_length"]["end"] == pytest.approx(rows["grpo"]["incorrect_length"]["end"], rel=1e-4)
+    assert rows["grpo"]["question_weight_spread"] > 1 and rows["dr_grpo"]["question_weight_spread"] == 1
+
+
+def test_step_loss_cuts_only_the_microbatch_aggregations():
+    from drzero.algo import resolve_objective
+    from drzero.simulate import step_loss
+
+    g = torch.Generator().manual_seed(0)
+    logp = -torch.rand(8, 10, generator=g, dtype=torch.float64)
+    lengths = torch.tensor([1, 3, 10, 2, 7, 7, 4, 9])
+    mask = (torch.arange(10)[None, :] < lengths[:, None]).double()
+    adv = torch.randn(8, generator=g, dtype=torch.float64)
+    for name in ("grpo", "dr_grpo", "dapo"):
+        obj = resolve_objective(name, max_new_tokens=10)
+        assert step_loss(obj, logp, adv, mask, 3).item() == pytest.approx(policy_loss_of(obj, logp, adv, mask), abs=1e-12)
+    obj = resolve_objective("dr_grpo_padded_width")
+    order = torch.argsort(lengths, stable=True)
+    expected = sum((logp[idx] * 0 - adv[idx][:, None] * mask[idx]).sum().item() / lengths[idx].max().item() * len(idx) / 8
+                   for idx in order.split(3))
+    assert step_loss(obj, logp, adv, mask, 3).item() == pytest.approx(expected, abs=1e-12)
+
+
+def policy_loss_of(obj, logp, adv, mask):
+    from drzero.algo import policy_loss
+
+    return policy_loss(obj, logp, logp.detach(), adv, mask)[0].item()
+
+
+def test_algo_all_command_prints_a_row_per_preset(tmp_path, capsys):
+    from drzero.algo import PRESETS
+
+    out = tmp_path / "table"
+    assert main(["simulate", "--algo", "all", "--iterations", "3", "--seeds", "1", "--questions", "4",
+                 "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for name in PRESETS:
+        assert f"  {name} " in printed
+    assert set(json.loads((out / "table.json").read_text())["rows"]) == set(PRESETS)
+    assert main(["simulate", "--algo", "bogus"]) == 2

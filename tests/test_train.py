@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from drzero.algo import PRESETS, group_advantages, resolve_objective
+from drzero.algo import (MICROBATCH_AGGREGATIONS, PRESETS, describe_objective, group_advantages, informative_groups,
+                         resolve_objective)
 from drzero.config import TrainConfig
 from drzero.parsing import check_train_config
 from drzero.errors import DrZeroError
@@ -51,24 +52,29 @@ def test_two_step_smoke_changes_parameters_and_logs_finite_metrics(tmp_path):
     assert (run / "config.yaml").exists() and (run / "samples.jsonl").read_text().strip()
 
 
-@pytest.mark.parametrize("preset", list(PRESETS))
-def test_gradient_same_for_micro_batch_1_and_4(preset):
+def _micro_batch_grads(preset, micros=(1, 4, 8), rewards=(1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0), **overrides):
     model, tok = load_model_and_tokenizer("toy")
     model.to(torch.float64)
     tpl = TEMPLATES["qwen_math"]
     rows = load_split("train")[:2]
     batch = generate_and_grade(HFEngine(model, tok), rows, tpl, SamplingParams(n=4, temperature=1.0, max_new_tokens=20, seed=3),
                                Grader(workers=1))
-    batch.rewards = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0])
-    obj = resolve_objective(preset, max_new_tokens=20)
+    batch.rewards = torch.tensor(rewards)
+    obj = resolve_objective(preset, max_new_tokens=20, **overrides)
     batch.advantages = group_advantages(batch.rewards, 4, scale=obj.advantage_scale, baseline=obj.baseline)
-    batch.keep = torch.ones(8, dtype=torch.bool)
+    batch.keep = informative_groups(batch.rewards, 4) if obj.filter_zero_variance else torch.ones(8, dtype=torch.bool)
     grads = []
-    for micro in (1, 4, 8):
+    for micro in micros:
         model.zero_grad(set_to_none=True)
         accumulate_gradients(model, batch, obj, micro_batch_size=micro, temperature=1.0, pad_id=tok.pad_token_id,
                              device="cpu", dtype=torch.float64)
         grads.append(torch.cat([p.grad.reshape(-1) for p in model.parameters() if p.grad is not None]))
+    return grads
+
+
+@pytest.mark.parametrize("preset", [p for p in PRESETS if PRESETS[p].aggregation not in MICROBATCH_AGGREGATIONS])
+def test_gradient_same_for_micro_batch_1_and_4(preset):
+    grads = _micro_batch_grads(preset)
     assert grads[0].abs().sum() > 0
     # Micro-batches of 4 and 8 run each prompt once for its responses (models.PromptPrefill),
     # micro-batches of 1 run it per response: the same sums in another order, and the model's
@@ -77,6 +83,41 @@ def test_gradient_same_for_micro_batch_1_and_4(preset):
     scale = grads[0].abs().max()
     assert (grads[0] - grads[1]).abs().max() <= 1e-6 * scale
     assert (grads[0] - grads[2]).abs().max() <= 1e-6 * scale
+
+
+@pytest.mark.parametrize("preset", [p for p in PRESETS if PRESETS[p].aggregation in MICROBATCH_AGGREGATIONS])
+def test_framework_micro_batch_normalisers_do_change_the_gradient(preset):
+    """The presets that reproduce verl's / TRL's micro-batch normalisers: in the trainer the
+    gradient changes with the micro-batch size (describe_objective says so)."""
+    grads = _micro_batch_grads(preset, micros=(1, 8))
+    scale = grads[0].abs().max()
+    assert (grads[0] - grads[1]).abs().max() > 1e-3 * scale
+    assert "DEPENDS" in describe_objective(preset, resolve_objective(preset))
+
+
+@pytest.mark.parametrize("preset", ["dr_grpo", "grpo"])
+def test_zero_variance_filter_counts_only_the_remaining_responses(preset):
+    """One of the two groups is all wrong: its advantages are zero either way, so filtering it
+    only changes N_step from 8 to 4 (the normaliser counts the remaining responses): the
+    gradient doubles (beta 0)."""
+    rewards = (1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0)
+    plain = _micro_batch_grads(preset, micros=(4,), rewards=rewards)[0]
+    filtered = _micro_batch_grads(preset, micros=(4,), rewards=rewards, filter_zero_variance=True)[0]
+    assert plain.abs().sum() > 0
+    assert torch.allclose(filtered, 2 * plain, rtol=1e-6, atol=1e-6 * plain.abs().max().item())
+
+
+def test_zero_variance_filter_and_k1_in_the_reward_run(tmp_path):
+    """--filter-zero-variance and --kl-estimator k1_reward (beta > 0): one iteration trains,
+    and the objective line says how the filtered groups are counted."""
+    cfg = TrainConfig(output_dir=str(tmp_path / "run"), lr=1e-3, beta=0.05, kl_estimator="k1_reward",
+                      filter_zero_variance=True, **{**TINY, "max_steps": 1})
+    train(cfg)
+    m = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()][1]
+    assert math.isfinite(m["train/loss"]) and m["train/kl"] == 0.0  # k1 is in the reward, not the loss
+    line = describe_objective(cfg.algo, resolve_objective(cfg.algo, max_new_tokens=80, beta=0.05,
+                                                          kl_estimator="k1_reward", filter_zero_variance=True))
+    assert "count the remaining" in line and "log(pi_old/pi_ref)" in line
 
 
 def test_data_order_is_a_permutation_per_epoch():
