@@ -53,7 +53,6 @@ import torch
 from drzero.algo import (MICROBATCH_AGGREGATIONS, PRESETS, Objective, group_advantages, informative_groups, policy_loss,
                          question_weights, resolve_objective)
 from drzero.config import SimulateConfig
-from drzero.errors import DrZeroError
 from drzero.parsing import validate
 
 RECHECK, STOP, REPEAT = 0, 1, 2  # loop actions (columns of the loop table)

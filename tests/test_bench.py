@@ -11,6 +11,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "step_timing.py"
 
 
+@pytest.mark.slow
 def test_step_timing_toy_shape_end_to_end():
     B, G, P, T = 2, 3, 12, 6
     out = subprocess.run([sys.executable, str(BENCH), "--shape", "toy", "--device", "cpu", "--prompts", str(B),

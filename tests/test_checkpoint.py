@@ -50,6 +50,7 @@ def toy():
     return _trained_toy()
 
 
+@pytest.mark.slow
 def test_bf16_export_is_a_clean_model_folder_and_the_trainer_state_restores_float32_masters(tmp_path, toy):
     model, tok, opt = toy
     ckpt = _save(tmp_path / "run", 1, model, tok, opt, dtype=torch.bfloat16)
@@ -218,6 +219,7 @@ def test_run_dir_checks(tmp_path):
     assert sorted(p.name for p in run.iterdir()) == [".drzero.json", ".lock", "config.yaml", "notes.txt"]
 
 
+@pytest.mark.slow
 def test_one_process_per_run_dir(tmp_path):
     """A second process training into a folder another one is using (a --resume started
     while the run still goes) stops in one line, naming the holder; once the holder exits,

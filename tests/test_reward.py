@@ -61,6 +61,7 @@ def test_what_the_function_returns_is_checked(reward_file, name, match):
         custom_rewards(fn, ["a", "bb"], ["1", "2"], [{}, {}])
 
 
+@pytest.mark.slow
 def test_train_replaces_the_reward_with_the_function(tmp_path, reward_file):
     train(TrainConfig(output_dir=str(tmp_path / "run"), template="qwen_math", max_steps=1, prompts_per_step=2,
                       group_size=4, micro_batch_size=4, max_new_tokens=24, eval_every=0, eval_datasets="",

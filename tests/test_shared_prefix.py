@@ -63,8 +63,9 @@ def _close(a, b):
 
 
 # the presets whose normaliser is the micro-batch's own change with the cut on purpose (test_train)
-@pytest.mark.parametrize("preset", [p for p in PRESETS if PRESETS[p].aggregation not in MICROBATCH_AGGREGATIONS])
-def test_shared_prompt_gradient_equals_unshared(preset):
+@pytest.mark.parametrize("preset", [pytest.param(p, marks=() if p == "dr_grpo" else pytest.mark.slow)
+                                    for p in PRESETS if PRESETS[p].aggregation not in MICROBATCH_AGGREGATIONS])
+def test_shared_prompt_gradient_equals_unshared(preset):  # dr_grpo in the fast suite; every invariant preset in CI
     model, tok = load_model_and_tokenizer("toy")  # float32
     model.train()
     batch = _batch(tok, preset)
@@ -96,6 +97,7 @@ def test_shared_logprobs_and_entropy_equal_unshared():
     assert torch.allclose(one[0], ref_one[0], atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_gradient_checkpointing_shares_prompts_with_the_same_gradient():
     """transformers drops the cache inside checkpointed layers; the update's cache layers are
     safe to recompute, so sharing stays on, and recomputing changes nothing."""
@@ -111,6 +113,7 @@ def test_gradient_checkpointing_shares_prompts_with_the_same_gradient():
     assert positions == shared_positions < unshared_positions
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["sliding_window", "reentrant_checkpointing"])
 def test_unsupported_cases_fall_back_to_the_unshared_forward(case):
     model, tok = load_model_and_tokenizer("toy")
@@ -126,6 +129,7 @@ def test_unsupported_cases_fall_back_to_the_unshared_forward(case):
     assert positions == unshared_positions
 
 
+@pytest.mark.slow
 def test_kl_to_a_reference_policy_shares_prompts_with_the_same_gradient():
     model, tok = load_model_and_tokenizer("toy")
     ref_model, _ = load_model_and_tokenizer("toy")
@@ -145,6 +149,7 @@ def test_kl_to_a_reference_policy_shares_prompts_with_the_same_gradient():
     assert _close(grads[1], grads[0])
 
 
+@pytest.mark.slow
 def test_lora_shares_prompts_with_the_same_gradient():
     pytest.importorskip("peft")
     from drzero.models import add_lora

@@ -42,6 +42,7 @@ def _moved(entry):
     return entry["end"] - entry["start"]
 
 
+@pytest.mark.slow
 def test_grpo_lengthens_wrong_and_shortens_right_beyond_the_seed_spread(runs):
     wrong, right = runs["visible"]["grpo"]["incorrect_length"], runs["visible"]["grpo"]["correct_length"]
     assert _moved(wrong) > max(3 * wrong["end_std"], 0.2 * wrong["start"]), wrong

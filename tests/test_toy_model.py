@@ -58,6 +58,7 @@ def test_toy_v2_card_meets_its_stated_targets():
     assert (TOY_V2_CHECKPOINT / "README.md").read_text().count("|") > 10
 
 
+@pytest.mark.slow
 def test_toy_v2_remeasured_greedy_stats_match_the_card():
     """Greedy answering rate and accuracy per template on the first 40 test questions,
     re-measured now on the shipped toy-v2 checkpoint, agree with what its card recorded at
@@ -145,6 +146,7 @@ def test_read_check_on_the_corpus_and_on_what_training_writes():
     assert length_ceiling(a, 50) == 1.5 and length_ceiling(check_anatomy(samples[2:]), 50) is None
 
 
+@pytest.mark.slow
 def test_toy_anatomy_script_reads_a_run_and_refuses_bad_input(tmp_path):
     """scripts/toy_anatomy.py: one row per window of a run's samples.jsonl (a torn last
     line left out); a folder without samples, or samples that are not drzero's, give one line."""
@@ -202,6 +204,7 @@ def test_arithmetic_slips_counts_the_corpus_slips():
     assert arithmetic_slips("47 - 19 = 47 - 10 - 9. 47 - 10 = 37. 37 - 9 = 26. Check: 26 is even. 1 + 1 = 3.") == (2, 1)
 
 
+@pytest.mark.slow
 def test_toy_slips_script_reads_eval_outputs_and_runs(tmp_path):
     """scripts/toy_slips.py: one row for an eval folder, one per window for a run (its torn
     last line left out), the slip rate per sub-step; bad folders give one line."""
@@ -236,6 +239,7 @@ def test_toy_slips_script_reads_eval_outputs_and_runs(tmp_path):
         assert out.returncode == 2 and why in out.stderr and out.stderr.count("\n") == 1, out.stderr
 
 
+@pytest.mark.slow
 def test_toy_slip_margins_script(tmp_path):
     """scripts/toy_slip_margins.py: the first slip of each answer the slipped eval got wrong
     and the base eval got right, scored by a model (the toy-v2 base, which prefers 37 to
@@ -272,6 +276,7 @@ def test_toy_slip_margins_script(tmp_path):
     assert out.returncode == 2 and "not found" in out.stderr and out.stderr.count("\n") == 1, out.stderr
 
 
+@pytest.mark.slow
 def test_toy_weight_ess_script_matches_hand_computed_values(tmp_path):
     """scripts/toy_weight_ess.py: the relative token ESS, (sum |w|)^2 / (n sum w^2), of each
     objective's per-token weights on logged rollouts, checked against values worked by hand;
