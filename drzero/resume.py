@@ -68,7 +68,7 @@ LENGTH_FIELDS = ("max_steps", "max_epochs")
 
 def run_config(run_dir: Path, cls):
     """The run's own settings, from its config.yaml (typed as ``cls``)."""
-    from drzero.config import apply_overrides, load_yaml
+    from drzero.parsing import apply_overrides, load_yaml
 
     path = Path(run_dir) / "config.yaml"
     return apply_overrides(cls, cls(), load_yaml(str(path)), str(path))

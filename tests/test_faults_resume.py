@@ -14,7 +14,8 @@ import yaml
 
 from drzero import resume
 from drzero.cli import main as cli_main
-from drzero.config import TrainConfig, config_text
+from drzero.config import TrainConfig
+from drzero.parsing import config_text
 
 RUN_ARGS = ["--template", "qwen_math", "--prompts-per-step", "2", "--group-size", "4", "--micro-batch-size", "8",
             "--max-new-tokens", "32", "--eval-datasets", "", "--no-progress", "--grader-workers", "1", "--lr", "1e-3"]
@@ -64,7 +65,7 @@ def test_a_run_defining_change_on_resume_is_refused_naming_both_values(run, flag
 
 
 def test_max_steps_may_change_but_not_under_a_schedule_it_lengthens(run):
-    from drzero.config import parse_config
+    from drzero.parsing import parse_config
 
     cfg = parse_config(TrainConfig, ["--resume", str(run), "--max-steps", "5", "--eval-every", "2"], prog="t")
     assert resume.check_resume(run, cfg) == {"max_steps": (1, 5), "eval_every": (10, 2)}
