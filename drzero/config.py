@@ -44,8 +44,8 @@ class QuestionOptions:
     """Question column (default: the first of problem/question/input/prompt/query)."""
     answer_column: str | None = None
     """Answer column (default: the first of answer/gt_answer/ground_truth_answer/target/final_answer/solution)."""
-    max_prompt_tokens: int = 1024
-    """Questions whose prompt is longer than this many tokens are dropped as they load, and counted (the reference cuts at 1024; 0 = no limit)."""
+    max_prompt_tokens: int = 4096
+    """Questions whose prompt is longer than this many tokens are dropped as they load, and counted (0 = no limit; eval and probe: 4096, which keeps every question of the bundled benchmarks with any tokenizer, so the paper's denominators stay whole; train: 1024, the reference's cut)."""
     system_prompt: str | None = None
     """System turn of --template chat (default: the Qwen-Math instruction to reason step by step and put the answer in \\boxed{}; "" for none)."""
 
@@ -119,6 +119,8 @@ class TrainConfig(EngineOptions, GradingOptions, RewardOptions, QuestionOptions,
     """Passes over each iteration's responses (1 = the paper's on-policy recipe)."""
     max_new_tokens: int = 96
     """Generation budget per response; also Dr. GRPO's constant normaliser unless constant_normalizer is set."""
+    max_prompt_tokens: int = 1024
+    """Training questions whose prompt is longer than this many tokens are dropped as they load, and counted (the reference cuts at 1024; 0 = no limit)."""
     temperature: float = 1.0
     """Sampling temperature for rollouts."""
     top_p: float = 1.0

@@ -9,9 +9,10 @@ import time
 import pytest
 
 from drzero.cli import main as cli_main
+from drzero.data import load_questions
 from drzero.data.length import drop_long_prompts, load_tokenizer
 from drzero.errors import DrZeroError
-from drzero.templates import get_template
+from drzero.templates import TEMPLATES, get_template
 
 HUGE = "Compute the sum of the following numbers: " + "12345 + " * 25_000 + "1."  # 200 KB
 LONG = "What is " + "1 + " * 700 + "1?"  # about 2,100 tokens of the toy model: over 1024
@@ -63,7 +64,7 @@ def test_train_eval_and_probe_drop_over_long_questions(tmp_path, capsys):
     assert f"--eval-datasets {data}: 2 of 8 questions" in out.out
 
     code = cli_main(["eval", "--model", "toy", "--benchmarks", str(data), "--max-new-tokens", "8", "--device", "cpu",
-                     "--grader-workers", "1", "--output", str(tmp_path / "eval")])
+                     "--grader-workers", "1", "--max-prompt-tokens", "1024", "--output", str(tmp_path / "eval")])
     out = capsys.readouterr()
     assert code == 0, out.err
     assert "2 of 8 questions are longer than --max-prompt-tokens 1024" in " ".join(out.out.split())  # rich wraps
@@ -76,3 +77,20 @@ def test_train_eval_and_probe_drop_over_long_questions(tmp_path, capsys):
     out = capsys.readouterr()
     assert code == 0, out.err
     assert f"--questions {data}: 2 of 8 questions are longer than --max-prompt-tokens 512" in out.out
+
+
+def test_eval_default_keeps_every_bundled_benchmark_question():
+    """The paper's denominators stay whole: eval's default limit drops none of the five
+    benchmarks' questions under its template, even with the toy models' near character-level
+    tokenizer (the longest, an OlympiadBench question, is about 3,100 tokens there)."""
+    from transformers import AutoTokenizer
+
+    from drzero.config import EvalConfig
+    from drzero.models import resolve_model_path
+
+    tok = AutoTokenizer.from_pretrained(resolve_model_path("toy"))
+    limit = EvalConfig().max_prompt_tokens
+    for name in ("aime24", "amc", "math500", "minerva", "olympiadbench"):
+        rows = load_questions(name)
+        kept = drop_long_prompts(rows, [TEMPLATES["qwen_math"]], tok, limit, name)
+        assert len(kept) == len(rows), name
