@@ -19,7 +19,6 @@ moves nearly every trained weight by about lr, which this still fails on."""
 
 import math
 
-import torch
 
 REL = 1e-6
 WEIGHT_FRACTION = 1e-3  # see above: elements whose Adam step the rounding decides

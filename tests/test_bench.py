@@ -32,7 +32,7 @@ def test_step_timing_toy_shape_end_to_end():
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     shape = bench.SHAPES["toy"]
-    d, L, V, F = shape["hidden_size"], shape["num_hidden_layers"], shape["vocab_size"], shape["intermediate_size"]
+    d, L, F = shape["hidden_size"], shape["num_hidden_layers"], shape["intermediate_size"]
     kv = d // shape["num_attention_heads"] * shape["num_key_value_heads"]
     n_body = L * (2 * d * d + 2 * d * kv + 3 * d * F + d + 2 * kv + 2 * d) + d  # q,k,v,o, MLP, q/k/v biases, norms
     gen_flops, train_flops = bench.step_flops(shape, n_body, B, G, P, T)

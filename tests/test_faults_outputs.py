@@ -7,7 +7,6 @@ over-long path component or path gives one line before training, and no leftover
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest

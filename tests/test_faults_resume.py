@@ -7,7 +7,6 @@ resumes.jsonl with the step after which it took effect; config.yaml holds the va
 
 import dataclasses
 import json
-from pathlib import Path
 
 import pytest
 import yaml
