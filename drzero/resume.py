@@ -42,7 +42,8 @@ MAY_CHANGE = {
     "keep_checkpoints": "how many checkpoints to keep",
     "log_samples": "what samples.jsonl shows",
     "device": "where to compute",
-    "micro_batch_size": "the same gradient, accumulated in other pieces",
+    "micro_batch_size": "the same gradient in other pieces (not for a per-micro-batch normaliser: check_resume)",
+    "logprob_chunk_tokens": "the same log-probs and gradient, the LM head scored in other pieces",
     "gradient_checkpointing": "the same gradient, with less memory",
     "generation_batch_size": "how many sequences the HF engine decodes at once",
     "vllm_memory": "memory for vLLM",
@@ -60,6 +61,7 @@ RUN_DEFINING = (
     "template", "system_prompt", "prompts_per_step", "group_size", "train_batch_size", "ppo_epochs", "max_new_tokens",
     "temperature", "top_p", "lr", "lr_schedule", "warmup_steps", "weight_decay", "adam_beta2", "max_grad_norm", "beta",
     "advantage_scale", "baseline", "aggregation", "constant_normalizer", "clip_eps_low", "clip_eps_high", "tis_cap",
+    "ratio_level", "surrogate", "kl_estimator", "filter_zero_variance",
     "reward", "reward_mode", "mask_truncated", "seed", "dtype", "sharding", "lora_rank", "lora_alpha",
     "lora_target_modules", "grader", "grader_timeout_s", "engine", "max_prompt_tokens",
 )
@@ -84,6 +86,8 @@ def check_resume(run_dir: Path, cfg) -> dict[str, tuple]:
     refused = [name for name in changed if name not in MAY_CHANGE]
     if old.lr_schedule != "constant":
         refused += [name for name in LENGTH_FIELDS if name in changed]
+    if "micro_batch_size" in changed and _microbatch_normaliser(old):  # the cut is part of such an objective
+        refused.append("micro_batch_size")
     if refused:
         what = "; ".join(f"--{n.replace('_', '-')} is {changed[n][0]!r} in the run, {changed[n][1]!r} now"
                          for n in refused[:3])
@@ -92,6 +96,14 @@ def check_resume(run_dir: Path, cfg) -> dict[str, tuple]:
         raise DrZeroError(f"--resume {run_dir}: {what}{why}; resume without changing it, or start a new run with "
                           f"--output-dir NEW_DIR")
     return {name: changed[name] for name in changed if name not in ("resume", "overwrite", "config", "output_dir")}
+
+
+def _microbatch_normaliser(cfg) -> bool:
+    """Whether the run's objective normalises per micro-batch (verl's and TRL's framework
+    presets), so that its gradient depends on the micro-batch size."""
+    from drzero.algo import MICROBATCH_AGGREGATIONS, PRESETS
+
+    return (cfg.aggregation or PRESETS[cfg.algo].aggregation) in MICROBATCH_AGGREGATIONS
 
 
 def record_changes(run_dir: Path, step: int, changes: dict[str, tuple]) -> None:

@@ -87,3 +87,21 @@ def test_a_safe_change_is_recorded_with_its_step_and_config_yaml_says_what_ran(t
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["max_steps"] == 2 and saved["lr"] == 1e-3 and saved["log_samples"] == 1
     assert [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+
+
+def test_micro_batch_size_is_run_defining_only_for_a_per_micro_batch_normaliser(tmp_path):
+    """The gradient of verl's/TRL's per-micro-batch presets depends on the cut: a resume may
+    not change it there; for every other objective it may (the same gradient)."""
+    from drzero.errors import DrZeroError
+
+    for algo, refused in (("dr_grpo", False), ("grpo_microbatch_token_mean", True)):
+        run = tmp_path / algo
+        run.mkdir()
+        old = TrainConfig(output_dir=str(run), algo=algo, micro_batch_size=8)
+        (run / "config.yaml").write_text(config_text(old))
+        new = dataclasses.replace(old, micro_batch_size=4, resume=str(run))
+        if refused:
+            with pytest.raises(DrZeroError, match="--micro-batch-size is 8 in the run, 4 now"):
+                resume.check_resume(run, new)
+        else:
+            assert resume.check_resume(run, new)["micro_batch_size"] == (8, 4)
