@@ -1021,3 +1021,51 @@ def dump_config(cfg, path: Path) -> None:
 def config_text(cfg) -> str:
     """The resolved config as YAML (what config.yaml holds)."""
     return yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False)
+
+
+# ----------------------------------------------------------------------------- drzero plan
+@dataclass
+class PlanConfig(TrainConfig):
+    """Memory per GPU and time of a training recipe, before launch: drzero plan --config RECIPE --gpus 8 --gpu A100-80G.
+
+    Every train option is accepted too (the recipe's values are the defaults), so a change can be planned before it is made.
+    """
+
+    gpus: int = 8
+    """GPUs (ranks) the run will use (1 with --gpu cpu)."""
+    gpu: str = "A100-80G"
+    """GPU model: A100-40G, A100-80G, H100-80G, H100-PCIe, H200, B200, L40S, L4, A10G, or cpu (this machine's memory)."""
+    gpu_memory: float | None = None
+    """Override the GPU's memory, GiB."""
+    gpu_tflops: float | None = None
+    """Override the GPU's dense peak in the compute dtype, TFLOP/s."""
+    gpu_bandwidth: float | None = None
+    """Override the GPU's memory bandwidth, TB/s."""
+    mfu: float = 0.4
+    """Model FLOPs utilisation assumed for prefill and training."""
+    bandwidth_efficiency: float = 0.7
+    """Fraction of the memory bandwidth a decode step reaches."""
+    prompt_tokens: int = 256
+    """Tokens per prompt (memory and time)."""
+    response_tokens: int | None = None
+    """Mean response length for the time estimate (default: max_new_tokens, every response at the budget; memory always uses the budget)."""
+    questions: int | None = None
+    """Training questions, for max_epochs (default: counted for local and bundled sets; a table for the bundled recipes' hub sets)."""
+
+
+def check_plan_config(cfg: PlanConfig) -> None:
+    if cfg.gpus < 1:
+        raise DrZeroError(f"--gpus {cfg.gpus}: a plan needs at least 1 GPU (or --gpu cpu --gpus 1)")
+    for name in ("gpu_memory", "gpu_tflops", "gpu_bandwidth"):
+        if getattr(cfg, name) is not None and getattr(cfg, name) <= 0:
+            raise range_error(name, getattr(cfg, name), "> 0")
+    if not 0 < cfg.mfu <= 1 or not 0 < cfg.bandwidth_efficiency <= 1:
+        raise DrZeroError("--mfu and --bandwidth-efficiency must be fractions in (0, 1]")
+    if cfg.prompt_tokens < 1 or (cfg.response_tokens is not None and cfg.response_tokens < 1):
+        raise DrZeroError("--prompt-tokens and --response-tokens must be >= 1")
+    if cfg.questions is not None and cfg.questions < 1:
+        raise range_error("questions", cfg.questions, ">= 1")
+    check_train_config(cfg)
+
+
+CHECKS[PlanConfig] = check_plan_config

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from drzero import checkpoint, dist
+from drzero import checkpoint, dist, plan
 from drzero.algo import (Objective, bias_weights, describe_objective, group_advantages, masked_mean, policy_loss,
                          question_weights, resolve_objective, tis_weights)
 from drzero.analysis import BiasMonitor, mean_or_nan, reflection_keywords
@@ -156,6 +156,7 @@ def setup(cfg: TrainConfig) -> Setup:
     if cfg.prompts_per_step % dist.world_size():
         raise DrZeroError(f"prompts_per_step={cfg.prompts_per_step} must be a multiple of the {dist.world_size()} ranks "
                           "(whole groups are assigned to ranks)")
+    plan.check_at_start(cfg, dist.resolve_device(cfg.device), dist.world_size())  # refuses what cannot fit a GPU
     run_dir = Path(cfg.resume or cfg.output_dir)
     checkpoint.check_run_dir(run_dir, resume=bool(cfg.resume), overwrite=cfg.overwrite)
     checkpoint.lock_run_dir(run_dir)  # one process per run folder (a new one is locked when created)
