@@ -151,6 +151,8 @@ class TrainConfig:
     """Multi-process runs: none = every rank holds the whole model (data parallel); fsdp = PyTorch FSDP2 shards parameters, gradients and optimizer state across ranks."""
     gradient_checkpointing: bool = False
     """Trade compute for activation memory."""
+    logprob_chunk_tokens: int = 512
+    """Response tokens the LM head scores at a time in the update: its float32 logits take about this x vocabulary x 8 bytes instead of all tokens' several times over (0 = all at once)."""
     lora_rank: int = 0
     """Train LoRA adapters of this rank instead of all weights (0 = full fine-tuning; needs `peft`)."""
     lora_alpha: float = 32.0
@@ -697,7 +699,7 @@ RANGES: dict[str, tuple] = {
     "keep_checkpoints": _AT_LEAST_1, "log_samples": _AT_LEAST_0, "lora_rank": (lambda v: v >= 0, ">= 0 (0 = off)"),
     "lora_alpha": _POSITIVE, "vllm_memory": (lambda v: 0 < v < 1, "a fraction in (0, 1)"),
     "generation_batch_size": _AT_LEAST_1, "max_epochs": _POSITIVE, "tensor_parallel_size": _AT_LEAST_1,
-    "decode_threads": _AT_LEAST_1,
+    "decode_threads": _AT_LEAST_1, "logprob_chunk_tokens": _AT_LEAST_0,
     # push
     "step": _AT_LEAST_0,
     # simulate

@@ -2,7 +2,11 @@
 learner's forward pass, response log-probabilities.
 
 Shapes: ``M`` responses in a micro-batch, ``P`` prompt tokens (left-padded), ``T``
-response tokens (right-padded), ``V`` vocabulary.
+response tokens (right-padded), ``V`` vocabulary, ``H`` hidden size, ``N = M*T``.
+
+The log-probs are computed from the final hidden states and the LM head's weight a chunk
+of tokens at a time (``chunked_logprobs``), so the float32 logits ``[M, T, V]`` never
+exist: at V = 151,936 they would be 2.4 GB per 1,000 response tokens, several times over.
 """
 
 from __future__ import annotations
@@ -10,11 +14,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from transformers.cache_utils import Cache, DynamicLayer
 from transformers.modeling_layers import GradientCheckpointingLayer
 
 from drzero import dist
-from drzero.config import BUNDLED_MODELS, TOY_CHECKPOINT, TOY_V2_CHECKPOINT, check_model  # noqa: F401 - re-exported
+from drzero.config import BUNDLED_MODELS, TOY_CHECKPOINT, TOY_V2_CHECKPOINT, TrainConfig, check_model  # noqa: F401 - re-exported
 from drzero.errors import DrZeroError
 
 
@@ -109,7 +114,9 @@ def _right_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.
 
 def _token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: float, with_entropy: bool):
     """``logits [M, T, V]`` (position t scores token t) -> log-probs ``[M, T]`` of ``targets``
-    under the sampling temperature, and entropies ``[M, T]`` when asked."""
+    under the sampling temperature, and entropies ``[M, T]`` when asked. The unchunked
+    computation: it holds several float32 ``[M, T, V]`` tensors (``logprob_chunk_tokens=0``,
+    and heads that ``chunked_logprobs`` cannot take)."""
     logits = logits.float()
     if temperature > 0:
         logits = logits / temperature
@@ -122,15 +129,168 @@ def _token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: fl
     return logp, entropy
 
 
-def response_logprobs(model, input_ids, attention_mask, prompt_width: int, temperature: float, with_entropy=False):
+def chunked_logprobs(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor,
+                     temperature: float, *, with_entropy: bool = False,
+                     chunk_tokens: int = TrainConfig.logprob_chunk_tokens):
+    """``_token_logprobs(F.linear(hidden, weight, bias), ...)`` without the ``[M, T, V]`` logits:
+    ``hidden [M, T, H]`` (the final hidden states; position t scores token t), the LM head's
+    ``weight [V, H]`` and ``bias [V]`` (or None), ``targets [M, T]`` -> log-probs ``[M, T]``
+    (differentiable in ``hidden``, ``weight`` and ``bias``) and entropies ``[M, T]`` (no
+    gradient, as before) or None.
+
+    The ``N = M*T`` tokens go through the head ``chunk_tokens`` at a time; backward
+    recomputes each chunk's logits instead of keeping them (as Liger's fused linear
+    cross-entropy does). Under autocast the head runs in the autocast dtype, as the model's
+    own head would, and the chunk's softmax is in float32.
+
+    Memory, beyond what the model holds anyway: the chunk's float32 logits and their
+    log-softmax (forward), then its softmax made in place and that cast to the compute
+    dtype (backward), about ``chunk_tokens * V * 4 * k`` bytes with k about 2 (2.5 when the
+    head runs in a half dtype); plus, when the head is trained, a float32 gradient of the
+    weight ``[V, H]`` and the weight in the compute dtype, both independent of the chunk
+    size. Without chunking the same computation holds k of about 5 to 6 ``[N, V]`` float32
+    tensors at once. Values and gradients equal the unchunked ones to float32 rounding (the
+    matmuls are cut in rows, the weight's gradient summed over chunks)."""
+    M, T, H = hidden.shape
+    logp, entropy = _ChunkedLogprobs.apply(hidden.reshape(M * T, H), weight, bias, targets.reshape(M * T),
+                                           float(temperature), bool(with_entropy), max(1, int(chunk_tokens)))
+    return logp.view(M, T), (entropy.view(M, T) if with_entropy else None)
+
+
+def _chunk_log_softmax(hidden, weight, bias, temperature: float) -> torch.Tensor:
+    """One chunk: ``hidden [C, H]`` -> float32 log-softmax ``[C, V]`` of the tempered logits
+    (``weight``/``bias`` already in the compute dtype, ``hidden`` cast to it)."""
+    logits = F.linear(hidden.to(weight.dtype), weight, bias).float()  # [C, V]: a fresh tensor, divided in place
+    if temperature > 0:
+        logits.div_(temperature)
+    return torch.log_softmax(logits, dim=-1)
+
+
+class _ChunkedLogprobs(torch.autograd.Function):
+    """``chunked_logprobs`` on flat tokens: ``hidden [N, H]``, ``targets [N]`` -> ``logp [N]``,
+    ``entropy [N]`` (empty unless asked). Saves only its inputs; backward recomputes each
+    chunk's log-softmax and applies d logp / d logits = (onehot(target) - softmax) / temperature
+    in place (the same operations, in the same order, as autograd's log_softmax backward)."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, temperature, with_entropy, chunk_tokens):
+        device_type = hidden.device.type
+        # the compute dtype: autocast's (as the model's own head would run) or the hidden states'
+        dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else hidden.dtype
+        ctx.temperature, ctx.chunk_tokens, ctx.dtype = temperature, chunk_tokens, dtype
+        w, b = weight.to(dtype), (bias.to(dtype) if bias is not None else None)
+        N = hidden.shape[0]
+        logp = torch.empty(N, dtype=torch.float32, device=hidden.device)
+        entropy = torch.empty(N if with_entropy else 0, dtype=torch.float32, device=hidden.device)
+        with torch.autocast(device_type, enabled=False):
+            for s in range(0, N, chunk_tokens):
+                e = min(N, s + chunk_tokens)
+                logp_all = _chunk_log_softmax(hidden[s:e], w, b, temperature)  # [C, V]
+                logp[s:e] = logp_all.gather(-1, targets[s:e, None]).squeeze(-1)
+                if with_entropy:
+                    p_logp = logp_all.exp().mul_(logp_all)  # p * log p, [C, V]
+                    entropy[s:e] = -p_logp.sum(-1)
+                    del p_logp
+                del logp_all
+        ctx.save_for_backward(hidden, weight, bias, targets)
+        ctx.mark_non_differentiable(entropy)
+        return logp, entropy
+
+    @staticmethod
+    def backward(ctx, grad_logp, _grad_entropy):
+        hidden, weight, bias, targets = ctx.saved_tensors
+        need_hidden, need_weight, need_bias = ctx.needs_input_grad[:3]
+        dtype, temperature = ctx.dtype, ctx.temperature
+        w, b = weight.to(dtype), (bias.to(dtype) if bias is not None else None)
+        N = hidden.shape[0]
+        grad_hidden = torch.empty_like(hidden) if need_hidden else None
+        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_weight else None
+        grad_bias = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device) if need_bias else None
+        grad_logp = grad_logp.float()
+        with torch.autocast(hidden.device.type, enabled=False):
+            for s in range(0, N, ctx.chunk_tokens):
+                e = min(N, s + ctx.chunk_tokens)
+                g = grad_logp[s:e, None]  # [C, 1]
+                grad = _chunk_log_softmax(hidden[s:e], w, b, temperature).exp_()  # softmax [C, V]
+                grad.mul_(-g).scatter_add_(1, targets[s:e, None], g)  # onehot*g - p*g (log_softmax's backward)
+                if temperature > 0:
+                    grad.div_(temperature)
+                grad = grad.to(dtype)  # d loss / d (the head's output), as .float()'s backward casts it
+                if need_hidden:
+                    grad_hidden[s:e] = grad @ w
+                if need_weight:
+                    h = hidden[s:e].to(dtype)
+                    if dtype == torch.float32:
+                        grad_weight.addmm_(grad.t(), h)
+                    else:
+                        grad_weight += grad.t() @ h
+                if need_bias:
+                    grad_bias += grad.sum(0)
+                del grad
+        return (grad_hidden, grad_weight.to(weight.dtype) if need_weight else None,
+                grad_bias.to(bias.dtype) if need_bias else None, None, None, None, None)
+
+
+_LOGIT_CHANGES = ("final_logit_softcapping", "logit_scale", "logits_scaling")  # config keys of models that rework logits
+
+
+def _chunkable_head(model):
+    """The model's LM head when ``chunked_logprobs`` computes exactly what it does: a plain
+    ``nn.Linear`` (tied to the input embeddings or not, with or without a bias) whose
+    output the model returns as its logits. None otherwise (a LoRA-wrapped head, a model
+    that soft-caps or scales its logits): such models take the unchunked path."""
+    head = model.get_output_embeddings()
+    if not isinstance(head, torch.nn.Linear) or type(head).forward is not torch.nn.Linear.forward:
+        return None
+    config = getattr(model, "config", None)
+    if any(getattr(config, key, None) not in (None, 1, 1.0) for key in _LOGIT_CHANGES):
+        return None
+    return head
+
+
+def _scored_logprobs(model, targets: torch.Tensor, *, temperature: float, with_entropy: bool, chunk_tokens: int,
+                     **inputs):
+    """``model(**inputs)``, its first ``T`` output positions scoring ``targets [M, T]``:
+    ``(logprobs [M, T], entropy [M, T] or None)``. With ``chunk_tokens`` > 0 and a head that
+    ``_chunkable_head`` accepts, the head is asked, for this one call, for the chunked
+    log-probs of its hidden states instead of logits: it runs inside the model's forward
+    as before (FSDP has its weight gathered; its returned tensor is the model's output, so
+    the model's backward hooks see it), and no ``[M, T, V]`` tensor is made."""
+    T = targets.shape[1]
+    head = _chunkable_head(model) if chunk_tokens > 0 else None
+    if head is None:
+        return _token_logprobs(model(**inputs).logits[:, :T], targets, temperature, with_entropy)
+    scored: dict[str, torch.Tensor | None] = {}
+
+    def head_forward(hidden):  # [M, L, H], L >= T, in place of the logits [M, L, V]
+        logp, scored["entropy"] = chunked_logprobs(hidden[:, :T], head.weight, head.bias, targets, temperature,
+                                                   with_entropy=with_entropy, chunk_tokens=chunk_tokens)
+        scored["logp"] = logp[..., None]  # [M, T, 1]
+        return scored["logp"]
+
+    head.forward = head_forward
+    try:
+        out = model(**inputs).logits
+    finally:
+        del head.forward  # back to nn.Linear.forward
+    if out is not scored.get("logp"):
+        raise DrZeroError(f"{type(model).__name__} changes its LM head's output before returning it, so the chunked "
+                          "log-probs cannot be used; set logprob_chunk_tokens: 0")
+    return out[..., 0], scored["entropy"]
+
+
+def response_logprobs(model, input_ids, attention_mask, prompt_width: int, temperature: float, with_entropy=False,
+                      chunk_tokens: int = TrainConfig.logprob_chunk_tokens):
     """Log-probs ``[M, T]`` of the response tokens (columns ``prompt_width:``) under the
     sampling temperature, and their entropies ``[M, T]`` when asked. The LM head runs on
-    response positions only (``logits_to_keep``), not on the prompt."""
+    response positions only (``logits_to_keep``), not on the prompt, ``chunk_tokens`` of
+    them at a time (``chunked_logprobs``; 0 = all at once, ``[M, T, V]`` float32)."""
     positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
     T = input_ids.shape[1] - prompt_width
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, use_cache=False,
-                   logits_to_keep=T + 1).logits  # [M, T+1, V]: position t predicts token t+1
-    return _token_logprobs(logits[:, :-1], input_ids[:, prompt_width:], temperature, with_entropy)
+    # the last T+1 positions: position t predicts token t+1, the last one predicts nothing we score
+    return _scored_logprobs(model, input_ids[:, prompt_width:], temperature=temperature, with_entropy=with_entropy,
+                            chunk_tokens=chunk_tokens, input_ids=input_ids, attention_mask=attention_mask,
+                            position_ids=positions, use_cache=False, logits_to_keep=T + 1)
 
 
 class PromptPrefill:
@@ -167,25 +327,30 @@ class PromptPrefill:
                        else self.outputs)
 
     def logprobs(self, prompts: list[list[int]], responses: list[list[int]], *, temperature: float,
-                 with_entropy: bool = False):
+                 with_entropy: bool = False, chunk_tokens: int = TrainConfig.logprob_chunk_tokens):
         """``(logprobs [M, T], entropy [M, T] or None, response_mask [M, T])`` of ``responses``,
-        response i answering ``prompts[i]`` (one of this prefill's)."""
+        response i answering ``prompts[i]`` (one of this prefill's); response tokens 1.. are
+        scored ``chunk_tokens`` at a time (``chunked_logprobs``)."""
         device = self.device
         own = torch.tensor([self.index[tuple(p)] for p in prompts], dtype=torch.long, device=device)  # [M]
         response_ids, response_mask = (t.to(device) for t in _right_pad(responses, self.pad_id))  # [M, T]
         T = response_ids.shape[1]
         *kv, last = [x[own].to(o.dtype) for x, o in zip(self.inputs, self.outputs)]  # [M, ...]: each response's prompt
         with dist.autocast(device, self.dtype):
-            logits = last[:, None]  # [M, 1, V]: the prompt's last position predicts response token 0
+            # the prompt's last position predicts response token 0: its logits [M, 1, V] came with the prefill
+            logp, entropy = _token_logprobs(last[:, None], response_ids[:, :1], temperature, with_entropy)  # [M, 1]
             if T > 1:  # the last response token is only a target: feed tokens 0..T-2
                 cache = Cache(layers=[_PrefixLayer(kv[2 * i], kv[2 * i + 1]) for i in range(len(kv) // 2)])
                 attn = torch.cat([self.prompt_attn[own], response_mask[:, :-1].long()], dim=1)  # [M, P+T-1]
                 positions = self.prompt_attn.sum(-1)[own][:, None] + torch.arange(T - 1, device=device)  # [M, T-1]
                 with _cache_kept_under_checkpointing(self.model):
-                    rest = self.model(input_ids=response_ids[:, :-1], attention_mask=attn, position_ids=positions,
-                                      past_key_values=cache, use_cache=False).logits  # [M, T-1, V]
-                logits = torch.cat([logits, rest], dim=1)  # [M, T, V]
-            logp, entropy = _token_logprobs(logits, response_ids, temperature, with_entropy)
+                    rest, rest_entropy = _scored_logprobs(
+                        self.model, response_ids[:, 1:], temperature=temperature, with_entropy=with_entropy,
+                        chunk_tokens=chunk_tokens, input_ids=response_ids[:, :-1], attention_mask=attn,
+                        position_ids=positions, past_key_values=cache, use_cache=False)  # [M, T-1]
+                logp = torch.cat([logp, rest], dim=1)  # [M, T]
+                if with_entropy:
+                    entropy = torch.cat([entropy, rest_entropy], dim=1)
         return logp, entropy, response_mask
 
     def backward(self) -> None:
@@ -266,15 +431,18 @@ def can_share_prompts(model) -> bool:
 
 def policy_logprobs(model, prompts: list[list[int]], responses: list[list[int]], *, pad_id: int, device,
                     dtype: torch.dtype | None, temperature: float, with_entropy: bool = False,
-                    share_prompts: bool = True):
+                    share_prompts: bool = True, chunk_tokens: int = TrainConfig.logprob_chunk_tokens):
     """The learner's forward on a micro-batch of (prompt, response) token lists, in ``dtype``
     under autocast: ``(logprobs [M, T], entropy [M, T] or None, response_mask [M, T])``.
     With ``share_prompts`` (where ``can_share_prompts``) a prompt shared by several
-    responses of the micro-batch runs once (``PromptPrefill``)."""
+    responses of the micro-batch runs once (``PromptPrefill``). The LM head scores
+    ``chunk_tokens`` response tokens at a time (``chunked_logprobs``; 0 = all at once)."""
     if share_prompts and len({tuple(p) for p in prompts}) < len(prompts) and can_share_prompts(model):
         prefill = PromptPrefill(model, prompts, pad_id=pad_id, device=device, dtype=dtype)
-        return prefill.logprobs(prompts, responses, temperature=temperature, with_entropy=with_entropy)
+        return prefill.logprobs(prompts, responses, temperature=temperature, with_entropy=with_entropy,
+                                chunk_tokens=chunk_tokens)
     input_ids, attn, response_mask, P = collate(prompts, responses, pad_id, device)
     with dist.autocast(device, dtype):
-        logp, entropy = response_logprobs(model, input_ids, attn, P, temperature, with_entropy=with_entropy)
+        logp, entropy = response_logprobs(model, input_ids, attn, P, temperature, with_entropy=with_entropy,
+                                          chunk_tokens=chunk_tokens)
     return logp, entropy, response_mask

@@ -306,7 +306,8 @@ def update_policy(s: Setup, batch: Rollouts, step: int) -> dict:
             stats = accumulate_gradients(
                 s.model, batch.select(perm[u : u + per_update].tolist()), s.objective, ref_model=s.ref_model,
                 micro_batch_size=max(1, resolved_micro_batch_size(cfg) // dist.world_size()), temperature=cfg.temperature,
-                pad_id=s.engine.pad_id, device=s.device, dtype=s.dtype, tis_cap=cfg.tis_cap)
+                pad_id=s.engine.pad_id, device=s.device, dtype=s.dtype, tis_cap=cfg.tis_cap,
+                logprob_chunk_tokens=cfg.logprob_chunk_tokens)
             dist.sum_gradients(s.model)  # losses use global normalisers, so the sum is the exact gradient
             stats["grad_norm"] = dist.grad_norm(s.model, cfg.max_grad_norm)  # clips when max_grad_norm > 0
             s.optimizer.step()
@@ -348,7 +349,7 @@ def micro_batch_plan(gens: list, micro_batch_size: int, share_prompts: bool) -> 
 
 def accumulate_gradients(model, batch: Rollouts, objective: Objective, *, ref_model=None, micro_batch_size: int,
                          temperature: float, pad_id: int, device, dtype=torch.float32, tis_cap: float = 0.0,
-                         share_prompts: bool = True) -> dict:
+                         share_prompts: bool = True, logprob_chunk_tokens: int = TrainConfig.logprob_chunk_tokens) -> dict:
     """Backward the loss of one optimizer step's responses (``batch``, with ``advantages``
     and ``keep`` set) in micro-batches. The normalisers (responses, tokens) are the step's
     global totals, so the accumulated gradient does not depend on ``micro_batch_size`` or
@@ -378,20 +379,24 @@ def accumulate_gradients(model, batch: Rollouts, objective: Objective, *, ref_mo
             mb = batch.select(idx)
             prompts, responses = [g.prompt_token_ids for g in mb.generations], [g.token_ids for g in mb.generations]
             if prefill is not None:
-                logp, ent, mask = prefill.logprobs(prompts, responses, temperature=temperature, with_entropy=True)
+                logp, ent, mask = prefill.logprobs(prompts, responses, temperature=temperature, with_entropy=True,
+                                                   chunk_tokens=logprob_chunk_tokens)
             else:
                 logp, ent, mask = policy_logprobs(model, prompts, responses, pad_id=pad_id, device=device, dtype=dtype,
-                                                  temperature=temperature, with_entropy=True, share_prompts=False)
+                                                  temperature=temperature, with_entropy=True, share_prompts=False,
+                                                  chunk_tokens=logprob_chunk_tokens)
             mask = mask * mb.keep.to(device).float()[:, None]  # [M, T]
             old = logp.detach() if mb.old_logprobs is None else _pad_rows(mb.old_logprobs, logp.shape, device)
             ref = None
             if ref_model is not None:
                 with torch.no_grad():
                     if ref_prefill is not None:
-                        ref, _, _ = ref_prefill.logprobs(prompts, responses, temperature=temperature)
+                        ref, _, _ = ref_prefill.logprobs(prompts, responses, temperature=temperature,
+                                                         chunk_tokens=logprob_chunk_tokens)
                     else:
                         ref, _, _ = policy_logprobs(ref_model, prompts, responses, pad_id=pad_id, device=device,
-                                                    dtype=dtype, temperature=temperature, share_prompts=False)
+                                                    dtype=dtype, temperature=temperature, share_prompts=False,
+                                                    chunk_tokens=logprob_chunk_tokens)
             engine_lp, is_w = None, None
             if all(len(g.logprobs) == len(g.token_ids) for g in mb.generations):  # the engine's own log-probs
                 engine_lp = _pad_rows([torch.tensor(g.logprobs) for g in mb.generations], logp.shape, device)
@@ -432,10 +437,12 @@ def frozen_logprobs(s: Setup, batch: Rollouts) -> list[torch.Tensor]:
             for ids in chunk:
                 prompts, responses = [gens[i].prompt_token_ids for i in ids], [gens[i].token_ids for i in ids]
                 if prefill is not None:
-                    logp, _, _ = prefill.logprobs(prompts, responses, temperature=s.cfg.temperature)
+                    logp, _, _ = prefill.logprobs(prompts, responses, temperature=s.cfg.temperature,
+                                                  chunk_tokens=s.cfg.logprob_chunk_tokens)
                 else:
                     logp, _, _ = policy_logprobs(s.model, prompts, responses, pad_id=s.engine.pad_id, device=s.device,
-                                                 dtype=s.dtype, temperature=s.cfg.temperature, share_prompts=False)
+                                                 dtype=s.dtype, temperature=s.cfg.temperature, share_prompts=False,
+                                                 chunk_tokens=s.cfg.logprob_chunk_tokens)
                 for k, i in enumerate(ids):
                     out[i] = logp[k, : len(gens[i].token_ids)].float().cpu()
     return out
