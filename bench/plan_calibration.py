@@ -38,22 +38,32 @@ SHAPES = {
 
 
 def build_model(shape: str, folder: Path) -> None:
-    """A random-init model of ``shape`` (bf16 on disk, as released checkpoints) and a word-level
-    tokenizer with one word per id, saved to ``folder``."""
+    """A random-init model of ``shape`` (bf16 on disk, as released checkpoints) and a byte-level
+    tokenizer over its whole vocabulary, saved to ``folder``."""
     import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
 
     spec = dict(SHAPES[shape])
     config = AutoConfig.for_model(spec.pop("model_type"), **spec, max_position_embeddings=4096, rope_theta=10000.0,
-                                  bos_token_id=1, eos_token_id=1, pad_token_id=0)
+                                  bos_token_id=len(pre_tokenizers.ByteLevel.alphabet()) + 1,
+                                  eos_token_id=len(pre_tokenizers.ByteLevel.alphabet()) + 1,
+                                  pad_token_id=len(pre_tokenizers.ByteLevel.alphabet()))
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     model.save_pretrained(folder)
-    vocab = {f"t{i}": i for i in range(spec["vocab_size"])}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="t2"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="t0", eos_token="t1", unk_token="t2").save_pretrained(folder)
+    # byte-level BPE without merges: one token per byte of text (what Qwen2's own tokenizer class
+    # makes of a tokenizer.json), the rest of the vocabulary filler words, two special tokens
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
+    vocab.update({"<|pad|>": len(vocab), "<|endoftext|>": len(vocab) + 1})
+    vocab.update({f"w{i}": i for i in range(len(vocab), spec["vocab_size"])})
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(["<|pad|>", "<|endoftext|>"])
+    PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<|pad|>", eos_token="<|endoftext|>").save_pretrained(folder)
+    config.save_pretrained(folder)
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,7 +71,6 @@ CPU_RUNTIME_GIB = 0.9  # python + torch + transformers + tokenizer, resident bef
 GPU_RUNTIME_GIB = 1.5  # CUDA context, NCCL buffers, allocator fragmentation (assumed)
 VLLM_WORKSPACE_GIB = 1.5  # vLLM's activation profile and CUDA graphs inside its share (assumed)
 VLLM_ASLEEP_GIB = 1.0  # what a sleeping vLLM keeps on the GPU (level 1: weights to CPU, KV dropped; assumed)
-DEFAULT_LOGPROB_CHUNK = 1024  # tokens per LM-head chunk when the config has no logprob_chunk_tokens
 
 
 # ----------------------------------------------------------------------------- shapes
@@ -282,15 +282,20 @@ def activation_bytes(shape: ModelShape, tokens: int, response_tokens: int, b: in
     else:  # every layer's saved tensors, plus one layer's gradients in flight
         layers = (L + 1) * tokens * per_layer_token
     layers += 2 * tokens * d * 4  # embeddings' output and the gradient flowing back (float32 residual stream)
-    # LM head: final norm output and its gradient [M*T, d], then one chunk's logits [chunk, V] in the
-    # compute dtype and float32 (scaled, log-softmax, and the gradient in backward)
-    head = response_tokens * d * (4 + 4 + b) + min(chunk, response_tokens) * shape.vocab * (b + 3 * 4)
+    # LM head (models.chunked_logprobs): the final hidden states it saves [M*T, d] and their gradient;
+    # per chunk, float32 logits, log-softmax and p*log p (forward) or the softmax and its cast (backward),
+    # [chunk, V] each; the head weight's float32 gradient [V, d] (and its compute-dtype copies when half)
+    # (logprob_chunk_tokens 0: the unchunked path, about six float32 [M*T, V] tensors at once)
+    rows, copies = (min(chunk, response_tokens), 3) if chunk > 0 else (response_tokens, 6)
+    head = (response_tokens * d * (4 + 4 + b) + rows * shape.vocab * copies * 4
+            + shape.vocab * d * (4 + (4 if b == 2 else 0)))
     return layers, head
 
 
 def estimate(cfg, shape: ModelShape, device: Device, ranks: int, a: Assumptions = Assumptions(),
              micro_per_rank: int | None = None, search: bool = True) -> Estimate:
-    """Memory per rank and time per iteration of ``cfg`` (a TrainConfig) on ``ranks`` x ``device``."""
+    """Memory per rank and time per iteration of ``cfg`` (a TrainConfig) on ``ranks`` x ``device``;
+    ``search``: also the largest micro-batch that fits, and the time (else memory only)."""
     from drzero.config import resolved_micro_batch_size
 
     b = _bytes(cfg.dtype)
@@ -303,7 +308,7 @@ def estimate(cfg, shape: ModelShape, device: Device, ranks: int, a: Assumptions 
     updates = (N // train_batch) * cfg.ppo_epochs
     M = micro_per_rank or max(1, resolved_micro_batch_size(cfg) // ranks)
     P, T = a.prompt_tokens, cfg.max_new_tokens
-    chunk = getattr(cfg, "logprob_chunk_tokens", None) or DEFAULT_LOGPROB_CHUNK
+    chunk = cfg.logprob_chunk_tokens or 0
     vllm = cfg.engine == "vllm" and not device.is_cpu
     notes: list[str] = []
 
@@ -344,7 +349,7 @@ def estimate(cfg, shape: ModelShape, device: Device, ranks: int, a: Assumptions 
     parts.append(Part("activations", layers_b / GiB,
                       f"micro-batch {M} x {P}+{T} tokens, " + ("gradient checkpointing" if cfg.gradient_checkpointing
                                                                else "no checkpointing"), ("update",)))
-    parts.append(Part("LM head chunk", head_b / GiB, f"{min(chunk, M * T)} tokens x {V:,} vocabulary, float32",
+    parts.append(Part("LM head chunk", head_b / GiB, (f"{min(chunk, M * T)} tokens" if chunk else f"all {M * T} tokens (unchunked)") + f" x {V:,} vocabulary, float32; head weight gradient",
                       ("update",)))
     if cfg.beta > 0:
         parts.append(Part("reference policy", b * P_all / shard / GiB, "beta > 0", ("gen", "update", "step")))
@@ -393,6 +398,9 @@ def estimate(cfg, shape: ModelShape, device: Device, ranks: int, a: Assumptions 
         for m in sorted({m for m in range(1, per_step + 1) if per_step % m == 0}):
             if estimate(cfg, shape, device, ranks, a, micro_per_rank=m, search=False).fits:
                 best = m
+
+    if not search:  # a candidate micro-batch of the search: memory only
+        return Estimate(shape, device, ranks, M, parts, peaks, first, fits, why, None, {}, None, 0, None, notes)
 
     # ---- time per iteration, per rank (the ranks run in parallel)
     ell = min(a.response_tokens or T, T)
@@ -498,7 +506,7 @@ def _iterations(cfg, a: Assumptions, notes: list[str]) -> int | None:
 def assumptions_text(cfg, est: Estimate, a: Assumptions) -> list[str]:
     s, dev = est.shape, est.device
     b = _bytes(cfg.dtype)
-    chunk = getattr(cfg, "logprob_chunk_tokens", None) or DEFAULT_LOGPROB_CHUNK
+    chunk = cfg.logprob_chunk_tokens or 0
     lines = [
         f"model shape from {s.source}: d={s.hidden}, layers={s.layers}, heads={s.heads}/{s.kv_heads} kv, "
         f"head_dim={s.head_dim}, intermediate={s.intermediate}, vocab={s.vocab:,}, "
@@ -513,8 +521,9 @@ def assumptions_text(cfg, est: Estimate, a: Assumptions) -> list[str]:
         "(measured: saved-tensor bytes of a Qwen2 layer)",
         "gradient checkpointing keeps each layer's float32 input and recomputes one layer at a time"
         if cfg.gradient_checkpointing else "no gradient checkpointing: every layer's activations stay until backward",
-        f"log-probs are computed {chunk} tokens at a time; one chunk's logits exist in the compute dtype and "
-        "float32 (scaled, log-softmax, gradient)",
+        (f"log-probs are computed {chunk} tokens at a time (logprob_chunk_tokens): three float32 [chunk, V] "
+         "tensors at once, plus the head weight's float32 gradient" if chunk else
+         "logprob_chunk_tokens 0: the unchunked log-probs hold about six float32 [M*T, V] tensors"),
         f"prefill and training run at {a.mfu:.0%} MFU; training is {3 + (1 if cfg.gradient_checkpointing else 0)} "
         "forward passes' FLOPs (forward, backward x2" + (", recompute)" if cfg.gradient_checkpointing else ")"),
         f"decode steps read the weights and the live KV cache at {a.bandwidth_efficiency:.0%} of the bandwidth "
@@ -536,7 +545,7 @@ def print_estimate(cfg, est: Estimate, a: Assumptions, console=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = console or Console()
+    console = console or Console(width=None if sys.stdout.isatty() else 150)  # a log file gets whole lines
     where = f"{est.ranks} x {est.device.name}" if not est.device.is_cpu else "CPU (this machine)"
     table = Table(title=f"drzero plan: {cfg.model} on {where}, memory per {'GPU' if not est.device.is_cpu else 'process'}")
     for col in ("part", "GiB", "when", "what"):
@@ -612,7 +621,7 @@ def check_at_start(cfg, device: str, ranks: int) -> None:
         dev = device_from_cuda(int(device.split(":")[1]) if ":" in device else 0)
     else:
         dev = resolve_device("cpu")
-    est = estimate(cfg, shape, dev, ranks)
+    est = estimate(cfg, shape, dev, ranks, search=not dev.is_cpu)
     if dev.is_cpu:
         dist.print0(f"plan: peak about {est.first_peak:.1f} GiB in the first iteration, {est.peak:.1f} GiB after "
                     f"(host memory {dev.memory_gib:.1f} GiB; details: drzero plan --gpu cpu --gpus 1 ...)")
