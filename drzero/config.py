@@ -1071,3 +1071,4 @@ def check_plan_config(cfg: PlanConfig) -> None:
 
 
 CHECKS[PlanConfig] = check_plan_config
+COMMAND_RANGES["PlanConfig"] = COMMAND_RANGES["TrainConfig"]
