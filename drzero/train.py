@@ -156,7 +156,6 @@ def setup(cfg: TrainConfig) -> Setup:
     if cfg.prompts_per_step % dist.world_size():
         raise DrZeroError(f"prompts_per_step={cfg.prompts_per_step} must be a multiple of the {dist.world_size()} ranks "
                           "(whole groups are assigned to ranks)")
-    plan.check_at_start(cfg, dist.resolve_device(cfg.device), dist.world_size())  # refuses what cannot fit a GPU
     run_dir = Path(cfg.resume or cfg.output_dir)
     checkpoint.check_run_dir(run_dir, resume=bool(cfg.resume), overwrite=cfg.overwrite)
     checkpoint.lock_run_dir(run_dir)  # one process per run folder (a new one is locked when created)
@@ -198,6 +197,7 @@ def setup(cfg: TrainConfig) -> Setup:
     dist.print0(f"batch: {cfg.prompts_per_step} prompts x {cfg.group_size} samples = {N} responses per iteration; "
                 f"{train_batch} responses per optimizer step ({updates_per_iter} optimizer steps per iteration); "
                 f"micro-batch {resolved_micro_batch_size(cfg)}; {len(rows)} training questions; template {template.name}")
+    plan.check_at_start(cfg, dist.resolve_device(cfg.device), dist.world_size())  # refuses what cannot fit a GPU
 
     # ---- models. Trained weights stay in float32 (with lr 1e-6 a bfloat16 weight would round
     # most updates away; LoRA: the frozen base is in `dtype`, peft keeps adapters in float32);
