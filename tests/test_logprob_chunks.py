@@ -326,3 +326,27 @@ def test_no_tensor_of_all_tokens_by_the_vocabulary_is_made(share):
         sizes[c] = largest.numel
     assert sizes[0] >= (N - len(batch)) * V  # [M, T, V] (less a position per response on the shared prefill)
     assert sizes[chunk] <= chunk * V < sizes[0] / 10, sizes
+
+
+@pytest.mark.slow
+def test_bench_memory_measures_the_chunked_update_far_below_the_unchunked_one():
+    """bench/memory.py end to end, one small point each way (each its own process): at the
+    real vocabulary the unchunked update's peak grows with T x V, the chunked one's with
+    the chunk."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "bench" / "memory.py"
+    peaks = {}
+    for chunk in (0, 64):
+        out = subprocess.run([sys.executable, str(bench), "--point", "--vocab", "151936", "--tokens", "256",
+                              "--micro-batch", "2", "--chunk", str(chunk)], capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-2000:]
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        peaks[chunk] = r["peak"] - r["base"]
+        assert r["grad_norm"] > 0
+    per_tokens_by_vocab = 2 * 256 * 151936 * 4  # bytes of one float32 [M, T, V]
+    assert peaks[0] > 2.5 * per_tokens_by_vocab  # the old code holds several at once
+    assert peaks[64] < peaks[0] - 1.5 * per_tokens_by_vocab, peaks
