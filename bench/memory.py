@@ -105,7 +105,7 @@ def run_point(args, **overrides) -> dict:
         cmd += [f"--{key.replace('_', '-')}", str(point[key])]
     if point["gradient_checkpointing"]:
         cmd.append("--gradient-checkpointing")
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         return {**{k: point[k] for k in ("vocab", "tokens", "micro_batch", "chunk")},
                 "error": (done.stderr.strip().splitlines() or ["?"])[-1][:200]}

@@ -19,7 +19,8 @@ from transformers.cache_utils import Cache, DynamicLayer
 from transformers.modeling_layers import GradientCheckpointingLayer
 
 from drzero import dist
-from drzero.config import BUNDLED_MODELS, TOY_CHECKPOINT, TOY_V2_CHECKPOINT, TrainConfig, check_model  # noqa: F401 - re-exported
+from drzero.config import BUNDLED_MODELS, TOY_CHECKPOINT, TOY_V2_CHECKPOINT, check_model  # noqa: F401 - re-exported
+from drzero.config import TrainConfig
 from drzero.errors import DrZeroError
 
 
@@ -143,14 +144,19 @@ def chunked_logprobs(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
     cross-entropy does). Under autocast the head runs in the autocast dtype, as the model's
     own head would, and the chunk's softmax is in float32.
 
-    Memory, beyond what the model holds anyway: the chunk's float32 logits and their
-    log-softmax (forward), then its softmax made in place and that cast to the compute
-    dtype (backward), about ``chunk_tokens * V * 4 * k`` bytes with k about 2 (2.5 when the
-    head runs in a half dtype); plus, when the head is trained, a float32 gradient of the
-    weight ``[V, H]`` and the weight in the compute dtype, both independent of the chunk
-    size. Without chunking the same computation holds k of about 5 to 6 ``[N, V]`` float32
-    tensors at once. Values and gradients equal the unchunked ones to float32 rounding (the
-    matmuls are cut in rows, the weight's gradient summed over chunks)."""
+    Peak memory, beyond what the model holds anyway, is about ``chunk_tokens * V * 4 * k``
+    bytes with k = 2: two float32 ``[C, V]`` at a time (the logits and their log-softmax;
+    the log-softmax and ``p log p`` for the entropy; in backward the recomputed logits and
+    their softmax, made the gradient in place; a half-dtype head adds a half-size copy
+    next to one of them). Independent of the chunk size: the weight's gradient ``[V, H]``
+    (float32, when the head is trained) and, under autocast, the weight in the compute
+    dtype. bench/memory.py measures k (docs/performance.md). The unchunked computation
+    holds about four float32 ``[N, V]`` at its peak (measured), growing with ``N``.
+
+    Cost: the head's matmul runs once more per token (the recompute in backward): 4 instead
+    of 3, about 5% more FLOPs for an update at the 1.5B shape. Values and gradients equal the
+    unchunked ones to float32 rounding (the matmuls are cut in rows, the weight's gradient
+    summed over chunks)."""
     logp, entropy = _ChunkedLogprobs.apply(hidden, weight, bias, targets, float(temperature), bool(with_entropy),
                                            max(1, int(chunk_tokens)))
     return logp, (entropy if with_entropy else None)
@@ -261,7 +267,8 @@ def _scored_logprobs(model, targets: torch.Tensor, *, temperature: float, with_e
     ``_chunkable_head`` accepts, the head is asked, for this one call, for the chunked
     log-probs of its hidden states instead of logits: it runs inside the model's forward
     as before (FSDP has its weight gathered; its returned tensor is the model's output, so
-    the model's backward hooks see it), and no ``[M, T, V]`` tensor is made."""
+    the model's backward hooks see it), and no ``[M, T, V]`` tensor is made. (So the
+    module must not run another forward, e.g. generation, in another thread meanwhile.)"""
     T = targets.shape[1]
     head = _chunkable_head(model) if chunk_tokens > 0 else None
     if head is None:
