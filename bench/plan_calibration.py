@@ -78,6 +78,7 @@ def main() -> None:
     ap.add_argument("--micro-batch-size", type=int, default=2)
     ap.add_argument("--gradient-checkpointing", action="store_true")
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    ap.add_argument("--predict-only", action="store_true", help="print the plan's prediction, do not train")
     args = ap.parse_args()
 
     folder = Path(args.model_dir or Path(tempfile.gettempdir()) / f"drzero-calib-{args.shape}")
@@ -112,6 +113,9 @@ def main() -> None:
                                                      "--output-dir", f"{out}/run"], prog="plan")
         est = estimate(plan_cfg, read_model_shape(str(folder)), resolve_device("cpu"), 1, assumptions_of(plan_cfg),
                        search=False)
+        if args.predict_only:
+            print(f"predicted peak of the first iteration: {est.first_peak:.2f} GiB (prompt {prompt_tokens} tokens)")
+            return
         t = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "drzero", "train", *flags, "--output-dir", f"{out}/run",
                                "--no-progress"], capture_output=True, text=True)

@@ -283,10 +283,10 @@ def activation_bytes(shape: ModelShape, tokens: int, response_tokens: int, b: in
         layers = (L + 1) * tokens * per_layer_token
     layers += 2 * tokens * d * 4  # embeddings' output and the gradient flowing back (float32 residual stream)
     # LM head (models.chunked_logprobs): the final hidden states it saves [M*T, d] and their gradient;
-    # per chunk, float32 logits, log-softmax and p*log p (forward) or the softmax and its cast (backward),
-    # [chunk, V] each; the head weight's float32 gradient [V, d] (and its compute-dtype copies when half)
-    # (logprob_chunk_tokens 0: the unchunked path, about six float32 [M*T, V] tensors at once)
-    rows, copies = (min(chunk, response_tokens), 3) if chunk > 0 else (response_tokens, 6)
+    # two float32 [chunk, V] tensors at a time (k = 2, measured by bench/memory.py; unchunked, with
+    # logprob_chunk_tokens 0, about four [M*T, V]); the head weight's float32 gradient [V, d] (and its
+    # compute-dtype copies when half)
+    rows, copies = (min(chunk, response_tokens), 2) if chunk > 0 else (response_tokens, 4)
     head = (response_tokens * d * (4 + 4 + b) + rows * shape.vocab * copies * 4
             + shape.vocab * d * (4 + (4 if b == 2 else 0)))
     return layers, head
@@ -521,9 +521,9 @@ def assumptions_text(cfg, est: Estimate, a: Assumptions) -> list[str]:
         "(measured: saved-tensor bytes of a Qwen2 layer)",
         "gradient checkpointing keeps each layer's float32 input and recomputes one layer at a time"
         if cfg.gradient_checkpointing else "no gradient checkpointing: every layer's activations stay until backward",
-        (f"log-probs are computed {chunk} tokens at a time (logprob_chunk_tokens): three float32 [chunk, V] "
-         "tensors at once, plus the head weight's float32 gradient" if chunk else
-         "logprob_chunk_tokens 0: the unchunked log-probs hold about six float32 [M*T, V] tensors"),
+        (f"log-probs are computed {chunk} tokens at a time (logprob_chunk_tokens): two float32 [chunk, V] "
+         "tensors at once (bench/memory.py), plus the head weight's float32 gradient" if chunk else
+         "logprob_chunk_tokens 0: the unchunked log-probs hold about four float32 [M*T, V] tensors"),
         f"prefill and training run at {a.mfu:.0%} MFU; training is {3 + (1 if cfg.gradient_checkpointing else 0)} "
         "forward passes' FLOPs (forward, backward x2" + (", recompute)" if cfg.gradient_checkpointing else ")"),
         f"decode steps read the weights and the live KV cache at {a.bandwidth_efficiency:.0%} of the bandwidth "
