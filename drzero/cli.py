@@ -1,4 +1,4 @@
-"""The ``drzero`` command: train, eval, probe, report, simulate, push, toy build.
+"""The ``drzero`` command: train, eval, probe, report, simulate, push, plan, toy build.
 
     drzero train [--config RECIPE.yaml] [--algo dr_grpo] [--max-steps 40] ...
     drzero eval --model toy --benchmarks math500 --limit 50 --output runs/eval
@@ -6,6 +6,7 @@
     drzero report RUN_DIR [RUN_DIR ...] --output runs/report
     drzero simulate --output runs/simulate
     drzero push RUN_DIR --repo-id ORG/NAME [--step N]
+    drzero plan --config RECIPE [--gpus 8] [--gpu A100-40G|A100-80G|H100-80G|H200|cpu]
     drzero toy build --output DIR
 
 ``drzero <command> --help`` lists every option with its meaning; every command accepts
@@ -29,6 +30,7 @@ COMMANDS = {
     "report": ("ReportConfig", "drzero.report:run_report"),
     "simulate": ("SimulateConfig", "drzero.simulate:simulate_command"),
     "push": ("PushConfig", "drzero.push:run_push"),
+    "plan": ("PlanConfig", "drzero.plan:run_plan"),
 }
 
 

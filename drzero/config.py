@@ -495,3 +495,36 @@ def check_ranges(cfg) -> None:
 def resolved_micro_batch_size(cfg: TrainConfig) -> int:
     """Responses per forward/backward pass: the flag, or min(32, responses per optimizer step)."""
     return cfg.micro_batch_size or min(32, cfg.train_batch_size or cfg.prompts_per_step * cfg.group_size)
+
+
+# ----------------------------------------------------------------------------- drzero plan
+@dataclass
+class PlanConfig(TrainConfig):
+    """Memory per GPU and time of a training recipe, before launch: drzero plan --config RECIPE --gpus 8 --gpu A100-80G.
+
+    Every train option is accepted too (the recipe's values are the defaults), so a change can be planned before it is made.
+    """
+
+    gpus: int = 8
+    """GPUs (ranks) the run will use (1 with --gpu cpu)."""
+    gpu: str = "A100-80G"
+    """GPU model: A100-40G, A100-80G, H100-80G, H100-PCIe, H200, B200, L40S, L4, A10G, or cpu (this machine's memory)."""
+    gpu_memory: float | None = None
+    """Override the GPU's memory, GiB."""
+    gpu_tflops: float | None = None
+    """Override the GPU's dense peak in the compute dtype, TFLOP/s."""
+    gpu_bandwidth: float | None = None
+    """Override the GPU's memory bandwidth, TB/s."""
+    mfu: float = 0.4
+    """Model FLOPs utilisation assumed for prefill and training."""
+    bandwidth_efficiency: float = 0.7
+    """Fraction of the memory bandwidth a decode step reaches."""
+    prompt_tokens: int = 256
+    """Tokens per prompt (memory and time)."""
+    response_tokens: int | None = None
+    """Mean response length for the time estimate (default: max_new_tokens, every response at the budget; memory always uses the budget)."""
+    questions: int | None = None
+    """Training questions, for max_epochs (default: counted for local and bundled sets; a table for the bundled recipes' hub sets)."""
+
+
+COMMAND_RANGES["PlanConfig"] = COMMAND_RANGES["TrainConfig"]

@@ -149,18 +149,22 @@ def chunked_logprobs(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
     cross-entropy does). Under autocast the head runs in the autocast dtype, as the model's
     own head would, and the chunk's softmax is in float32.
 
-    Memory, beyond what the model holds anyway: the chunk's float32 logits and their
-    log-softmax (forward), then its softmax made in place and that cast to the compute
-    dtype (backward), about ``chunk_tokens * V * 4 * k`` bytes with k about 2 (2.5 when the
-    head runs in a half dtype); plus, when the head is trained, a float32 gradient of the
-    weight ``[V, H]`` and the weight in the compute dtype, both independent of the chunk
-    size. Without chunking the same computation holds k of about 5 to 6 ``[N, V]`` float32
-    tensors at once. Values and gradients equal the unchunked ones to float32 rounding (the
-    matmuls are cut in rows, the weight's gradient summed over chunks)."""
-    M, T, H = hidden.shape
-    logp, entropy = _ChunkedLogprobs.apply(hidden.reshape(M * T, H), weight, bias, targets.reshape(M * T),
-                                           float(temperature), bool(with_entropy), max(1, int(chunk_tokens)))
-    return logp.view(M, T), (entropy.view(M, T) if with_entropy else None)
+    Peak memory, beyond what the model holds anyway, is about ``chunk_tokens * V * 4 * k``
+    bytes with k = 2: two float32 ``[C, V]`` at a time (the logits and their log-softmax;
+    the log-softmax and ``p log p`` for the entropy; in backward the recomputed logits and
+    their softmax, made the gradient in place; a half-dtype head adds a half-size copy
+    next to one of them). Independent of the chunk size: the weight's gradient ``[V, H]``
+    (float32, when the head is trained) and, under autocast, the weight in the compute
+    dtype. bench/memory.py measures k (docs/performance.md). The unchunked computation
+    holds about four float32 ``[N, V]`` at its peak (measured), growing with ``N``.
+
+    Cost: the head's matmul runs once more per token (the recompute in backward): 4 instead
+    of 3, about 5% more FLOPs for an update at the 1.5B shape. Values and gradients equal the
+    unchunked ones to float32 rounding (the matmuls are cut in rows, the weight's gradient
+    summed over chunks)."""
+    logp, entropy = _ChunkedLogprobs.apply(hidden, weight, bias, targets, float(temperature), bool(with_entropy),
+                                           max(1, int(chunk_tokens)))
+    return logp, (entropy if with_entropy else None)
 
 
 def _chunk_log_softmax(hidden, weight, bias, temperature: float) -> torch.Tensor:
@@ -173,45 +177,52 @@ def _chunk_log_softmax(hidden, weight, bias, temperature: float) -> torch.Tensor
 
 
 class _ChunkedLogprobs(torch.autograd.Function):
-    """``chunked_logprobs`` on flat tokens: ``hidden [N, H]``, ``targets [N]`` -> ``logp [N]``,
-    ``entropy [N]`` (empty unless asked). Saves only its inputs; backward recomputes each
-    chunk's log-softmax and applies d logp / d logits = (onehot(target) - softmax) / temperature
-    in place (the same operations, in the same order, as autograd's log_softmax backward)."""
+    """``chunked_logprobs``: ``hidden [M, T, H]``, ``targets [M, T]`` -> ``logp [M, T]``,
+    ``entropy [M, T]`` (empty unless asked), cut into chunks of the ``N = M*T`` tokens in a
+    row. Saves only its inputs; backward recomputes each chunk's log-softmax and applies
+    d logp / d logits = (onehot(target) - softmax) / temperature in place (the same
+    operations, in the same order, as autograd's log_softmax backward)."""
 
     @staticmethod
     def forward(ctx, hidden, weight, bias, targets, temperature, with_entropy, chunk_tokens):
+        ctx.save_for_backward(hidden, weight, bias, targets)
+        M, T, H = hidden.shape
+        hidden, targets = hidden.reshape(M * T, H), targets.reshape(M * T)  # [N, H], [N]
         device_type = hidden.device.type
         # the compute dtype: autocast's (as the model's own head would run) or the hidden states'
         dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else hidden.dtype
         ctx.temperature, ctx.chunk_tokens, ctx.dtype = temperature, chunk_tokens, dtype
         w, b = weight.to(dtype), (bias.to(dtype) if bias is not None else None)
-        N = hidden.shape[0]
-        logp = torch.empty(N, dtype=torch.float32, device=hidden.device)
-        entropy = torch.empty(N if with_entropy else 0, dtype=torch.float32, device=hidden.device)
+        N = M * T
+        # the outputs are made here in their final shape: a view would be an odd output for the model to return
+        logp = torch.empty(M, T, dtype=torch.float32, device=hidden.device)
+        entropy = torch.empty((M, T) if with_entropy else (0,), dtype=torch.float32, device=hidden.device)
         with torch.autocast(device_type, enabled=False):
             for s in range(0, N, chunk_tokens):
                 e = min(N, s + chunk_tokens)
                 logp_all = _chunk_log_softmax(hidden[s:e], w, b, temperature)  # [C, V]
-                logp[s:e] = logp_all.gather(-1, targets[s:e, None]).squeeze(-1)
+                logp.view(N)[s:e] = logp_all.gather(-1, targets[s:e, None]).squeeze(-1)
                 if with_entropy:
                     p_logp = logp_all.exp().mul_(logp_all)  # p * log p, [C, V]
-                    entropy[s:e] = -p_logp.sum(-1)
+                    entropy.view(N)[s:e] = -p_logp.sum(-1)
                     del p_logp
                 del logp_all
-        ctx.save_for_backward(hidden, weight, bias, targets)
         ctx.mark_non_differentiable(entropy)
         return logp, entropy
 
     @staticmethod
     def backward(ctx, grad_logp, _grad_entropy):
         hidden, weight, bias, targets = ctx.saved_tensors
+        shape = hidden.shape
+        hidden, targets, grad_logp = hidden.reshape(-1, shape[-1]), targets.reshape(-1), grad_logp.reshape(-1)
         need_hidden, need_weight, need_bias = ctx.needs_input_grad[:3]
         dtype, temperature = ctx.dtype, ctx.temperature
         w, b = weight.to(dtype), (bias.to(dtype) if bias is not None else None)
         N = hidden.shape[0]
         grad_hidden = torch.empty_like(hidden) if need_hidden else None
-        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_weight else None
-        grad_bias = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device) if need_bias else None
+        total = torch.promote_types(dtype, torch.float32)  # the chunks' sum: in float32 at least
+        grad_weight = torch.zeros(weight.shape, dtype=total, device=weight.device) if need_weight else None
+        grad_bias = torch.zeros(bias.shape, dtype=total, device=bias.device) if need_bias else None
         grad_logp = grad_logp.float()
         with torch.autocast(hidden.device.type, enabled=False):
             for s in range(0, N, ctx.chunk_tokens):
@@ -226,14 +237,14 @@ class _ChunkedLogprobs(torch.autograd.Function):
                     grad_hidden[s:e] = grad @ w
                 if need_weight:
                     h = hidden[s:e].to(dtype)
-                    if dtype == torch.float32:
+                    if dtype == total:
                         grad_weight.addmm_(grad.t(), h)
                     else:
                         grad_weight += grad.t() @ h
                 if need_bias:
                     grad_bias += grad.sum(0)
                 del grad
-        return (grad_hidden, grad_weight.to(weight.dtype) if need_weight else None,
+        return (grad_hidden.view(shape) if need_hidden else None, grad_weight.to(weight.dtype) if need_weight else None,
                 grad_bias.to(bias.dtype) if need_bias else None, None, None, None, None)
 
 
@@ -261,7 +272,8 @@ def _scored_logprobs(model, targets: torch.Tensor, *, temperature: float, with_e
     ``_chunkable_head`` accepts, the head is asked, for this one call, for the chunked
     log-probs of its hidden states instead of logits: it runs inside the model's forward
     as before (FSDP has its weight gathered; its returned tensor is the model's output, so
-    the model's backward hooks see it), and no ``[M, T, V]`` tensor is made."""
+    the model's backward hooks see it), and no ``[M, T, V]`` tensor is made. (So the
+    module must not run another forward, e.g. generation, in another thread meanwhile.)"""
     T = targets.shape[1]
     head = _chunkable_head(model) if chunk_tokens > 0 else None
     if head is None:
@@ -269,10 +281,10 @@ def _scored_logprobs(model, targets: torch.Tensor, *, temperature: float, with_e
     scored: dict[str, torch.Tensor | None] = {}
 
     def head_forward(hidden):  # [M, L, H], L >= T, in place of the logits [M, L, V]
-        logp, scored["entropy"] = chunked_logprobs(hidden[:, :T], head.weight, head.bias, targets, temperature,
-                                                   with_entropy=with_entropy, chunk_tokens=chunk_tokens)
-        scored["logp"] = logp[..., None]  # [M, T, 1]
-        return scored["logp"]
+        scored["logp"], scored["entropy"] = chunked_logprobs(hidden[:, :T], head.weight, head.bias, targets,
+                                                             temperature, with_entropy=with_entropy,
+                                                             chunk_tokens=chunk_tokens)
+        return scored["logp"]  # [M, T]
 
     head.forward = head_forward
     try:
@@ -282,7 +294,7 @@ def _scored_logprobs(model, targets: torch.Tensor, *, temperature: float, with_e
     if out is not scored.get("logp"):
         raise DrZeroError(f"{type(model).__name__} changes its LM head's output before returning it, so the chunked "
                           "log-probs cannot be used; set logprob_chunk_tokens: 0")
-    return out[..., 0], scored["entropy"]
+    return out, scored["entropy"]
 
 
 def response_logprobs(model, input_ids, attention_mask, prompt_width: int, temperature: float, with_entropy=False,

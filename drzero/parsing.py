@@ -25,8 +25,8 @@ import tyro
 import yaml
 
 from drzero.algo import PRESETS, Objective, resolve_objective
-from drzero.config import (EvalConfig, ProbeConfig, PushConfig, ReportConfig, SimulateConfig, ToyBuildConfig,
-                           TrainConfig, check_ranges, flag_name, resolved_micro_batch_size)
+from drzero.config import (EvalConfig, PlanConfig, ProbeConfig, PushConfig, ReportConfig, SimulateConfig,
+                           ToyBuildConfig, TrainConfig, check_ranges, flag_name, range_error, resolved_micro_batch_size)
 from drzero.data import check_source
 from drzero.errors import DrZeroError
 from drzero.inputs import check_model, check_output_path, check_url
@@ -369,8 +369,23 @@ def _check_template(name: str, flag: str = "--template") -> None:
         raise DrZeroError(f"{flag}: {e}") from None
 
 
-CHECKS = {TrainConfig: check_train_config, EvalConfig: check_eval_config, ProbeConfig: check_probe_config,
-          ReportConfig: check_report_config, SimulateConfig: check_simulate_config, PushConfig: check_push_config,
+def check_plan_config(cfg: PlanConfig) -> None:
+    if cfg.gpus < 1:
+        raise DrZeroError(f"--gpus {cfg.gpus}: a plan needs at least 1 GPU (or --gpu cpu --gpus 1)")
+    for name in ("gpu_memory", "gpu_tflops", "gpu_bandwidth"):
+        if getattr(cfg, name) is not None and getattr(cfg, name) <= 0:
+            raise range_error(name, getattr(cfg, name), "> 0")
+    if not 0 < cfg.mfu <= 1 or not 0 < cfg.bandwidth_efficiency <= 1:
+        raise DrZeroError("--mfu and --bandwidth-efficiency must be fractions in (0, 1]")
+    if cfg.prompt_tokens < 1 or (cfg.response_tokens is not None and cfg.response_tokens < 1):
+        raise DrZeroError("--prompt-tokens and --response-tokens must be >= 1")
+    if cfg.questions is not None and cfg.questions < 1:
+        raise range_error("questions", cfg.questions, ">= 1")
+    check_train_config(cfg)
+
+
+CHECKS = {TrainConfig: check_train_config, PlanConfig: check_plan_config, EvalConfig: check_eval_config,
+          ProbeConfig: check_probe_config, ReportConfig: check_report_config, SimulateConfig: check_simulate_config, PushConfig: check_push_config,
           ToyBuildConfig: check_ranges}
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from drzero import checkpoint, dist, resume, signals
+from drzero import checkpoint, dist, plan, resume, signals
 from drzero.algo import (Objective, bias_weights, describe_objective, group_advantages, informative_groups,
                          kl_reward_penalty, masked_mean, policy_loss, question_weights, resolve_objective, tis_weights)
 from drzero.analysis import BiasMonitor, mean_or_nan, reflection_keywords
@@ -253,6 +253,7 @@ def setup(cfg: TrainConfig) -> Setup:
     dist.print0(f"batch: {cfg.prompts_per_step} prompts x {cfg.group_size} samples = {N} responses per iteration; "
                 f"{train_batch} responses per optimizer step ({updates_per_iter} optimizer steps per iteration); "
                 f"micro-batch {resolved_micro_batch_size(cfg)}; {len(rows)} training questions; template {template.name}")
+    plan.check_at_start(cfg, dist.resolve_device(cfg.device), dist.world_size())  # refuses what cannot fit a GPU
 
     # ---- models and the engine (a resumed run loads the checkpoint's export, LoRA: the base model)
     dtype = torch.bfloat16 if cfg.dtype == "bfloat16" else torch.float32
@@ -429,20 +430,20 @@ def accumulate_gradients(model, batch: Rollouts, objective: Objective, *, ref_mo
     # filtering: N_step counts the responses trained on (keep), not the filtered groups'
     n_resp = dist.all_sum(float(batch.keep.sum() if objective.filter_zero_variance else len(batch)))
     n_tok = dist.all_sum(float(sum(len(g.token_ids) for g, k in zip(gens, batch.keep.tolist()) if k)))
-    plan = plan_forward(model, [g.prompt_token_ids for g in gens], [len(g.token_ids) for g in gens], micro_batch_size,
+    cut = plan_forward(model, [g.prompt_token_ids for g in gens], [len(g.token_ids) for g in gens], micro_batch_size,
                         share_prompts=share_prompts)
     total = 0.0
     stats: dict[str, list[float]] = {k: [] for k in ("clip_frac_low", "clip_frac_high", "ratio_mean", "kl", "entropy",
                                                       "logprob_gap", "tis_weight_mean", "tis_clip_frac")}
-    for chunk in plan.chunks:
+    for chunk in cut.chunks:
         # shared: the chunk's prompts run once (their gradient goes through them after the last micro-batch)
         chunk_prompts = [gens[i].prompt_token_ids for idx in chunk for i in idx]
-        forward = Forward(model, chunk_prompts, shared=plan.shared, pad_id=pad_id, device=device, dtype=dtype,
+        forward = Forward(model, chunk_prompts, shared=cut.shared, pad_id=pad_id, device=device, dtype=dtype,
                           separate_backward=len(chunk) > 1, chunk_tokens=logprob_chunk_tokens)
         ref_forward = None
         if ref_model is not None:
             with torch.no_grad():
-                ref_forward = Forward(ref_model, chunk_prompts, shared=plan.shared, pad_id=pad_id, device=device,
+                ref_forward = Forward(ref_model, chunk_prompts, shared=cut.shared, pad_id=pad_id, device=device,
                                       dtype=dtype, chunk_tokens=logprob_chunk_tokens)
         for idx in chunk:
             mb = batch.select(idx)
@@ -492,10 +493,10 @@ def frozen_logprobs(s: Setup, batch: Rollouts, model=None) -> list[torch.Tensor]
     model = s.model if model is None else model
     gens = batch.generations
     out: list[torch.Tensor] = [None] * len(gens)  # type: ignore[list-item]
-    plan = plan_forward(model, [g.prompt_token_ids for g in gens], [len(g.token_ids) for g in gens], s.micro_batch)
+    cut = plan_forward(model, [g.prompt_token_ids for g in gens], [len(g.token_ids) for g in gens], s.micro_batch)
     with torch.no_grad():
-        for chunk in plan.chunks:
-            forward = Forward(model, [gens[i].prompt_token_ids for idx in chunk for i in idx], shared=plan.shared,
+        for chunk in cut.chunks:
+            forward = Forward(model, [gens[i].prompt_token_ids for idx in chunk for i in idx], shared=cut.shared,
                               pad_id=s.engine.pad_id, device=s.device, dtype=s.dtype,
                               chunk_tokens=s.cfg.logprob_chunk_tokens)
             for ids in chunk:

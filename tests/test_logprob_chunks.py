@@ -12,11 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from drzero import dist
 from drzero.algo import PRESETS, group_advantages, resolve_objective
 from drzero.data import load_toy_split
 from drzero.errors import DrZeroError
 from drzero.grader import Grade
-from drzero import dist
 from drzero.models import (Cache, PromptPrefill, _cache_kept_under_checkpointing, _PrefixLayer, _right_pad,
                            _token_logprobs, chunked_logprobs, collate, load_model_and_tokenizer, policy_logprobs)
 from drzero.rollout import Generation, Rollouts
@@ -244,8 +244,8 @@ def test_chunked_logprobs_against_the_plain_formula(temperature):
 
     ref = run(lambda: _token_logprobs(F.linear(hidden, weight, bias), targets, temperature, True))
     for chunk in (1, 4, 33, 100):
-        got = run(lambda: chunked_logprobs(hidden, weight, bias, targets, temperature, with_entropy=True,
-                                           chunk_tokens=chunk))
+        got = run(lambda c=chunk: chunked_logprobs(hidden, weight, bias, targets, temperature, with_entropy=True,
+                                                   chunk_tokens=c))
         assert all(_close(a, b) for a, b in zip(got, ref)), chunk
 
 
@@ -290,7 +290,7 @@ def test_bfloat16_autocast_runs_the_head_in_bfloat16_and_the_softmax_in_float32(
 def test_a_model_that_reworks_its_logits_is_refused_or_left_unchunked():
     model, tok = load_model_and_tokenizer("toy")
     gens = _batch(tok, "dr_grpo").generations[:3]
-    args = dict(pad_id=0, device="cpu", dtype=None, temperature=1.0, share_prompts=False)
+    args = {"pad_id": 0, "device": "cpu", "dtype": None, "temperature": 1.0, "share_prompts": False}
     prompts, responses = [g.prompt_token_ids for g in gens], [g.token_ids for g in gens]
     reference = policy_logprobs(model, prompts, responses, chunk_tokens=0, **args)[0]
     model.config.final_logit_softcapping = 30.0  # a soft-capping model: known from its config, left unchunked
@@ -348,3 +348,27 @@ def test_the_chunk_default_is_the_flags():
     from drzero.models import LOGPROB_CHUNK_TOKENS
 
     assert TrainConfig().logprob_chunk_tokens == LOGPROB_CHUNK_TOKENS
+
+
+@pytest.mark.slow
+def test_bench_memory_measures_the_chunked_update_far_below_the_unchunked_one():
+    """bench/memory.py end to end, one small point each way (each its own process): at the
+    real vocabulary the unchunked update's peak grows with T x V, the chunked one's with
+    the chunk."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "bench" / "memory.py"
+    peaks = {}
+    for chunk in (0, 64):
+        out = subprocess.run([sys.executable, str(bench), "--point", "--vocab", "151936", "--tokens", "256",
+                              "--micro-batch", "2", "--chunk", str(chunk)], capture_output=True, text=True, timeout=600, check=False)
+        assert out.returncode == 0, out.stderr[-2000:]
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        peaks[chunk] = r["peak"] - r["base"]
+        assert r["grad_norm"] > 0
+    per_tokens_by_vocab = 2 * 256 * 151936 * 4  # bytes of one float32 [M, T, V]
+    assert peaks[0] > 2.5 * per_tokens_by_vocab  # the old code holds several at once
+    assert peaks[64] < peaks[0] - 1.5 * per_tokens_by_vocab, peaks

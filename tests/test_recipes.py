@@ -50,7 +50,6 @@ def _shared(sh: str) -> dict:
         "dtype": ("bfloat16", "--bf16", sh),
         "gradient_checkpointing": (True, "--gradient-checkpointing", sh),
         "engine": ("vllm", "vLLM", f"{sh}: oat's actors generate with vLLM"),
-        "vllm_memory": (0.35, "--vllm_gpu_ratio 0.35", sh),
         "dataset_split": ("train", "--train_split train", sh),
         "question_column": ("problem", "--input_key problem", sh),
         "eval_datasets": ("aime24,amc,math500,minerva,olympiadbench", "--eval_data", f"{sh}: ./datasets/evaluation_suite"),
@@ -66,7 +65,6 @@ def _shared(sh: str) -> dict:
                     f"{sh}: a local MATH subset not on the hub; the hub copy of MATH instead"),
         "answer_column": ("solution", "--output_key answer",
                           f"{sh}: the hub copy has full solutions, graded through their last \\boxed{{}}"),
-        "micro_batch_size": (8, "[ours]", OURS),
         "save_every": (16, "[ours]", OURS),
     }
 
@@ -78,6 +76,9 @@ def _paper_7b(algo: str, critic: str) -> dict:
             "template": ("qwen_math", "--prompt_template qwen_math", SH_7B),
             "dataset_filter": (LEVELS_3_5, "MATH level 3-5", "paper Sec. 4 and README: MATH level 3-5 questions"),
             "sharding": ("fsdp", "--zero-stage 2", f"{SH_7B}: ZeRO-2 sharding; FSDP2 here"),
+            # memory settings planned for 8 x A100-80G (drzero plan; test_gpu_recipes_fit_their_stated_hardware)
+            "micro_batch_size": (32, "[ours] drzero plan", OURS),
+            "vllm_memory": (0.5, "[ours] drzero plan", f"{OURS}; {SH_7B} has --vllm_gpu_ratio 0.35"),
             "output_dir": (f"runs/qwen2.5-math-7b-{algo}", "[ours]", OURS)}
 
 
@@ -87,6 +88,9 @@ def _paper_15b(algo: str, critic: str) -> dict:
             "algo": (algo, f"--critic_type {critic}", SH_15B if algo == "dr_grpo" else README),
             "template": ("r1", "--prompt_template r1", f"{SH_15B}; paper Fig. 6"),
             "sharding": ("none", "--zero-stage 2", f"{SH_15B}: a 1.5B learner fits per GPU; data parallel"),
+            # memory settings planned for 8 x A100-40G (drzero plan; test_gpu_recipes_fit_their_stated_hardware)
+            "micro_batch_size": (16, "[ours] drzero plan", OURS),
+            "vllm_memory": (0.35, "--vllm_gpu_ratio 0.35", SH_15B),
             "output_dir": (f"runs/qwen2.5-math-1.5b-{algo}", "[ours]", OURS)}
 
 
@@ -200,3 +204,26 @@ def test_toy_v2_recipes_differ_only_in_the_objective():
         assert cfg.max_new_tokens >= 256 and cfg.group_size >= 8 and cfg.prompts_per_step >= 16
         assert cfg.model == "toy-v2" and resolve_model_path(cfg.model) == str(TOY_V2_CHECKPOINT)
         assert cfg.dataset == "toy-v2:train" and cfg.eval_datasets == "toy-v2:test"
+
+
+PLANNED_FOR = re.compile(r"^# Planned for (\d+) x ([\w.-]+)", re.M)
+
+
+@pytest.mark.parametrize("path", sorted(p for p in RECIPES.glob("*.yaml") if "engine: vllm" in p.read_text()),
+                         ids=lambda p: p.name)
+def test_gpu_recipes_fit_their_stated_hardware(path):
+    """Every bundled GPU recipe names the hardware its memory settings were planned for, and
+    ``drzero plan`` says it fits there: the recipe's micro-batch, no larger than the largest
+    that fits, with room to spare (10%) for what the plan cannot see."""
+    from drzero import plan
+    from drzero.config import PlanConfig
+
+    found = PLANNED_FOR.search(path.read_text())
+    assert found, f"{path.name}: no '# Planned for N x GPU' line"
+    gpus, gpu = found.groups()
+    cfg = parse_config(PlanConfig, ["--config", str(path), "--gpus", gpus, "--gpu", gpu], prog="plan")
+    est = plan.run_plan(cfg)
+    assert est.fits, f"{path.name} does not fit {gpus} x {gpu}: {est.why}"
+    assert est.micro_per_rank <= est.best_micro
+    assert est.peak <= 0.9 * est.device.memory_gib, f"{path.name}: peak {est.peak:.1f} GiB leaves under 10% free"
+    assert f"peak {est.peak:.1f} of" in path.read_text(), f"{path.name}: its comment quotes another peak than the plan's"
