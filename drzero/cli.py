@@ -1,4 +1,4 @@
-"""The ``drzero`` command: train, eval, probe, report, simulate, push, toy build.
+"""The ``drzero`` command: train, eval, probe, report, simulate, push, pilot, toy build.
 
     drzero train [--config RECIPE.yaml] [--algo dr_grpo] [--max-steps 40] ...
     drzero eval --model toy --benchmarks math500 --limit 50 --output runs/eval
@@ -6,6 +6,7 @@
     drzero report RUN_DIR [RUN_DIR ...] --output runs/report
     drzero simulate --output runs/simulate
     drzero push RUN_DIR --repo-id ORG/NAME [--step N]
+    drzero pilot --model toy-v2 --budget 15m --output runs/pilot
     drzero toy build --output DIR
 
 ``drzero <command> --help`` lists every option with its meaning; every command accepts
@@ -29,6 +30,7 @@ COMMANDS = {
     "report": ("ReportConfig", "drzero.report:run_report"),
     "simulate": ("SimulateConfig", "drzero.simulate:simulate_command"),
     "push": ("PushConfig", "drzero.push:run_push"),
+    "pilot": ("PilotConfig", "drzero.pilot:run_pilot"),
 }
 
 

@@ -1021,3 +1021,102 @@ def dump_config(cfg, path: Path) -> None:
 def config_text(cfg) -> str:
     """The resolved config as YAML (what config.yaml holds)."""
     return yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False)
+
+
+# ----------------------------------------------------------------------------- drzero pilot
+@dataclass
+class PilotConfig:
+    """Pilot a base model on a small budget, the article's advice as one command: probe it, run GRPO and Dr. GRPO
+    briefly from the same seed, evaluate both next to the base model, then decide go / go with care / no-go and write
+    a recipe for the full run (docs/pilot.md)."""
+
+    config: str | None = None
+    """YAML file whose values become the defaults; flags override them."""
+    model: str = "toy-v2"
+    """Base model: `toy-v2`, `toy`, a local Hugging Face checkpoint folder, or a hub name already in the local cache."""
+    budget: str | None = None
+    """Wall-clock budget of the whole pilot, e.g. 15m, 900s, 1h30m (default 15m unless --steps is given); split across the stages as docs/pilot.md says."""
+    steps: int | None = None
+    """Instead of a wall-clock budget: policy iterations of each short run (the probe and the eval then run at their set sizes)."""
+    recipe: str | None = None
+    """Training settings the short runs and the written recipe start from: a recipe file or bundled name (default: toy-v2-dr_grpo for toy-v2, toy-dr_grpo for toy, qwen2.5-math-1.5b-dr_grpo otherwise)."""
+    dataset: str | None = None
+    """Training questions (default: the recipe's); the probe samples these too."""
+    eval_dataset: str | None = None
+    """Held-out questions for the greedy eval (default: toy-v2:test / toy:test for the toy models, else math500)."""
+    eval_limit: int = 200
+    """Held-out questions evaluated per model (base, GRPO, Dr. GRPO)."""
+    template: str | None = None
+    """Prompt template of the runs and the recipe (default: the probe's recommendation)."""
+    templates: str = "r1,qwen_math,none"
+    """Templates the probe compares (--template is added when it is not among them)."""
+    output: str = "runs/pilot"
+    """Pilot folder: probe/, runs/, eval/, pilot/ (index.html, verdict.json, recipe.yaml), pilot.json (its state)."""
+    resume: str | None = None
+    """Continue the pilot in this folder where it stopped (finished stages are not rerun)."""
+    engine: Literal["hf", "vllm"] = "hf"
+    """Generation engine: hf (transformers) or vllm (needs the vllm extra)."""
+    endpoint: str | None = None
+    """OpenAI-compatible server (e.g. http://host:8000/v1) serving MODEL: the probe stage asks it instead of loading the model; the runs still load MODEL here."""
+    api_key_env: str | None = None
+    """Environment variable holding the endpoint's API key (never written anywhere)."""
+    judge_endpoint: str | None = None
+    """OpenAI-compatible chat endpoint of an LLM judge for the probe's answering rate (the paper's measure); without it, rule-based format rates."""
+    judge_model: str = "gpt-4o-mini"
+    """Model name to ask at the judge endpoint."""
+    judge_api_key_env: str | None = None
+    """Environment variable holding the judge's API key (never written anywhere)."""
+    probe_questions: int = 100
+    """Questions the probe answers greedily per template."""
+    probe_sample_questions: int = 32
+    """Questions the probe samples at each temperature (pass@k, self-reflection)."""
+    probe_n: int = 8
+    """Samples per question at each temperature (pass@1..n); the runs' group size is the recipe's."""
+    probe_temperatures: str = "0.2,0.4,0.6,0.8,1.0"
+    """Temperatures for pass@k; the best one becomes the runs' and the recipe's sampling temperature."""
+    probe_max_new_tokens: int | None = None
+    """Probe generation budget (default: the runs' max_new_tokens, so truncation means the same in both)."""
+    max_new_tokens: int | None = None
+    """Override the recipe's generation budget in the runs and the written recipe."""
+    prompts_per_step: int | None = None
+    """Override the recipe's prompts per iteration in the short runs (the written recipe keeps the recipe's)."""
+    seed: int = 0
+    """Seed of both runs (same questions, same first samples) and of the probe's sampling."""
+    device: str = "auto"
+    """cpu, cuda or auto."""
+    grader_workers: int = 2
+    """Grading processes."""
+
+
+def pilot_budget_seconds(text: str) -> float:
+    """``--budget`` as seconds: ``15m``, ``900s``, ``900``, ``1h30m``, ``1.5h``."""
+    import re
+
+    s = text.strip().lower().replace(" ", "")
+    parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?:in)?)?(?:(\d+(?:\.\d+)?)s?)?", s)
+    if not s or not parts or not any(parts.groups()):
+        raise DrZeroError(f"--budget {text!r}: write a duration such as 15m, 900s or 1h30m")
+    h, m, sec = (float(g) if g else 0.0 for g in parts.groups())
+    return h * 3600 + m * 60 + sec
+
+
+def check_pilot_config(cfg: PilotConfig) -> None:
+    """Refuse impossible pilot settings, saying why (no file is touched)."""
+    check_ranges(cfg)
+    if cfg.budget is not None and cfg.steps is not None:
+        raise DrZeroError("give --budget (wall clock) or --steps (iterations per run), not both")
+    if cfg.budget is not None:
+        pilot_budget_seconds(cfg.budget)
+    if cfg.template is not None:
+        _check_template(cfg.template)
+    for name in _check_names(cfg.templates, "--templates", allow_empty=cfg.template is not None):
+        _check_template(name, "--templates")
+    probe_temperatures(cfg.probe_temperatures)
+    for url, flag in ((cfg.endpoint, "--endpoint"), (cfg.judge_endpoint, "--judge-endpoint")):
+        if url:
+            check_url(url, flag)
+
+
+COMMAND_RANGES["PilotConfig"] = {k: _AT_LEAST_1 for k in ("steps", "probe_questions", "probe_sample_questions",
+                                                          "probe_n", "eval_limit", "prompts_per_step")}
+CHECKS[PilotConfig] = check_pilot_config
