@@ -1086,6 +1086,8 @@ class PilotConfig:
     """cpu, cuda or auto."""
     grader_workers: int = 2
     """Grading processes."""
+    threads: int | None = None
+    """CPU threads of the pilot (generation and the runs' updates; default on a CPU with at most 4 cores: all of them if they are idle when the pilot starts, else 1, kept on --resume; on a bigger machine torch's)."""
 
 
 def pilot_budget_seconds(text: str) -> float:
@@ -1118,5 +1120,5 @@ def check_pilot_config(cfg: PilotConfig) -> None:
 
 
 COMMAND_RANGES["PilotConfig"] = {k: _AT_LEAST_1 for k in ("steps", "probe_questions", "probe_sample_questions",
-                                                          "probe_n", "eval_limit", "prompts_per_step")}
+                                                          "probe_n", "eval_limit", "prompts_per_step", "threads")}
 CHECKS[PilotConfig] = check_pilot_config

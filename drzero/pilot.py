@@ -66,7 +66,7 @@ DEFAULT_BUDGET = "15m"
 # left of the first 80%); the eval and the page share the last 20%.
 TRAIN_UNTIL = 0.80
 MIN_STAGE_S = {"probe": 60, "train": 120, "eval": 30, "page": 15}  # below these no stage can do its work
-MIN_STEPS = 2  # iterations per run before the clock is consulted: the first chunk measures the pace
+MIN_STEPS = 3  # iterations per run before the clock is consulted: the first chunk measures the pace; 3 fit a trend
 CHUNK_MAX = 10  # iterations per chunk: a resume point every 10 iterations, and the clock checked as often
 SAFETY = 1.15  # a chunk is started only when it fits the time left at 1.15x the measured pace
 
@@ -99,8 +99,11 @@ def run_pilot(cfg: PilotConfig, log=print) -> dict:
     (out / "config.yaml").write_text(config_text(cfg))
     save_state(out, state)
     budget_s = pilot_budget_seconds(cfg.budget) if cfg.budget else None
+    threads = cpu_threads(cfg, state)
+    save_state(out, state)
     what = f"budget {cfg.budget} ({budget_s:.0f} s)" if budget_s else f"{cfg.steps} iterations per run"
-    log(f"pilot: {cfg.model}, {what}; output {out}" + (" (resumed)" if cfg.resume else ""))
+    log(f"pilot: {cfg.model}, {what}; output {out}" + (" (resumed)" if cfg.resume else "")
+        + (f"; {threads} CPU thread{'s' if threads > 1 else ''}" if threads else ""))
 
     card = stage_probe(cfg, base, out, state, log, budget_s)
     template = cfg.template or card["recommended_template"]
@@ -168,6 +171,32 @@ def check_pilot_model(name: str) -> None:
         extra = "" if hub_offline() else f"; download it first (huggingface-cli download {name}) or give a local folder"
         raise DrZeroError(f"unknown model {name!r}: not a bundled model ({', '.join(BUNDLED_MODELS)}), not a local "
                           f"folder, and not in the local Hugging Face cache{extra}")
+
+
+def cpu_threads(cfg: PilotConfig, state: dict) -> int | None:
+    """Threads for the whole pilot on a CPU (None: torch's, as on a GPU or a big machine).
+    On at most ``DecodeThreads.FEW_CORES`` cores an OpenMP team whose cores are shared waits
+    for its slowest thread at every op: on the 2-core project machine at load ~14, one
+    toy-v2 update of 64 responses took 20 s on 1 thread and 82 s on 2. So: all cores when
+    they are idle as the pilot starts, else 1; the choice is kept in pilot.json so that a
+    resumed pilot computes with the same thread count (logits differ in the last bits)."""
+    import os
+
+    import torch
+
+    from drzero import dist
+    from drzero.rollout.hf import DecodeThreads, idle_cpus
+
+    threads = cfg.threads or state.get("threads")
+    if threads is None and dist.resolve_device(cfg.device) == "cpu":
+        cores = os.cpu_count() or 1
+        if cores <= DecodeThreads.FEW_CORES:
+            idle = idle_cpus(1.0)
+            threads = cores if idle is not None and idle >= cores - 0.5 else 1
+    if threads:
+        torch.set_num_threads(threads)
+        state["threads"] = threads
+    return threads
 
 
 # ----------------------------------------------------------------------------- state
@@ -688,8 +717,19 @@ def stage_page(cfg, base, out, state, log, card, probe, runs, evals, template, t
         + "".join(f"\n  - {r['text']}" for r in verdict["reasons"])
         + (f"\n  bias: {verdict['bias']['status']}" if verdict["bias"] else ""))
     log(f"pilot: wrote {page_dir / 'index.html'}, {page_dir / 'verdict.json'}, {recipe_path} "
-        f"({spent(state):.0f} s in all: " + ", ".join(f"{k} {v:.0f} s" for k, v in state["spent_s"].items()) + ")")
+        f"({spent_text(state, budget_s)})")
     return record
+
+
+def spent_text(state: dict, budget_s: float | None) -> str:
+    """Seconds spent, per stage, and the overrun of a wall-clock budget when there is one."""
+    text = f"{spent(state):.0f} s in all: " + ", ".join(f"{k} {v:.0f} s" for k, v in state["spent_s"].items())
+    if budget_s and spent(state) > budget_s:
+        text += f"; over the {budget_s:.0f} s budget by {spent(state) - budget_s:.0f} s"
+        if state["spent_s"].get("probe", 0) > budget_s * TRAIN_UNTIL:
+            text += " (the probe alone took more than the first 80%; the runs then did their minimum of " \
+                    f"{MIN_STEPS} iterations each)"
+    return text
 
 
 def page_html(cfg, card, probe, verdict, findings, evals, template, temperature, recipe_path, plan_line, figures,
@@ -709,8 +749,10 @@ def page_html(cfg, card, probe, verdict, findings, evals, template, temperature,
                      f"(fitted change {trend['change']:+.3f} over {trend['n']} iterations, {trend['t']:.1f} standard errors).</p>")
     for note in verdict["notes"]:
         parts.append(f"<p><i>Note: {e(note)}</i></p>")
-    spent_text = ", ".join(f"{k} {v:.0f} s" for k, v in state["spent_s"].items())
-    parts.append(f"<p>Budget: {e(cfg.budget or f'{cfg.steps} iterations per run')}; spent {e(spent_text)}.</p>")
+    budget_s = pilot_budget_seconds(cfg.budget) if cfg.budget else None
+    threads = f"; {state['threads']} CPU thread(s)" if state.get("threads") else ""
+    parts.append(f"<p>Budget: {e(cfg.budget or f'{cfg.steps} iterations per run')}; spent "
+                 f"{e(spent_text(state, budget_s))}{threads}.</p>")
     parts.append("<h2>1. Probe</h2>")
     pk_key = f"pass@{probe['k']}"
     rows = "".join(
