@@ -273,6 +273,7 @@ def stage_probe(cfg, base, out, state, log, budget_s) -> dict:
         from drzero.evaluate import load_engine
         from drzero.rollout.openai_endpoint import api_key_from_env
 
+        (out / "probe").mkdir(parents=True, exist_ok=True)
         engine = load_engine(cfg.model, endpoint=cfg.endpoint, api_key=api_key_from_env(cfg.api_key_env, "--api-key-env"),
                              cache_path=str(out / "probe" / "endpoint_cache.jsonl"))
     card = run_probe(pcfg, log=lambda text: log(f"  {text}"), engine=engine)

@@ -9,6 +9,8 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -216,6 +218,43 @@ def test_written_recipe_trains(random_model, tmp_path):
                           capture_output=True, text=True, env=env, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "full" / "checkpoints").is_dir()
+
+
+class _Unhelpful(BaseHTTPRequestHandler):
+    """An OpenAI-compatible completions server whose model never answers."""
+
+    requests = 0
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).requests += 1
+        choices = [{"index": i, "text": "I like turtles.", "finish_reason": "stop"} for i in range(body.get("n", 1))]
+        data = json.dumps({"choices": choices, "usage": {"completion_tokens": 4}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def test_probe_stage_through_an_endpoint(random_model, tmp_path):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Unhelpful)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        out = tmp_path / "pilot"
+        assert main(["pilot", "--model", str(random_model), "--recipe", "toy-v2-dr_grpo", "--steps", "2",
+                     "--endpoint", f"http://127.0.0.1:{server.server_address[1]}/v1", "--output", str(out),
+                     *TINY_PROBE]) == 0
+    finally:
+        server.shutdown()
+    assert _Unhelpful.requests > 0
+    verdict = json.loads((out / "pilot" / "verdict.json").read_text())
+    assert verdict["verdict"] == "no-go" and not (out / "runs").exists()
+    responses = (out / "probe" / "responses.jsonl").read_text()
+    assert "I like turtles." in responses
 
 
 # ----------------------------------------------------------------------------- toy-v2 end to end
