@@ -335,6 +335,19 @@ def steps_done(run_dir: Path) -> int:
     return checkpoint.read_step(ckpt) if ckpt else 0
 
 
+def next_target(done: int, pace: dict, left_s: float | None, steps: int | None) -> int | None:
+    """The iteration both runs advance to next, or None when they are finished: --steps
+    in one chunk; else MIN_STEPS first (the pace is measured there), then as many
+    iterations as fit ``left_s`` at SAFETY x the measured pace of the pair, at most
+    CHUNK_MAX, none when not one more fits."""
+    if steps is not None:
+        return steps if done < steps else None
+    if done < MIN_STEPS or not pace:
+        return max(MIN_STEPS, done + 1)
+    fit = int(left_s / (SAFETY * sum(pace.values())))
+    return done + min(fit, CHUNK_MAX) if fit >= 1 else None
+
+
 def stage_train(cfg, base, out, state, log, template, temperature, budget_s) -> dict:
     """GRPO and Dr. GRPO, advanced in alternating chunks to the same iteration: first
     MIN_STEPS each (the pace), then chunks that fit the clock (at most CHUNK_MAX), until the
@@ -351,17 +364,9 @@ def stage_train(cfg, base, out, state, log, template, temperature, budget_s) -> 
     save_every = base.save_every if cfg.steps else 0
     while True:
         done = min(steps_done(dirs[a]) for a in ALGOS)
-        if cfg.steps:
-            target = cfg.steps
-        elif done < MIN_STEPS or not pace:
-            target = max(MIN_STEPS, done + (MIN_STEPS if done >= MIN_STEPS else 0))
-        else:
-            left = budget_s * TRAIN_UNTIL - spent(state)
-            fit = int(left / (SAFETY * sum(pace.values())))
-            if fit < 1:
-                break
-            target = done + min(fit, CHUNK_MAX)
-        if target <= done:
+        left = None if cfg.steps else budget_s * TRAIN_UNTIL - spent(state)
+        target = next_target(done, pace, left, cfg.steps)
+        if target is None:
             break
         for algo in ALGOS:
             have = steps_done(dirs[algo])
@@ -594,7 +599,7 @@ def full_recipe(cfg: PilotConfig, base: TrainConfig, template: str, temperature:
         eval_datasets=original.eval_datasets or (cfg.eval_dataset or default_eval_dataset(cfg.model)))
 
 
-def recipe_text(full: TrainConfig, cfg: PilotConfig, probe: dict, pace: dict, plan_line: str) -> str:
+def recipe_text(full: TrainConfig, cfg: PilotConfig, probe: dict, pace: dict, plan_line: str, verdict: str) -> str:
     defaults = dataclasses.asdict(TrainConfig())
     skip = {"config", "resume", "overwrite"}
     values = {k: v for k, v in dataclasses.asdict(full).items()
@@ -613,6 +618,8 @@ def recipe_text(full: TrainConfig, cfg: PilotConfig, probe: dict, pace: dict, pl
             f"{probe['best_pass_at_k']:.1%})",
             f"#   budget: {steps} policy iterations, the starting recipe's{eta}",
             f"# drzero plan: {plan_line}"]
+    if verdict == "no-go":
+        head.insert(0, "# VERDICT NO-GO: the pilot advises against this run; reasons in verdict.json beside this file.")
     return "\n".join(head) + "\n" + yaml.safe_dump(values, sort_keys=False)
 
 
@@ -676,10 +683,11 @@ def stage_page(cfg, base, out, state, log, card, probe, runs, evals, template, t
     pace = state["stages"].get("train", {}).get("pace_s", {})
     full = full_recipe(cfg, base, template, temperature)
     recipe_path = page_dir / "recipe.yaml"
-    recipe_path.write_text(recipe_text(full, cfg, probe, pace, "(estimating)"))
+    recipe_path.write_text(recipe_text(full, cfg, probe, pace, "(estimating)", verdict["verdict"]))
     plan_line = plan_estimate(recipe_path)
     (page_dir / "plan.txt").write_text(plan_line + "\n")
-    recipe_path.write_text(recipe_text(full, cfg, probe, pace, plan_line.splitlines()[0] if plan_line else ""))
+    recipe_path.write_text(recipe_text(full, cfg, probe, pace, plan_line.splitlines()[0] if plan_line else "",
+                                       verdict["verdict"]))
     record = {"verdict": verdict["verdict"], "decided_by": verdict["decided_by"],
               "reasons": verdict["reasons"], "notes": verdict["notes"], "bias": verdict["bias"],
               "model": cfg.model, "template": template, "temperature": temperature, "probe": probe,

@@ -119,6 +119,15 @@ def test_best_temperature_prefers_the_hotter_of_near_ties():
     assert pilot.probe_summary(card, "qwen_math")["best_temperature"] == 0.5
 
 
+def test_the_runs_advance_in_chunks_that_fit_the_clock():
+    assert pilot.next_target(0, {}, 500.0, None) == pilot.MIN_STEPS  # the pace is measured first
+    pace = {"grpo": 10.0, "dr_grpo": 10.0}  # 20 s a pair of iterations, 23 s with the safety margin
+    assert pilot.next_target(3, pace, 1000.0, None) == 3 + pilot.CHUNK_MAX  # at most one chunk at a time
+    assert pilot.next_target(3, pace, 100.0, None) == 3 + 4  # 100 / 23
+    assert pilot.next_target(7, pace, 20.0, None) is None  # not one more pair fits
+    assert pilot.next_target(0, {}, None, 40) == 40 and pilot.next_target(40, pace, None, 40) is None  # --steps
+
+
 def test_budget_parsing():
     assert pilot_budget_seconds("15m") == 900
     assert pilot_budget_seconds("1h30m") == 5400
@@ -210,7 +219,7 @@ def test_written_recipe_trains(random_model, tmp_path):
     recipe = out / "pilot" / "recipe.yaml"
     text = recipe.read_text()
     assert "algo: dr_grpo" in text and "template:" in text and "temperature:" in text and "max_steps: 300" in text
-    assert "drzero plan" in text
+    assert "drzero plan" in text and text.startswith("# VERDICT NO-GO")  # written, but flagged
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-m", "drzero", "train", "--config", str(recipe), "--max-steps", "1",
                            "--prompts-per-step", "2", "--group-size", "2", "--max-new-tokens", "8", "--eval-limit", "2",
