@@ -74,7 +74,11 @@ SAFETY = 1.15  # a chunk is started only when it fits the time left at 1.15x the
 ANSWER_FLOOR = 0.05  # answering (or any-format) rate under which a template "does not make it answer"
 PASS_FLOOR = 0.20  # pass@k at the best temperature under which exploration is weak
 TRUNCATION_CEIL = 0.05  # share of Dr. GRPO's rollouts at max_new_tokens (last window) above which the budget is short
-RISE_T = 2.0  # reward "rises": least-squares slope over iterations at least RISE_T standard errors above 0
+# reward "rises": the least-squares slope over iterations passes a one-sided 95% t-test, i.e. is
+# at least T95[n - 2] standard errors above 0 (Student's t; n - 2 degrees of freedom; beyond the
+# table the next smaller entry, which is stricter)
+T95 = {1: 6.314, 2: 2.920, 3: 2.353, 4: 2.132, 5: 2.015, 6: 1.943, 7: 1.895, 8: 1.860, 9: 1.833, 10: 1.812,
+       15: 1.753, 20: 1.725, 30: 1.697, 60: 1.671}
 BIAS_ITERATIONS = 300  # toy-v2's full runs needed ~300 iterations before GRPO's wrong responses were clearly longer
 GREEDY_DROP = 0.05  # a note (not a reason) when Dr. GRPO's held-out greedy accuracy ends this far below the base
 
@@ -432,6 +436,12 @@ def stage_eval(cfg, base, out, state, log, template, runs, budget_s) -> dict:
 
 
 # ----------------------------------------------------------------------------- the verdict (pure)
+def t95(dof: int) -> float:
+    """The one-sided 95% critical value of Student's t at ``dof`` degrees of freedom (the
+    table's entry at or below ``dof``)."""
+    return T95[max(k for k in T95 if k <= max(1, dof))]
+
+
 def reward_trend(values: list[float]) -> dict:
     """Least-squares slope of ``values`` (one per iteration) and its standard error; the
     fitted change over the run is slope * (n - 1)."""
@@ -530,10 +540,11 @@ def decide(probe: dict, runs: dict | None = None, evals: dict | None = None) -> 
     if trend["n"] < 3:
         care.append(_rule("reward does not rise", f"{trend['n']} iterations are too few to tell whether Dr. GRPO's "
                           "reward rises (a trend needs 3 or more)", "the go rule: reward rises under Dr. GRPO (paper Sec. 3.2)"))
-    elif not (trend["t"] >= RISE_T and trend["change"] > 0):
+    elif not (trend["t"] >= t95(trend["n"] - 2) and trend["change"] > 0):
         care.append(_rule("reward does not rise", f"Dr. GRPO's reward did not clearly rise in {trend['n']} iterations "
-                          f"(fitted change {trend['change']:+.3f}, {trend['t']:.1f} standard errors; needs >= {RISE_T:g})",
-                          "the go rule: reward rises under Dr. GRPO (paper Sec. 3.2)"))
+                          f"(fitted change {trend['change']:+.3f}, {trend['t']:.1f} standard errors; a one-sided 95% test "
+                          f"at {trend['n'] - 2} degrees of freedom needs {t95(trend['n'] - 2):.2f})",
+                          "the go rule: reward rises under Dr. GRPO (paper Sec. 3.2); the test: docs/pilot.md"))
     if dr["truncation"][1] > TRUNCATION_CEIL:
         care.append(_rule("truncation", f"{dr['truncation'][1]:.1%} of Dr. GRPO's last responses hit max_new_tokens "
                           f"(> {TRUNCATION_CEIL:.0%}): they get reward 0 whatever they say; raise max_new_tokens",

@@ -100,6 +100,16 @@ def test_reward_trend_and_weight_spread_by_hand():
     noisy = pilot.reward_trend([0.3, 0.5, 0.2, 0.4, 0.3])  # slope 0, residual spread: not a rise
     assert abs(noisy["t"]) < 1
     assert pilot.reward_trend([0.2, 0.1])["n"] == 2
+    assert pilot.t95(1) == 6.314 and pilot.t95(12) == 1.812 and pilot.t95(500) == 1.671
+
+
+def test_three_iterations_rarely_show_a_rise():
+    """The full-budget toy-v2 pilot under load ran 3 iterations: Dr. GRPO's reward 0.391,
+    0.430, 0.523 (t = 4.2 at 1 degree of freedom) is not yet a rise at 95%."""
+    rewards = [0.390625, 0.4296875, 0.5234375]
+    assert 4 < pilot.reward_trend(rewards)["t"] < 6.314
+    v = pilot.decide(probe_facts(), {"grpo": run_facts(rewards), "dr_grpo": run_facts(rewards)})
+    assert v["verdict"] == "go with care" and v["reasons"][0]["rule"] == "reward does not rise"
     # GRPO: |w|/|A| = 1/|o|: lengths 10 and 30 -> 0.1 and 1/30, CV = 0.5; zero advantages are left out
     grpo = {"token_weight": [0.1 * 2, -1 / 30 * 2, 0.0], "advantage": [2, -2, 0.0]}
     assert pilot.token_weight_spread(grpo) == pytest.approx(0.5)
