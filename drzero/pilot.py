@@ -622,11 +622,11 @@ def recipe_text(full: TrainConfig, cfg: PilotConfig, probe: dict, pace: dict, pl
     head = [f"# drzero pilot's recipe for the full run of {cfg.model} (docs/pilot.md). Run it:",
             f"#   drzero train --config {Path(cfg.output) / 'pilot' / 'recipe.yaml'}",
             f"# Starts from {cfg.recipe or default_recipe(cfg.model)}; the pilot chose:",
-            f"#   template {full.template}: {'given by --template' if cfg.template else 'the probe recommends it'} "
-            f"(greedy accuracy {probe['greedy_accuracy']:.1%}, {probe['answer_measure']} {probe['answer_rate']:.1%})",
+            (f"#   template {full.template}: {'given by --template' if cfg.template else 'the probe recommends it'} "
+             f"(greedy accuracy {probe['greedy_accuracy']:.1%}, {probe['answer_measure']} {probe['answer_rate']:.1%})"),
             "#   algo dr_grpo: the paper's unbiased objective (Sec. 3.2); the pilot ran GRPO beside it",
-            f"#   temperature {full.temperature:g}: the best exploration the probe measured (pass@{probe['k']} "
-            f"{probe['best_pass_at_k']:.1%})",
+            (f"#   temperature {full.temperature:g}: the best exploration the probe measured (pass@{probe['k']} "
+             f"{probe['best_pass_at_k']:.1%})"),
             f"#   budget: {steps} policy iterations, the starting recipe's{eta}",
             f"# drzero plan: {plan_line}"]
     if verdict == "no-go":
