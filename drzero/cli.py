@@ -1,4 +1,4 @@
-"""The ``drzero`` command: train, eval, probe, report, simulate, push, plan, toy build.
+"""The ``drzero`` command: train, eval, probe, report, simulate, push, plan, pilot, toy build.
 
     drzero train [--config RECIPE.yaml] [--algo dr_grpo] [--max-steps 40] ...
     drzero eval --model toy --benchmarks math500 --limit 50 --output runs/eval
@@ -7,6 +7,7 @@
     drzero simulate --output runs/simulate
     drzero push RUN_DIR --repo-id ORG/NAME [--step N]
     drzero plan --config RECIPE [--gpus 8] [--gpu A100-40G|A100-80G|H100-80G|H200|cpu]
+    drzero pilot --model toy-v2 --budget 15m --output runs/pilot
     drzero toy build --output DIR
 
 ``drzero <command> --help`` lists every option with its meaning; every command accepts
@@ -31,6 +32,7 @@ COMMANDS = {
     "simulate": ("SimulateConfig", "drzero.simulate:simulate_command"),
     "push": ("PushConfig", "drzero.push:run_push"),
     "plan": ("PlanConfig", "drzero.plan:run_plan"),
+    "pilot": ("PilotConfig", "drzero.pilot:run_pilot"),
 }
 
 

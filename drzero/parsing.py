@@ -25,7 +25,7 @@ import tyro
 import yaml
 
 from drzero.algo import PRESETS, Objective, resolve_objective
-from drzero.config import (EvalConfig, PlanConfig, ProbeConfig, PushConfig, ReportConfig, SimulateConfig,
+from drzero.config import (EvalConfig, PilotConfig, PlanConfig, ProbeConfig, PushConfig, ReportConfig, SimulateConfig,
                            ToyBuildConfig, TrainConfig, check_ranges, flag_name, range_error, resolved_micro_batch_size)
 from drzero.data import check_source
 from drzero.errors import DrZeroError
@@ -384,9 +384,38 @@ def check_plan_config(cfg: PlanConfig) -> None:
     check_train_config(cfg)
 
 
+def pilot_budget_seconds(text: str) -> float:
+    """``--budget`` as seconds: ``15m``, ``900s``, ``900``, ``1h30m``, ``1.5h``."""
+    import re
+
+    s = text.strip().lower().replace(" ", "")
+    parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?:in)?)?(?:(\d+(?:\.\d+)?)s?)?", s)
+    if not s or not parts or not any(parts.groups()):
+        raise DrZeroError(f"--budget {text!r}: write a duration such as 15m, 900s or 1h30m")
+    h, m, sec = (float(g) if g else 0.0 for g in parts.groups())
+    return h * 3600 + m * 60 + sec
+
+
+def check_pilot_config(cfg: PilotConfig) -> None:
+    """Refuse impossible pilot settings, saying why (no file is touched)."""
+    check_ranges(cfg)
+    if cfg.budget is not None and cfg.steps is not None:
+        raise DrZeroError("give --budget (wall clock) or --steps (iterations per run), not both")
+    if cfg.budget is not None:
+        pilot_budget_seconds(cfg.budget)
+    if cfg.template is not None:
+        _check_template(cfg.template)
+    for name in check_names(cfg.templates, "--templates", allow_empty=cfg.template is not None):
+        _check_template(name, "--templates")
+    probe_temperatures(cfg.probe_temperatures)
+    for url, flag in ((cfg.endpoint, "--endpoint"), (cfg.judge_endpoint, "--judge-endpoint")):
+        if url:
+            check_url(url, flag)
+
+
 CHECKS = {TrainConfig: check_train_config, PlanConfig: check_plan_config, EvalConfig: check_eval_config,
           ProbeConfig: check_probe_config, ReportConfig: check_report_config, SimulateConfig: check_simulate_config, PushConfig: check_push_config,
-          ToyBuildConfig: check_ranges}
+          ToyBuildConfig: check_ranges, PilotConfig: check_pilot_config}
 
 
 def check_config(cfg) -> None:

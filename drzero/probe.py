@@ -58,7 +58,8 @@ def _prompt_arg(value: str | None):
     return p.read_text() if p.exists() else value
 
 
-def run_probe(cfg: ProbeConfig, log=print) -> dict:
+def run_probe(cfg: ProbeConfig, log=print, engine=None) -> dict:
+    """The probe; ``engine``: one already made (``drzero pilot --endpoint``), else ``cfg``'s is loaded."""
     from drzero import dist
     from drzero.data import load_questions
     from drzero.evaluate import greedy_template_stats, sampled_pass_at_k
@@ -90,7 +91,7 @@ def run_probe(cfg: ProbeConfig, log=print) -> dict:
         judge = Judge(cfg.judge_endpoint, cfg.judge_model, api_key_env=cfg.judge_api_key_env,
                       answering_prompt=_prompt_arg(cfg.judge_answering_prompt) or ANSWERING_PROMPT,
                       reflection_prompt=_prompt_arg(cfg.judge_reflection_prompt) or REFLECTION_PROMPT)
-    engine = load_engine(cfg.model, engine=cfg.engine, device=dist.resolve_device(cfg.device), batch_size=cfg.batch_size,
+    engine = engine or load_engine(cfg.model, engine=cfg.engine, device=dist.resolve_device(cfg.device), batch_size=cfg.batch_size,
                          tensor_parallel_size=cfg.tensor_parallel_size, vllm_memory=cfg.vllm_memory, seed=cfg.seed)
     grader = Grader(workers=cfg.grader_workers, timeout_s=cfg.grader_timeout_s, mode=cfg.grader)
     out = Path(cfg.output)
