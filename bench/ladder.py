@@ -309,28 +309,55 @@ def describe(side: str, s: dict) -> str:
 
 # ----------------------------------------------------------------------------- the plot
 def plot(results: dict, path: Path) -> None:
+    """CPU-time ratio (drzero / TRL) against parameters, one line per response length; the
+    wall-clock ratio of the same runs as faint dashed lines (under load it scatters)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for length in LENGTHS:
-        pts = sorted((p["params"], p["step_time_ratio"], p["size"]) for p in results["points"].values()
-                     if p["length"] == length and p.get("step_time_ratio") is not None)
+    done = [p for p in results["points"].values() if p.get("cpu_time_ratio") is not None]
+    for i, length in enumerate(LENGTHS):
+        pts = sorted((p["params"], p["cpu_time_ratio"], p["step_time_ratio"]) for p in done if p["length"] == length)
         if pts:
-            ax.plot([x for x, _, _ in pts], [y for _, y, _ in pts], marker="o", label=f"{length} tokens")
+            color = f"C{i}"
+            ax.plot([x for x, _, _ in pts], [y for _, y, _ in pts], marker="o", color=color,
+                    label=f"{length} tokens, CPU time")
+            ax.plot([x for x, _, _ in pts], [w for _, _, w in pts], marker="x", ls=":", color=color, alpha=0.5,
+                    label=f"{length} tokens, wall clock")
     ax.axhline(0.5, color="grey", ls="--", lw=1, label="goal 0.5")
+    ax.axhline(1.0, color="black", lw=0.5)
     ax.set_xscale("log")
     ax.set_xlabel("parameters (toy 1.7M; Qwen2 shapes 10M, 50M, 150M)")
-    ax.set_ylabel("step time, drzero / TRL GRPOTrainer")
-    ax.set_ylim(0, max(1.0, *[p["step_time_ratio"] for p in results["points"].values()
-                              if p.get("step_time_ratio") is not None]))
-    ax.set_title("drzero vs TRL: step-time ratio (lower is better)", fontsize=10)
-    ax.legend(fontsize=8)
+    ax.set_ylabel("per step, drzero / TRL GRPOTrainer")
+    top = max([1.2] + [p["cpu_time_ratio"] for p in done])
+    ax.set_ylim(0, min(top * 1.1, 3.0))
+    ax.set_title("drzero vs TRL on identical work (lower is better)", fontsize=10)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
+
+
+def markdown(results: dict) -> str:
+    """The ladder as a markdown table (docs/performance.md), from the JSON."""
+    lines = ["| point | parameters | drzero CPU s/step (generate / train) | TRL CPU s/step (generate / train) | "
+             "**CPU-time ratio** | wall ratio | tokens/s, wall (drzero / TRL) | peak RSS MiB (drzero / TRL) | "
+             "load (drzero / TRL run) |", "|---|---|---|---|---|---|---|---|---|"]
+    for key, p in sorted(results["points"].items(), key=lambda kv: (kv[1]["params"], kv[1]["length"])):
+        if p.get("left_out") or not p.get("rounds"):
+            lines.append(f"| {key} | {p['params'] / 1e6:.1f}M | left out: {p.get('left_out', 'not reached in the time')} "
+                         "| | | | | | |")
+            continue
+        for r in p["rounds"]:
+            a, b = r["drzero"], r["trl"]
+            lines.append(
+                f"| {key} | {p['params'] / 1e6:.1f}M | {a['cpu_s']:.2f} ({a['cpu_generate']:.2f} / {a['cpu_train']:.2f}) | "
+                f"{b['cpu_s']:.2f} ({b['cpu_generate']:.2f} / {b['cpu_train']:.2f}) | **{r['cpu_time_ratio']:.3f}** | "
+                f"{r['step_time_ratio']:.3f} | {a['tokens_per_s']:.1f} / {b['tokens_per_s']:.1f} | "
+                f"{a['peak_rss_mib']:.0f} / {b['peak_rss_mib']:.0f} | {a['load_mean']:.1f} / {b['load_mean']:.1f} |")
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- main
@@ -350,7 +377,7 @@ def main():
     ap.add_argument("--out", default=str(ROOT / "bench" / "ladder.json"), help="results, written after every run")
     ap.add_argument("--models", default=str(Path(tempfile.gettempdir()) / "drzero-ladder-models"),
                     help="where the random-init model folders are built (once)")
-    ap.add_argument("--plot", help="only draw the plot from --out into this PNG")
+    ap.add_argument("--plot", help="only draw the plot from --out into this PNG (and print the markdown table)")
     ap.add_argument("--worker", choices=["drzero", "trl"], help=argparse.SUPPRESS)
     ap.add_argument("--model-path", help=argparse.SUPPRESS)
     ap.add_argument("--run-dir", help=argparse.SUPPRESS)
@@ -370,6 +397,7 @@ def main():
     results = json.loads(out_path.read_text()) if out_path.exists() else {"points": {}}
     if args.plot:
         plot(results, Path(args.plot))
+        print(markdown(results))
         print(f"wrote {args.plot}")
         return
     results["workload"] = {"prompts": args.prompts, "group": args.group, "micro_batch_size": args.micro_batch_size,
