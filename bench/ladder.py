@@ -288,7 +288,7 @@ def run_side(args, side: str, size: str, length: int, model: Path, tmp: Path) ->
 
 
 def summarize(record: dict, expected_tokens: int) -> dict:
-    timed = record["steps"][1:] or record["steps"]  # the first step also warms up
+    timed = record["steps"][1:] or record["steps"]  # the first step also warms up (with --steps 1 it is all there is)
     med = lambda key: statistics.median(s[key] for s in timed)  # noqa: E731
     step = med("time")
     tokens = [s["tokens"] for s in record["steps"]]
@@ -412,7 +412,8 @@ def main():
     print("Every response runs to the budget on both sides (random-init models never emit EOS on purpose; "
           "EOS and stop strings are switched off on both sides, the toy's too).")
     print(f"workload: {args.prompts} prompts x {args.group} samples per step, micro-batch {args.micro_batch_size}, "
-          f"{args.steps} steps per run (the first left out), {args.rounds} round(s), 1 torch thread", flush=True)
+          f"{args.steps} steps per run ({'the first left out' if args.steps > 1 else 'warm-up included'}), "
+          f"{args.rounds} round(s), 1 torch thread", flush=True)
     models_dir = Path(args.models)
     models_dir.mkdir(parents=True, exist_ok=True)
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
@@ -456,6 +457,8 @@ def main():
                     print(describe(side, this[side]), flush=True)
                 if point.get("left_out"):
                     break
+                this["workload"] = {"prompts": args.prompts, "group": args.group, "steps": args.steps,
+                                    "micro_batch_size": args.micro_batch_size}
                 this["step_time_ratio"] = this["drzero"]["step_s"] / this["trl"]["step_s"]
                 this["cpu_time_ratio"] = this["drzero"]["cpu_s"] / this["trl"]["cpu_s"]
                 point["rounds"].append(this)
