@@ -308,9 +308,10 @@ def describe(side: str, s: dict) -> str:
 
 
 # ----------------------------------------------------------------------------- the plot
-def plot(results: dict, path: Path) -> None:
+def plot(results: dict, path: Path, extra: list[tuple[str, float, float]] = ()) -> None:
     """CPU-time ratio (drzero / TRL) against parameters, one line per response length; the
-    wall-clock ratio of the same runs as faint dashed lines (under load it scatters)."""
+    wall-clock ratio of the same runs as faint dotted lines (under load it scatters).
+    ``extra``: single points ``(label, parameters, ratio)`` drawn as stars."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -326,10 +327,15 @@ def plot(results: dict, path: Path) -> None:
                     label=f"{length} tokens, CPU time")
             ax.plot([x for x, _, _ in pts], [w for _, _, w in pts], marker="x", ls=":", color=color, alpha=0.5,
                     label=f"{length} tokens, wall clock")
+    for label, x, y in extra:
+        ax.plot([x], [y], marker="*", ms=12, ls="none", color="C3", label=label)
     ax.axhline(0.5, color="grey", ls="--", lw=1, label="goal 0.5")
     ax.axhline(1.0, color="black", lw=0.5)
     ax.set_xscale("log")
-    ax.set_xlabel("parameters (toy 1.7M; Qwen2 shapes 10M, 50M, 150M)")
+    ticks = sorted({p["params"] for p in results["points"].values()})
+    ax.set_xticks(ticks, [f"{t / 1e6:.3g}M" for t in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("parameters (the toy; random-init Qwen2; 47M and 151M: vocabulary 151,936)")
     ax.set_ylabel("per step, drzero / TRL GRPOTrainer")
     top = max([1.2] + [p["cpu_time_ratio"] for p in done])
     ax.set_ylim(0, min(top * 1.1, 3.0))
@@ -345,10 +351,16 @@ def markdown(results: dict) -> str:
     lines = ["| point | parameters | drzero CPU s/step (generate / train) | TRL CPU s/step (generate / train) | "
              "**CPU-time ratio** | wall ratio | tokens/s, wall (drzero / TRL) | peak RSS MiB (drzero / TRL) | "
              "load (drzero / TRL run) |", "|---|---|---|---|---|---|---|---|---|"]
-    for key, p in sorted(results["points"].items(), key=lambda kv: (kv[1]["params"], kv[1]["length"])):
+    points = dict(results["points"])
+    params = {p["size"]: p["params"] for p in points.values()}
+    for size in SIZES:  # the grid's points that never started
+        for length in LENGTHS:
+            if size in params:
+                points.setdefault(f"{size}/{length}", {"size": size, "length": length, "params": params[size]})
+    for key, p in sorted(points.items(), key=lambda kv: (kv[1]["params"], kv[1]["length"])):
         if p.get("left_out") or not p.get("rounds"):
-            lines.append(f"| {key} | {p['params'] / 1e6:.1f}M | left out: {p.get('left_out', 'not reached in the time')} "
-                         "| | | | | | |")
+            why = f"left out: {p['left_out']}" if p.get("left_out") else "not run: not reached in the time"
+            lines.append(f"| {key} | {p['params'] / 1e6:.1f}M | {why} | | | | | | |")
             continue
         for r in p["rounds"]:
             a, b = r["drzero"], r["trl"]
