@@ -23,7 +23,8 @@ it measured):
 2. **drzero plan's prediction** of the peak memory for the same shape, beside the measured
    one, when ``drzero.plan`` exists in this checkout (else the JSON says it does not).
 3. **Log-probabilities at T = 2,048**: one update of ``--long-prompts`` x ``--group`` responses
-   of 2,048 tokens (random token ids: the update's cost does not depend on them), unchunked,
+   of 2,048 tokens in micro-batches of 4 (random token ids: the update's cost does not depend
+   on them), unchunked,
    and chunked when ``accumulate_gradients`` takes ``logprob_chunk_tokens`` (else the JSON
    says so). Time and peak memory of each; an out-of-memory is recorded, not raised.
 4. **drzero's HF-engine decode vs transformers' ``generate``** on the same prompts, the same
@@ -132,6 +133,8 @@ def main() -> None:
     ap.add_argument("--micro-batch-size", type=int, default=8, help="the recipe's")
     ap.add_argument("--long-tokens", type=int, default=2048, help="response length of the log-prob comparison")
     ap.add_argument("--long-prompts", type=int, default=2, help="prompts in the log-prob comparison (x G responses)")
+    ap.add_argument("--long-micro-batch-size", type=int, default=4,
+                    help="micro-batch of the log-prob comparison (4 x 2,048 tokens: the iteration's 8 x 1,024)")
     ap.add_argument("--chunk-tokens", type=int, default=512, help="logprob_chunk_tokens for the chunked update")
     ap.add_argument("--repeats", type=int, default=1, help="timed iterations after the first (warm-up) one")
     ap.add_argument("--budget-s", type=float, default=420.0, help="optional parts are skipped past this many seconds")
@@ -141,6 +144,7 @@ def main() -> None:
     if args.tiny:
         args.prompts, args.group, args.prompt_tokens, args.max_new_tokens = 2, 2, 6, 8
         args.micro_batch_size, args.long_tokens, args.long_prompts, args.chunk_tokens = 2, 16, 1, 4
+        args.long_micro_batch_size = 1
         args.repeats, args.budget_s = min(args.repeats, 1), max(args.budget_s, 120.0)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
@@ -198,7 +202,7 @@ def main() -> None:
         return [{"problem": " ".join(f"t{i}" for i in torch.randint(2, shape["vocab_size"], (P,), generator=rng).tolist()),
                  "answer": "0"} for _ in range(n)]
 
-    def update(batch: Rollouts, **chunk) -> float:
+    def update(batch: Rollouts, micro_batch_size: int, **chunk) -> float:
         """advantages, accumulate_gradients, clip, AdamW: seconds."""
         rewards = (torch.arange(len(batch)) % 3 == 0).float()  # a fixed pattern: the cost does not depend on it
         batch.rewards = rewards
@@ -207,7 +211,7 @@ def main() -> None:
         model.train()
         sync(device)
         t = time.perf_counter()
-        accumulate_gradients(model, batch, objective, micro_batch_size=args.micro_batch_size, temperature=1.0,
+        accumulate_gradients(model, batch, objective, micro_batch_size=micro_batch_size, temperature=1.0,
                              pad_id=engine.pad_id, device=device, dtype=dtype, **chunk)
         dist.grad_norm(model, 1.0)
         optimizer.step()
@@ -229,7 +233,7 @@ def main() -> None:
         sync(device)
         t_gen, t_grade = batch.timing["time/generate"], batch.timing["time/grade"]
         gen_peak = peak_gib(device)
-        t_train = update(batch)
+        t_train = update(batch, args.micro_batch_size)
         tokens = sum(len(g.token_ids) for g in batch.generations)
         assert tokens == B * G * T, f"{tokens} tokens generated, expected {B * G * T}: a response stopped early"
         step = t_gen + t_grade + t_train
@@ -260,7 +264,8 @@ def main() -> None:
 
     # ---- 3. one update at T = long_tokens, unchunked and (when the setting exists) chunked
     chunk_supported = "logprob_chunk_tokens" in inspect.signature(accumulate_gradients).parameters
-    long = {"tokens": args.long_tokens, "responses": args.long_prompts * G, "chunk_supported": chunk_supported}
+    long = {"tokens": args.long_tokens, "responses": args.long_prompts * G, "micro_batch_size": args.long_micro_batch_size,
+            "chunk_supported": chunk_supported}
     result["logprob_long"] = long
     variants = [("unchunked", {})]
     if chunk_supported:
@@ -281,7 +286,8 @@ def main() -> None:
                          rewards=torch.zeros(len(gens)), group_size=G)
         reset_peak(device)
         try:
-            long[name] = {"train_s": round(update(batch, **chunk), 3), "peak_gpu_gib": peak_gib(device)}
+            long[name] = {"train_s": round(update(batch, args.long_micro_batch_size, **chunk), 3),
+                          "peak_gpu_gib": peak_gib(device)}
         except RuntimeError as e:
             if not is_oom(e):
                 raise
