@@ -51,3 +51,33 @@ def test_step_flops_by_hand():
     # 2+1 = 3 -> 9, at 4*1*2 = 8 FLOPs each = 72. LM head: 2*3*2 per logit row, 1 (prompt's last) + 2 rows = 36.
     gen, train = bench.step_flops(dict(hidden_size=2, num_hidden_layers=1, vocab_size=3), 10, 1, 2, 2, 1)
     assert gen == 80 + 72 + 36 and train == 3 * gen
+
+
+GPU_CHECK = Path(__file__).resolve().parents[1] / "bench" / "gpu_check.py"
+
+
+@pytest.mark.slow
+def test_gpu_check_tiny_on_the_cpu(tmp_path):
+    """bench/gpu_check.py --tiny runs every part of the GPU check (the iteration through
+    drzero's engine, grader and update; the plan lookup; the long log-prob update; decode vs
+    transformers' generate) on the CPU, so the command prepared for a lent GPU cannot rot."""
+    out_file = tmp_path / "g.json"
+    out = subprocess.run([sys.executable, str(GPU_CHECK), "--tiny", "--out", str(out_file)], capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    result = json.loads(out_file.read_text())
+    assert result == json.loads(out.stdout.strip().splitlines()[-1].removeprefix("RESULT "))
+    B, G, T = result["prompts"], result["group"], result["max_new_tokens"]
+    it = result["iteration"]
+    assert it["generated_tokens"] == B * G * T  # no stop: every response ran to the budget
+    assert math.isclose(it["generation_tokens_per_s"], B * G * T / it["generate_s"], rel_tol=0.02)
+    assert math.isclose(sum(it["split"].values()), 1.0, abs_tol=0.005)
+    assert 0 < it["mfu"] < 1 and it["train_s"] > 0
+    assert isinstance(result["plan"]["available"], bool)
+    long = result["logprob_long"]
+    assert long["unchunked"]["train_s"] > 0
+    assert ("chunked" in long) == long["chunk_supported"]
+    cmp = result["decode_vs_generate"]
+    assert cmp["drzero_tokens"] == cmp["transformers_tokens"] == B * G * T
+    assert math.isclose(cmp["tokens_per_s_ratio"], cmp["drzero_tokens_per_s"] / cmp["transformers_tokens_per_s"],
+                        rel_tol=0.01)
