@@ -20,6 +20,10 @@ subprocess, so each number is one point's alone; ``base`` is the resident set af
 model is built, before the update. On a GPU it is ``torch.cuda.max_memory_allocated`` over
 the update, and ``base`` the memory allocated before it. ``update s`` is the update's wall
 time (on this shared CPU machine, a rough guide only).
+
+The table run also prints the chunk's share of the peak at three chunk sizes (its slope is
+the k of ``chunk_tokens x V x 4 x k``) and, on the CPU, the head alone chunked two ways: the
+``autograd.Function`` drzero uses, and ``torch.utils.checkpoint`` around each chunk.
 """
 
 from __future__ import annotations
@@ -90,6 +94,36 @@ def one_point(args) -> dict:
     return out
 
 
+def head_alone(args) -> dict:
+    """The LM head's log-probs alone on random hidden states ``[M, T, H]``, forward and
+    backward, chunked two ways: ``chunked_logprobs`` (an autograd.Function that keeps only its
+    inputs) or ``torch.utils.checkpoint`` around each chunk of the old computation (which keeps
+    each chunk's whole autograd graph while it recomputes). Peak RSS above the inputs."""
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.checkpoint import checkpoint
+
+    from drzero.models import _token_logprobs, chunked_logprobs
+
+    torch.manual_seed(0)
+    M, T, H, V, C = args.micro_batch, args.tokens, args.hidden, args.vocab, args.chunk
+    hidden = torch.randn(M, T, H, requires_grad=True)
+    weight = (0.05 * torch.randn(V, H)).requires_grad_()
+    targets = torch.randint(0, V, (M, T))
+    base = _rss_now()
+    if args.head_alone == "function":
+        logp, _ = chunked_logprobs(hidden, weight, None, targets, 1.0, with_entropy=True, chunk_tokens=C)
+    else:
+        flat_hidden, flat_targets = hidden.reshape(M * T, H), targets.reshape(M * T)
+        parts = [checkpoint(lambda h, t: _token_logprobs(F.linear(h, weight)[None], t[None], 1.0, True)[0],
+                            flat_hidden[s : s + C], flat_targets[s : s + C], use_reentrant=False)
+                 for s in range(0, M * T, C)]
+        logp = torch.cat(parts, dim=1)
+    logp.sum().backward()
+    return {"vocab": V, "tokens": T, "micro_batch": M, "chunk": C, "head_alone": args.head_alone, "base": base,
+            "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
 def _rss_now() -> int:
     """The resident set now, in bytes (Linux)."""
     with open("/proc/self/statm") as f:
@@ -101,8 +135,9 @@ def run_point(args, **overrides) -> dict:
     point = vars(args) | overrides
     cmd = [sys.executable, str(Path(__file__).resolve()), "--point"]
     for key in ("vocab", "tokens", "micro_batch", "chunk", "device", "dtype", "hidden", "layers", "heads",
-                "prompt_tokens", "threads"):
-        cmd += [f"--{key.replace('_', '-')}", str(point[key])]
+                "prompt_tokens", "threads", "head_alone"):
+        if point[key] != "":
+            cmd += [f"--{key.replace('_', '-')}", str(point[key])]
     if point["gradient_checkpointing"]:
         cmd.append("--gradient-checkpointing")
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -129,6 +164,9 @@ def main() -> None:
                     help="also the unchunked vocabulary-151,936 point of the comparison (~20 GB; always on a GPU)")
     ap.add_argument("--sweep-chunks", default="128,512,1024",
                     help="chunk sizes for the chunk's share of the peak at the comparison's shape ('' = skip)")
+    ap.add_argument("--head-alone", default="", choices=["", "function", "checkpoint"],
+                    help="with --point: the head's log-probs alone, chunked by the autograd.Function or by "
+                         "torch.utils.checkpoint per chunk (the table compares them at the check's shape)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="compute dtype (autocast)")
     ap.add_argument("--hidden", type=int, default=64)
@@ -139,7 +177,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     if args.point:
-        print(json.dumps(one_point(args)))
+        print(json.dumps(head_alone(args) if args.head_alone else one_point(args)))
         return
 
     def show(r: dict) -> str:
@@ -187,6 +225,14 @@ def main() -> None:
             k = (hi["peak"] - lo["peak"]) / ((hi["chunk"] - lo["chunk"]) * 151936 * 4)
             print(f"k = {k:.2f}: peak grows by chunk_tokens x V x 4 x {k:.2f} bytes", flush=True)
         pair.update({("sweep", r["chunk"]): r for r in sweep})
+    if not args.device.startswith("cuda"):
+        print("\nthe head alone (hidden states in, log-probs and entropies out, backward), T = 2048, micro-batch 4, "
+              f"vocabulary 151,936, chunk {chunk}:", flush=True)
+        for kind in ("function", "checkpoint"):
+            r = run_point(args, vocab=151936, tokens=2048, micro_batch=4, chunk=chunk, head_alone=kind)
+            pair[("head", kind)] = r
+            print(f"  {kind:<10} peak - base {(r['peak'] - r['base']) / GB:.2f} GB" if "peak" in r
+                  else f"  {kind}: failed: {r['error']}", flush=True)
     body = next((r["body"] for r in results + list(pair.values()) if "body" in r), "")
     print(f"\nbody: {body}; prompt {args.prompt_tokens} tokens, one prompt for the micro-batch")
     print("RESULT " + json.dumps(results + list(pair.values())))
