@@ -196,6 +196,7 @@ def random_model(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_random_model_is_no_go_from_the_probe_alone(random_model, tmp_path, capsys):
     out = tmp_path / "pilot"
     rc = main(["pilot", "--model", str(random_model), "--recipe", "toy-v2-dr_grpo", "--dataset", "toy-v2:train",
@@ -221,6 +222,7 @@ def test_random_model_is_no_go_from_the_probe_alone(random_model, tmp_path, caps
     assert "probe] [" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_written_recipe_trains(random_model, tmp_path):
     """``drzero train --config DIR/pilot/recipe.yaml`` runs (here for one tiny iteration)."""
     out = tmp_path / "pilot"

@@ -49,6 +49,7 @@ def test_grpo_lengthens_wrong_and_shortens_right_beyond_the_seed_spread(runs):
     assert -_moved(right) > max(3 * right["end_std"], 0.15 * right["start"]), right
 
 
+@pytest.mark.slow
 def test_dr_grpo_moves_neither(runs):
     for key in ("incorrect_length", "correct_length"):
         entry = runs["visible"]["dr_grpo"][key]
