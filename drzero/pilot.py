@@ -99,9 +99,12 @@ def run_pilot(cfg: PilotConfig, log=print) -> dict:
         + (f"; {threads} CPU thread{'s' if threads > 1 else ''}" if threads else ""))
 
     card = stage_probe(cfg, base, out, state, log, budget_s)
-    template = cfg.template or card["recommended_template"]
+    # chosen once and kept in pilot.json: a resumed pilot (maybe on newer code) trains and
+    # reports with the template and temperature its runs started with
+    template = state.setdefault("template", cfg.template or card["recommended_template"])
     probe_facts = probe_summary(card, template)
-    temperature = probe_facts["best_temperature"]
+    temperature = state.setdefault("temperature", probe_facts["best_temperature"])
+    save_state(out, state)
     verdict = decide(probe_facts)
     if verdict["verdict"] == "no-go":
         log(f"pilot: no-go from the probe alone, nothing trained: {'; '.join(r['text'] for r in verdict['reasons'])}")
@@ -284,7 +287,7 @@ def _answer_rate(entry: dict) -> tuple[float, str]:
 def probe_summary(card: dict, template: str) -> dict:
     """What the verdict reads of the probe's scorecard, for the chosen ``template``: its
     answer rate, greedy accuracy, pass@k per temperature, the best temperature (the highest
-    one within a standard error of the best pass@k), and every template's answer rate (for
+    one within a standard error, or one question, of the best pass@k), and every template's answer rate (for
     'no template makes it answer')."""
     label = template if template in card["templates"] else "custom"
     entry = card["templates"][label]
@@ -292,11 +295,12 @@ def probe_summary(card: dict, template: str) -> dict:
     k = max((int(key.split("@")[1]) for v in pk.values() for key in v), default=1)
     by_t = {float(t): v[f"pass@{k}"] for t, v in pk.items()}
     top = max(by_t.values())
-    # the highest temperature whose pass@k is within one standard error of the best: on the
-    # probe's few questions the top values are ties in all but name, and more is explored hotter
-    questions = min(card["config"]["sample_questions"], card["config"]["n_questions"])
-    se = math.sqrt(top * (1 - top) / max(1, questions))
-    best_t = max(t for t, v in by_t.items() if v >= top - se)
+    # the highest temperature whose pass@k is within one standard error of the best, and at
+    # least one question's worth (at pass@k = 100% the binomial error is 0): on the probe's few
+    # questions the top values are ties in all but name, and more is explored hotter
+    questions = max(1, min(card["config"]["sample_questions"], card["config"]["n_questions"]))
+    tolerance = max(math.sqrt(top * (1 - top) / questions), 1 / questions)
+    best_t = max(t for t, v in by_t.items() if v >= top - tolerance - 1e-12)
     best_key = next(t for t in pk if float(t) == best_t)
     rate, measure = _answer_rate(entry)
     rates = {name: _answer_rate(e)[0] for name, e in card["templates"].items()}

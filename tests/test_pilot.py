@@ -127,6 +127,14 @@ def test_best_temperature_prefers_the_hotter_of_near_ties():
     assert facts["best_temperature"] == 1.0  # 0.91 is within one standard error (0.04) of 0.94
     card["templates"]["qwen_math"]["pass_at_k"]["1.0"]["pass@8"] = 0.70
     assert pilot.probe_summary(card, "qwen_math")["best_temperature"] == 0.5
+    # at 100% the binomial error is 0: one question of 16 short is still a tie (measured: toy-v2,
+    # pass@8 1.0 at T = 0.4 and 0.6, 0.9375 at 1.0; T = 0.6 sampled a reward that did not move in 15 iterations)
+    card["config"].update(sample_questions=16)
+    card["templates"]["qwen_math"]["pass_at_k"].update({"0.5": {"pass@1": 0.6, "pass@8": 1.0},
+                                                        "1.0": {"pass@1": 0.4, "pass@8": 0.9375}})
+    assert pilot.probe_summary(card, "qwen_math")["best_temperature"] == 1.0
+    card["templates"]["qwen_math"]["pass_at_k"]["1.0"]["pass@8"] = 0.875  # two questions short: not a tie
+    assert pilot.probe_summary(card, "qwen_math")["best_temperature"] == 0.5
 
 
 def test_the_runs_advance_in_chunks_that_fit_the_clock():
