@@ -96,6 +96,20 @@ def is_oom(e: BaseException) -> bool:
     return isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower()
 
 
+def plan_gpu_name() -> str:
+    """This machine's accelerator as ``drzero plan --gpu`` names it (its table), or cpu."""
+    if not torch.cuda.is_available():
+        return "cpu"
+    name = torch.cuda.get_device_name().upper()
+    if "H200" in name:
+        return "H200"
+    if "H100" in name:
+        return "H100-PCIe" if "PCIE" in name else "H100-80G"
+    if "A100" in name:
+        return "A100-80G" if torch.cuda.get_device_properties(0).total_memory > 50 * 2**30 else "A100-40G"
+    return "cpu"
+
+
 def plan_prediction(args, shape: dict) -> dict:
     """``drzero plan``'s memory estimate for this shape, when the command exists here. Its
     interface was not settled when this was written, so it is called as a command with the
@@ -111,7 +125,8 @@ def plan_prediction(args, shape: dict) -> dict:
         word_tokenizer(shape["vocab_size"]).save_pretrained(tmp)
         cmd = [sys.executable, "-m", "drzero", "plan", "--model", tmp, "--prompts-per-step", str(args.prompts),
                "--group-size", str(args.group), "--max-new-tokens", str(args.max_new_tokens), "--micro-batch-size",
-               str(args.micro_batch_size), "--dtype", "bfloat16", "--gradient-checkpointing"]
+               str(args.micro_batch_size), "--dtype", "bfloat16", "--gradient-checkpointing", "--gpus", "1",
+               "--gpu", plan_gpu_name(), "--prompt-tokens", str(args.prompt_tokens)]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=ROOT,
                                   env={**os.environ, "PYTHONPATH": f"{ROOT}:{os.environ.get('PYTHONPATH', '')}"})
@@ -269,7 +284,7 @@ def main() -> None:
     result["logprob_long"] = long
     variants = [("unchunked", {})]
     if chunk_supported:
-        variants = [("unchunked", {"logprob_chunk_tokens": None}),
+        variants = [("unchunked", {"logprob_chunk_tokens": 0}),
                     ("chunked", {"logprob_chunk_tokens": args.chunk_tokens})]
     else:
         long["note"] = "accumulate_gradients has no logprob_chunk_tokens in this checkout: unchunked only"

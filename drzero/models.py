@@ -124,7 +124,7 @@ def _token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: fl
     computation: it holds several float32 ``[M, T, V]`` tensors (``logprob_chunk_tokens=0``,
     and heads that ``chunked_logprobs`` cannot take)."""
     logits = logits.float()
-    if temperature > 0:
+    if temperature > 0 and temperature != 1.0:  # x / 1.0 == x: skip a pass over [M, T, V]
         logits = logits / temperature
     logp_all = torch.log_softmax(logits, dim=-1)
     logp = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # [M, T]
@@ -171,7 +171,7 @@ def _chunk_log_softmax(hidden, weight, bias, temperature: float) -> torch.Tensor
     """One chunk: ``hidden [C, H]`` -> float32 log-softmax ``[C, V]`` of the tempered logits
     (``weight``/``bias`` already in the compute dtype, ``hidden`` cast to it)."""
     logits = F.linear(hidden.to(weight.dtype), weight, bias).float()  # [C, V]: a fresh tensor, divided in place
-    if temperature > 0:
+    if temperature > 0 and temperature != 1.0:  # x / 1.0 == x: skip a pass over the chunk
         logits.div_(temperature)
     return torch.log_softmax(logits, dim=-1)
 
@@ -230,7 +230,7 @@ class _ChunkedLogprobs(torch.autograd.Function):
                 g = grad_logp[s:e, None]  # [C, 1]
                 grad = _chunk_log_softmax(hidden[s:e], w, b, temperature).exp_()  # softmax [C, V]
                 grad.mul_(-g).scatter_add_(1, targets[s:e, None], g)  # onehot*g - p*g (log_softmax's backward)
-                if temperature > 0:
+                if temperature > 0 and temperature != 1.0:
                     grad.div_(temperature)
                 grad = grad.to(dtype)  # d loss / d (the head's output), as .float()'s backward casts it
                 if need_hidden:

@@ -427,6 +427,8 @@ def check_config(cfg) -> None:
 def check_inputs(cfg) -> None:
     """What a command reads and writes, checked without loading or writing anything (no
     network either): the model folder, the question sets' names and the output folder."""
+    if isinstance(cfg, PlanConfig):  # reads only the model's config.json (drzero.plan says if it cannot), writes nothing
+        return
     if isinstance(cfg, TrainConfig):
         if not cfg.resume:  # a resumed run loads its checkpoint (checked by drzero.checkpoint)
             check_model(cfg.model)
