@@ -508,6 +508,8 @@ def assumptions_text(cfg, est: Estimate, a: Assumptions) -> list[str]:
     b = _bytes(cfg.dtype)
     chunk = cfg.logprob_chunk_tokens or 0
     lines = [
+        *(["CPU speeds are rough placeholders (0.1 TFLOP/s, 10 GB/s): only the memory is calibrated (docs/scaling.md)"]
+          if dev.is_cpu else []),
         f"model shape from {s.source}: d={s.hidden}, layers={s.layers}, heads={s.heads}/{s.kv_heads} kv, "
         f"head_dim={s.head_dim}, intermediate={s.intermediate}, vocab={s.vocab:,}, "
         f"{'tied' if s.tied else 'untied'} LM head: {s.params / 1e9:.3f}B parameters",
