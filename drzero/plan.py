@@ -330,9 +330,10 @@ def estimate(cfg, shape: ModelShape, device: Device, ranks: int, a: Assumptions 
     parts.append(Part("AdamW moments m, v (float32)", 8 * trained / shard / GiB,
                       "from the first optimizer step on" + (f"; / {shard}" if sharded else ""),
                       ("gen", "update", "step"), steady=True))
-    if device.is_cpu:  # single-tensor AdamW: one scratch tensor the size of the largest parameter
+    if device.is_cpu:  # single-tensor AdamW: denom = (v.sqrt() / c).add_(eps), two temporaries of one tensor's size
         biggest = shape.embed_params if not cfg.lora_rank else 0
-        parts.append(Part("AdamW step scratch", 4 * biggest / GiB, "largest tensor (CPU AdamW is per tensor)", ("step",)))
+        parts.append(Part("AdamW step scratch", 2 * 4 * biggest / GiB, "two copies of the largest tensor (CPU AdamW "
+                          "runs tensor by tensor)", ("step",)))
     else:  # foreach AdamW: sqrt(v) for every tensor at once
         parts.append(Part("AdamW step scratch", 4 * trained / shard / GiB, "sqrt(v) of every tensor (foreach AdamW)",
                           ("step",)))
