@@ -511,17 +511,17 @@ def assumptions_text(cfg, est: Estimate, a: Assumptions) -> list[str]:
     lines = [
         *(["CPU speeds are rough placeholders (0.1 TFLOP/s, 10 GB/s): only the memory is calibrated (docs/scaling.md)"]
           if dev.is_cpu else []),
-        f"model shape from {s.source}: d={s.hidden}, layers={s.layers}, heads={s.heads}/{s.kv_heads} kv, "
-        f"head_dim={s.head_dim}, intermediate={s.intermediate}, vocab={s.vocab:,}, "
-        f"{'tied' if s.tied else 'untied'} LM head: {s.params / 1e9:.3f}B parameters",
+        (f"model shape from {s.source}: d={s.hidden}, layers={s.layers}, heads={s.heads}/{s.kv_heads} kv, "
+         f"head_dim={s.head_dim}, intermediate={s.intermediate}, vocab={s.vocab:,}, "
+         f"{'tied' if s.tied else 'untied'} LM head: {s.params / 1e9:.3f}B parameters"),
         f"{dev.name}: {dev.memory_gib:.1f} GiB, {dev.tflops:g} TFLOP/s dense, {dev.bandwidth_tbs:g} TB/s"
         + ("" if dev.is_cpu else f", collectives {dev.link_gbs:g} GB/s per GPU"),
         f"every prompt is {a.prompt_tokens} tokens; memory counts every response at the budget, {cfg.max_new_tokens} tokens",
-        f"time counts responses of {min(a.response_tokens or cfg.max_new_tokens, cfg.max_new_tokens)} tokens on average "
-        "(--response-tokens), and every iteration decodes for the whole budget (the longest response decides)",
+        (f"time counts responses of {min(a.response_tokens or cfg.max_new_tokens, cfg.max_new_tokens)} tokens on "
+         "average (--response-tokens), and every iteration decodes for the whole budget (the longest response decides)"),
         f"weights train in float32 with AdamW (m, v in float32); compute in {cfg.dtype} under autocast",
-        f"activations per token and decoder layer: 4 x intermediate x {b} B + {ACT_PER_HIDDEN[b]} x hidden B "
-        "(measured: saved-tensor bytes of a Qwen2 layer)",
+        (f"activations per token and decoder layer: 4 x intermediate x {b} B + {ACT_PER_HIDDEN[b]} x hidden B "
+         "(measured: saved-tensor bytes of a Qwen2 layer)"),
         "gradient checkpointing keeps each layer's float32 input and recomputes one layer at a time"
         if cfg.gradient_checkpointing else "no gradient checkpointing: every layer's activations stay until backward",
         (f"log-probs are computed {chunk} tokens at a time (logprob_chunk_tokens): two float32 [chunk, V] "
@@ -529,8 +529,8 @@ def assumptions_text(cfg, est: Estimate, a: Assumptions) -> list[str]:
          "logprob_chunk_tokens 0: the unchunked log-probs hold about four float32 [M*T, V] tensors"),
         f"prefill and training run at {a.mfu:.0%} MFU; training is {3 + (1 if cfg.gradient_checkpointing else 0)} "
         "forward passes' FLOPs (forward, backward x2" + (", recompute)" if cfg.gradient_checkpointing else ")"),
-        f"decode steps read the weights and the live KV cache at {a.bandwidth_efficiency:.0%} of the bandwidth "
-        "(or FLOPs at the MFU, whichever is slower)",
+        (f"decode steps read the weights and the live KV cache at {a.bandwidth_efficiency:.0%} of the bandwidth "
+         "(or FLOPs at the MFU, whichever is slower)"),
         f"runtime overhead {CPU_RUNTIME_GIB if dev.is_cpu else GPU_RUNTIME_GIB} GiB per "
         + ("process (measured)" if dev.is_cpu else "GPU (CUDA context, NCCL, fragmentation; assumed)"),
     ]
