@@ -346,9 +346,12 @@ def estimate(cfg, shape: ModelShape, device: Device, ranks: int, a: Assumptions 
         gathered = 4 * (root + 2 * shape.layer_params)
         parts.append(Part("FSDP gathered units (float32)", gathered / GiB,
                           "root (embeddings, LM head) + two decoder layers (current, prefetched)", ("update",)))
-    layers_b, head_b = activation_bytes(shape, M * (P + T), M * T, b, cfg.gradient_checkpointing, chunk)
+    # a prompt shared by its responses runs once per chunk of micro-batches (train.micro_batch_plan: up to M
+    # distinct prompts, models.PromptPrefill), and its activations stay until the chunk's last backward
+    prompts_held = min(M, u_rank) if cfg.group_size > 1 else M
+    layers_b, head_b = activation_bytes(shape, prompts_held * P + M * T, M * T, b, cfg.gradient_checkpointing, chunk)
     parts.append(Part("activations", layers_b / GiB,
-                      f"micro-batch {M} x {P}+{T} tokens, " + ("gradient checkpointing" if cfg.gradient_checkpointing
+                      f"{prompts_held} x {P} prompt + {M} x {T} response tokens, " + ("gradient checkpointing" if cfg.gradient_checkpointing
                                                                else "no checkpointing"), ("update",)))
     parts.append(Part("LM head chunk", head_b / GiB, (f"{min(chunk, M * T)} tokens" if chunk else f"all {M * T} tokens (unchunked)") + f" x {V:,} vocabulary, float32; head weight gradient",
                       ("update",)))
