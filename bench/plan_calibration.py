@@ -119,7 +119,7 @@ def main() -> None:
             return
         t = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "drzero", "train", *flags, "--output-dir", f"{out}/run",
-                               "--no-progress"], capture_output=True, text=True)
+                               "--no-progress"], capture_output=True, text=True, check=False)
         wall = time.perf_counter() - t
     if proc.returncode:
         print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n")

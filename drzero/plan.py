@@ -330,9 +330,10 @@ def estimate(cfg, shape: ModelShape, device: Device, ranks: int, a: Assumptions 
     parts.append(Part("AdamW moments m, v (float32)", 8 * trained / shard / GiB,
                       "from the first optimizer step on" + (f"; / {shard}" if sharded else ""),
                       ("gen", "update", "step"), steady=True))
-    if device.is_cpu:  # single-tensor AdamW: one scratch tensor the size of the largest parameter
+    if device.is_cpu:  # single-tensor AdamW: denom = (v.sqrt() / c).add_(eps), two temporaries of one tensor's size
         biggest = shape.embed_params if not cfg.lora_rank else 0
-        parts.append(Part("AdamW step scratch", 4 * biggest / GiB, "largest tensor (CPU AdamW is per tensor)", ("step",)))
+        parts.append(Part("AdamW step scratch", 2 * 4 * biggest / GiB, "two copies of the largest tensor (CPU AdamW "
+                          "runs tensor by tensor)", ("step",)))
     else:  # foreach AdamW: sqrt(v) for every tensor at once
         parts.append(Part("AdamW step scratch", 4 * trained / shard / GiB, "sqrt(v) of every tensor (foreach AdamW)",
                           ("step",)))
@@ -345,9 +346,12 @@ def estimate(cfg, shape: ModelShape, device: Device, ranks: int, a: Assumptions 
         gathered = 4 * (root + 2 * shape.layer_params)
         parts.append(Part("FSDP gathered units (float32)", gathered / GiB,
                           "root (embeddings, LM head) + two decoder layers (current, prefetched)", ("update",)))
-    layers_b, head_b = activation_bytes(shape, M * (P + T), M * T, b, cfg.gradient_checkpointing, chunk)
+    # a prompt shared by its responses runs once per chunk of micro-batches (train.micro_batch_plan: up to M
+    # distinct prompts, models.PromptPrefill), and its activations stay until the chunk's last backward
+    prompts_held = min(M, u_rank) if cfg.group_size > 1 else M
+    layers_b, head_b = activation_bytes(shape, prompts_held * P + M * T, M * T, b, cfg.gradient_checkpointing, chunk)
     parts.append(Part("activations", layers_b / GiB,
-                      f"micro-batch {M} x {P}+{T} tokens, " + ("gradient checkpointing" if cfg.gradient_checkpointing
+                      f"{prompts_held} x {P} prompt + {M} x {T} response tokens, " + ("gradient checkpointing" if cfg.gradient_checkpointing
                                                                else "no checkpointing"), ("update",)))
     parts.append(Part("LM head chunk", head_b / GiB, (f"{min(chunk, M * T)} tokens" if chunk else f"all {M * T} tokens (unchunked)") + f" x {V:,} vocabulary, float32; head weight gradient",
                       ("update",)))
@@ -508,17 +512,19 @@ def assumptions_text(cfg, est: Estimate, a: Assumptions) -> list[str]:
     b = _bytes(cfg.dtype)
     chunk = cfg.logprob_chunk_tokens or 0
     lines = [
-        f"model shape from {s.source}: d={s.hidden}, layers={s.layers}, heads={s.heads}/{s.kv_heads} kv, "
-        f"head_dim={s.head_dim}, intermediate={s.intermediate}, vocab={s.vocab:,}, "
-        f"{'tied' if s.tied else 'untied'} LM head: {s.params / 1e9:.3f}B parameters",
+        *(["CPU speeds are rough placeholders (0.1 TFLOP/s, 10 GB/s): only the memory is calibrated (docs/scaling.md)"]
+          if dev.is_cpu else []),
+        (f"model shape from {s.source}: d={s.hidden}, layers={s.layers}, heads={s.heads}/{s.kv_heads} kv, "
+         f"head_dim={s.head_dim}, intermediate={s.intermediate}, vocab={s.vocab:,}, "
+         f"{'tied' if s.tied else 'untied'} LM head: {s.params / 1e9:.3f}B parameters"),
         f"{dev.name}: {dev.memory_gib:.1f} GiB, {dev.tflops:g} TFLOP/s dense, {dev.bandwidth_tbs:g} TB/s"
         + ("" if dev.is_cpu else f", collectives {dev.link_gbs:g} GB/s per GPU"),
         f"every prompt is {a.prompt_tokens} tokens; memory counts every response at the budget, {cfg.max_new_tokens} tokens",
-        f"time counts responses of {min(a.response_tokens or cfg.max_new_tokens, cfg.max_new_tokens)} tokens on average "
-        "(--response-tokens), and every iteration decodes for the whole budget (the longest response decides)",
+        (f"time counts responses of {min(a.response_tokens or cfg.max_new_tokens, cfg.max_new_tokens)} tokens on "
+         "average (--response-tokens), and every iteration decodes for the whole budget (the longest response decides)"),
         f"weights train in float32 with AdamW (m, v in float32); compute in {cfg.dtype} under autocast",
-        f"activations per token and decoder layer: 4 x intermediate x {b} B + {ACT_PER_HIDDEN[b]} x hidden B "
-        "(measured: saved-tensor bytes of a Qwen2 layer)",
+        (f"activations per token and decoder layer: 4 x intermediate x {b} B + {ACT_PER_HIDDEN[b]} x hidden B "
+         "(measured: saved-tensor bytes of a Qwen2 layer)"),
         "gradient checkpointing keeps each layer's float32 input and recomputes one layer at a time"
         if cfg.gradient_checkpointing else "no gradient checkpointing: every layer's activations stay until backward",
         (f"log-probs are computed {chunk} tokens at a time (logprob_chunk_tokens): two float32 [chunk, V] "
@@ -526,8 +532,8 @@ def assumptions_text(cfg, est: Estimate, a: Assumptions) -> list[str]:
          "logprob_chunk_tokens 0: the unchunked log-probs hold about four float32 [M*T, V] tensors"),
         f"prefill and training run at {a.mfu:.0%} MFU; training is {3 + (1 if cfg.gradient_checkpointing else 0)} "
         "forward passes' FLOPs (forward, backward x2" + (", recompute)" if cfg.gradient_checkpointing else ")"),
-        f"decode steps read the weights and the live KV cache at {a.bandwidth_efficiency:.0%} of the bandwidth "
-        "(or FLOPs at the MFU, whichever is slower)",
+        (f"decode steps read the weights and the live KV cache at {a.bandwidth_efficiency:.0%} of the bandwidth "
+         "(or FLOPs at the MFU, whichever is slower)"),
         f"runtime overhead {CPU_RUNTIME_GIB if dev.is_cpu else GPU_RUNTIME_GIB} GiB per "
         + ("process (measured)" if dev.is_cpu else "GPU (CUDA context, NCCL, fragmentation; assumed)"),
     ]

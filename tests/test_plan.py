@@ -108,7 +108,7 @@ def test_largest_micro_batch_is_the_edge_of_fitting():
 def test_sharding_splits_the_optimizer_state_and_checkpointing_saves_activations():
     cfg = _plan_cfg("--config", "qwen2.5-math-7b-dr_grpo")
     shape, device = plan.read_model_shape(cfg.model), plan.resolve_device("H100-80G")
-    parts = lambda c, n: {p.name: p.gib for p in plan.estimate(c, shape, device, n, search=False).parts}  # noqa: E731
+    parts = lambda c, n: {p.name: p.gib for p in plan.estimate(c, shape, device, n, search=False).parts}
     fsdp8, fsdp4 = parts(cfg, 8), parts(cfg, 4)
     assert fsdp4["AdamW moments m, v (float32)"] == pytest.approx(2 * fsdp8["AdamW moments m, v (float32)"])
     ddp = parts(_plan_cfg("--config", "qwen2.5-math-7b-dr_grpo", "--sharding", "none"), 8)

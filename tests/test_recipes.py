@@ -206,7 +206,7 @@ def test_toy_v2_recipes_differ_only_in_the_objective():
         assert cfg.dataset == "toy-v2:train" and cfg.eval_datasets == "toy-v2:test"
 
 
-PLANNED_FOR = re.compile(r"^# Planned for (\d+) x ([\w.-]+)", re.M)
+PLANNED_FOR = re.compile(r"^# Planned for (\d+) x ([\w.-]+)", re.MULTILINE)
 
 
 @pytest.mark.parametrize("path", sorted(p for p in RECIPES.glob("*.yaml") if "engine: vllm" in p.read_text()),
