@@ -300,8 +300,7 @@ def estimate(cfg, shape: ModelShape, device: Device, ranks: int, a: Assumptions 
 
     b = _bytes(cfg.dtype)
     sharded = cfg.sharding == "fsdp" and ranks > 1
-    shard = ranks if sharded else 1
-    P_all, V, d = shape.params, shape.vocab, shape.hidden
+    P_all = shape.params
     N = cfg.prompts_per_step * cfg.group_size
     n_rank, u_rank = N // ranks, max(1, cfg.prompts_per_step // ranks)
     train_batch = cfg.train_batch_size or N
@@ -312,6 +311,47 @@ def estimate(cfg, shape: ModelShape, device: Device, ranks: int, a: Assumptions 
     vllm = cfg.engine == "vllm" and not device.is_cpu
     notes: list[str] = []
 
+    parts, trained, kv_tok, kv_avail = _memory_parts(cfg, shape, device, ranks, b=b, sharded=sharded, M=M, P=P, T=T,
+                                                     chunk=chunk, vllm=vllm, n_rank=n_rank, u_rank=u_rank)
+
+    def phase_peak(phase: str, steady: bool = True) -> float:
+        return sum(p.gib for p in parts if phase in p.phases and (steady or not p.steady))
+
+    peaks = {ph: phase_peak(ph) for ph in ("gen", "update", "step")}
+    first = max(phase_peak("gen", False), phase_peak("update", False), phase_peak("step"))
+    fits, why = True, ""
+    worst = max(peaks, key=peaks.get)
+    if peaks[worst] > device.memory_gib:
+        fits = False
+        why = {"gen": "while the engine generates", "update": "during forward/backward",
+               "step": "at the optimizer step"}[worst] + f": {peaks[worst]:.1f} GiB > {device.memory_gib:.1f} GiB"
+    if vllm and kv_avail is not None and kv_avail <= 0:
+        fits, why = False, (f"vllm_memory {cfg.vllm_memory} leaves no KV cache after vLLM's weights "
+                            f"({2 * P_all / GiB:.1f} GiB) and workspace")
+
+    best = None
+    if search:
+        per_step = train_batch // ranks
+        for m in sorted({m for m in range(1, per_step + 1) if per_step % m == 0}):
+            if estimate(cfg, shape, device, ranks, a, micro_per_rank=m, search=False).fits:
+                best = m
+
+    if not search:  # a candidate micro-batch of the search: memory only
+        return Estimate(shape, device, ranks, M, parts, peaks, first, fits, why, None, {}, None, 0, None, notes)
+
+    times, iterations, evals, total = _iteration_time(cfg, shape, device, ranks, a, b=b, sharded=sharded, M=M, P=P,
+                                                      T=T, vllm=vllm, n_rank=n_rank, u_rank=u_rank, updates=updates,
+                                                      trained=trained, kv_tok=kv_tok, kv_avail=kv_avail, notes=notes)
+    return Estimate(shape, device, ranks, M, parts, peaks, first, fits, why, best, times, iterations, evals, total,
+                    notes)
+
+
+def _memory_parts(cfg, shape: ModelShape, device: Device, ranks: int, *, b: int, sharded: bool, M: int, P: int,
+                  T: int, chunk: int, vllm: bool, n_rank: int, u_rank: int):
+    """``estimate``'s memory, part by part: (parts, trained parameters, KV bytes per token,
+    vLLM's KV cache in GiB or None)."""
+    shard = ranks if sharded else 1
+    P_all, V = shape.params, shape.vocab
     parts: list[Part] = []
     if cfg.lora_rank:
         trained = lora_params(shape, cfg.lora_rank)
@@ -346,7 +386,7 @@ def estimate(cfg, shape: ModelShape, device: Device, ranks: int, a: Assumptions 
         gathered = 4 * (root + 2 * shape.layer_params)
         parts.append(Part("FSDP gathered units (float32)", gathered / GiB,
                           "root (embeddings, LM head) + two decoder layers (current, prefetched)", ("update",)))
-    # a prompt shared by its responses runs once per chunk of micro-batches (train.micro_batch_plan: up to M
+    # a prompt shared by its responses runs once per chunk of micro-batches (models.plan_forward: up to M
     # distinct prompts, models.PromptPrefill), and its activations stay until the chunk's last backward
     prompts_held = min(M, u_rank) if cfg.group_size > 1 else M
     layers_b, head_b = activation_bytes(shape, prompts_held * P + M * T, M * T, b, cfg.gradient_checkpointing, chunk)
@@ -380,33 +420,16 @@ def estimate(cfg, shape: ModelShape, device: Device, ranks: int, a: Assumptions 
     overhead = CPU_RUNTIME_GIB if device.is_cpu else GPU_RUNTIME_GIB
     parts.append(Part("runtime", overhead, "python, torch, tokenizer" if device.is_cpu else
                       "CUDA context, NCCL, allocator fragmentation", ("gen", "update", "step")))
+    return parts, trained, kv_tok, kv_avail
 
-    def phase_peak(phase: str, steady: bool = True) -> float:
-        return sum(p.gib for p in parts if phase in p.phases and (steady or not p.steady))
 
-    peaks = {ph: phase_peak(ph) for ph in ("gen", "update", "step")}
-    first = max(phase_peak("gen", False), phase_peak("update", False), phase_peak("step"))
-    fits, why = True, ""
-    worst = max(peaks, key=peaks.get)
-    if peaks[worst] > device.memory_gib:
-        fits = False
-        why = {"gen": "while the engine generates", "update": "during forward/backward",
-               "step": "at the optimizer step"}[worst] + f": {peaks[worst]:.1f} GiB > {device.memory_gib:.1f} GiB"
-    if vllm and kv_avail is not None and kv_avail <= 0:
-        fits, why = False, (f"vllm_memory {cfg.vllm_memory} leaves no KV cache after vLLM's weights "
-                            f"({2 * P_all / GiB:.1f} GiB) and workspace")
-
-    best = None
-    if search:
-        per_step = train_batch // ranks
-        for m in sorted({m for m in range(1, per_step + 1) if per_step % m == 0}):
-            if estimate(cfg, shape, device, ranks, a, micro_per_rank=m, search=False).fits:
-                best = m
-
-    if not search:  # a candidate micro-batch of the search: memory only
-        return Estimate(shape, device, ranks, M, parts, peaks, first, fits, why, None, {}, None, 0, None, notes)
-
-    # ---- time per iteration, per rank (the ranks run in parallel)
+def _iteration_time(cfg, shape: ModelShape, device: Device, ranks: int, a: Assumptions, *, b: int, sharded: bool,
+                    M: int, P: int, T: int, vllm: bool, n_rank: int, u_rank: int, updates: int, trained: int,
+                    kv_tok: int, kv_avail: float | None, notes: list[str]):
+    """``estimate``'s time per rank (the ranks run in parallel): (seconds per phase, iterations,
+    evaluations, total seconds or None); adds its notes to ``notes``."""
+    shard = ranks if sharded else 1
+    P_all, V, d = shape.params, shape.vocab, shape.hidden
     ell = min(a.response_tokens or T, T)
     peak_flops = device.tflops * 1e12 * a.mfu
     bw = device.bandwidth_tbs * 1e12 * a.bandwidth_efficiency
@@ -454,8 +477,7 @@ def estimate(cfg, shape: ModelShape, device: Device, ranks: int, a: Assumptions 
     if sharded and comm > compute:
         notes.append(f"FSDP traffic ({comm:.0f} s) exceeds the update's compute ({compute:.0f} s): larger "
                      "micro-batches gather the weights fewer times")
-    return Estimate(shape, device, ranks, M, parts, peaks, first, fits, why, best, times, iterations, evals, total,
-                    notes)
+    return times, iterations, evals, total
 
 
 def _eval_questions(cfg) -> int:

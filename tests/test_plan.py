@@ -129,7 +129,7 @@ def test_plan_command_prints_fit_time_and_assumptions(capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--gpu", "B300-9000G"], "unknown GPU"),
     (["--gpus", "0"], "at least 1 GPU"),
-    (["--model", "/no/such/model"], "does not exist"),
+    (["--model", "/no/such/model"], "not a model folder"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, message, capsys):
     assert main(["plan", "--config", "qwen2.5-math-1.5b-dr_grpo", *argv]) == 2
@@ -158,3 +158,16 @@ def test_train_start_up_refuses_what_cannot_fit_a_gpu(monkeypatch, capsys):
     assert "plan: peak" in capsys.readouterr().out
     plan.check_at_start(TrainConfig(), "cpu", 1)
     assert "plan: peak about" in capsys.readouterr().out
+
+
+def test_a_folder_with_only_config_json_is_planned(tmp_path, capsys):
+    """plan reads the shape and nothing else: no weights or tokenizer needed (a config.json
+    copied from the hub page is enough)."""
+    from transformers import Qwen2Config
+
+    from drzero.cli import main
+
+    Qwen2Config(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                intermediate_size=128, vocab_size=1000).save_pretrained(tmp_path)
+    assert main(["plan", "--model", str(tmp_path), "--gpus", "1", "--gpu", "H100-80G"]) == 0
+    assert "fits" in capsys.readouterr().out
