@@ -104,6 +104,7 @@ def test_power_tower_returns_quickly():
         assert not g.correct and dt < BOUND_S, (payload, dt)
 
 
+@pytest.mark.slow
 def test_huge_and_deep_inputs_return_quickly():
     cases = [
         "x" * 1_000_000 + "\\boxed{5}",

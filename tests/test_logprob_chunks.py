@@ -249,6 +249,7 @@ def test_chunked_logprobs_against_the_plain_formula(temperature):
         assert all(_close(a, b) for a, b in zip(got, ref)), chunk
 
 
+@pytest.mark.slow
 def test_lora_gets_the_same_gradient_and_a_lora_head_takes_the_unchunked_path():
     pytest.importorskip("peft")
     from drzero.models import _chunkable_head, add_lora

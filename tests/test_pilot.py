@@ -269,6 +269,7 @@ class _Unhelpful(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
+@pytest.mark.slow
 def test_probe_stage_through_an_endpoint(random_model, tmp_path):
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Unhelpful)
     threading.Thread(target=server.serve_forever, daemon=True).start()

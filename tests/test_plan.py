@@ -49,6 +49,7 @@ def test_shape_comes_from_a_local_config_then_the_table(tmp_path, monkeypatch):
         plan.read_model_shape(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_activation_coefficients_match_what_autograd_saves():
     """``ACT_PER_HIDDEN``: the bytes a decoder layer of Qwen2.5-0.5B's shape saves for backward
     per token (saved-tensor hooks; padded batches, as the trainer's), in float32 and under bf16

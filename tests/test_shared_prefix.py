@@ -168,6 +168,7 @@ def test_lora_shares_prompts_with_the_same_gradient():
 
 
 # ----------------------------------------------------------------------------- generation
+@pytest.mark.slow
 def test_fast_decode_equals_the_plain_decode_loop(monkeypatch):
     """The engine's decode (each prompt's keys/values once, samples' own keys/values in a
     growing buffer, finished rows swapped out) samples the same tokens with the same

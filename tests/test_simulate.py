@@ -152,6 +152,7 @@ def table():
     return bias_table(TABLE)
 
 
+@pytest.mark.slow
 def test_bias_table_has_a_row_per_preset_and_grpo_dr_grpo_equal_the_summary(table):
     """--algo all trains the same runs as drzero simulate: its GRPO and Dr. GRPO rows are the
     summary's numbers exactly (the exact statistics draw no random numbers)."""

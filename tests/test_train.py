@@ -158,6 +158,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
         assert "\n" not in str(e.value)
 
 
+@pytest.mark.slow
 def test_lora_run_writes_adapter_and_merged_checkpoint(tmp_path):
     pytest.importorskip("peft")
     cfg = TrainConfig(output_dir=str(tmp_path / "lora"), lora_rank=4, lr=1e-2, **{**TINY, "max_steps": 1})
@@ -168,6 +169,7 @@ def test_lora_run_writes_adapter_and_merged_checkpoint(tmp_path):
     assert not hasattr(model, "peft_config")
 
 
+@pytest.mark.slow
 def test_truncated_importance_sampling_option(tmp_path):
     """--tis-cap: the HF engine samples from the learner itself, so the weights are ~1 and
     none is truncated; the run logs them next to the log-prob gap."""
