@@ -1,5 +1,6 @@
-"""Shared test fixtures: ``fake_openai``, a real local HTTP server speaking the OpenAI API
-(completions for ``--endpoint``, chat for the probe's judge), whose replies a test writes."""
+"""Shared test helpers: ``fake_openai``, a real local HTTP server speaking the OpenAI API
+(completions for ``--endpoint``, chat for the probe's judge), whose replies a test writes;
+``one_line_error``, the check that a refused command said one line and exited 2."""
 
 from __future__ import annotations
 
@@ -8,6 +9,16 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
+
+def one_line_error(code: int, err: str) -> str:
+    """A command refused the way every user mistake must be: exit code 2 and one line
+    ``error: ...`` on stderr, no traceback. Returns that line."""
+    assert code == 2, err
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
 
 
 @pytest.fixture

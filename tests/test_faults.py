@@ -32,6 +32,7 @@ import torch
 from safetensors.torch import load_file
 
 from drzero import evaluate
+from conftest import one_line_error
 from drzero.cli import main as cli_main
 from drzero.config import EvalConfig
 from drzero.data import load_questions
@@ -46,13 +47,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _listing(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
-
-
-def _one_line_error(code: int, err: str) -> None:
-    assert code == 2, err
-    assert "Traceback" not in err, err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
 
 
 # ----------------------------------------------------------------------------- broken inputs
@@ -152,7 +146,7 @@ def test_bad_flag_is_one_line_exit_2_and_writes_nothing(argv, expected, broken, 
     argv = [a.replace("{b}", str(broken)).replace("{o}", str(tmp_path / "out")) for a in argv]
     code = cli_main(argv)
     err = capsys.readouterr().err
-    _one_line_error(code, err)
+    one_line_error(code, err)
     assert expected in err, err
     assert _listing(tmp_path) == [] and _listing(broken) == before  # nothing written anywhere
 
@@ -185,7 +179,7 @@ def test_bad_yaml_value_is_one_line_exit_2_and_writes_nothing(command, yaml_text
     out = ["--output-dir" if command == "train" else "--output", str(tmp_path / "out")]
     code = cli_main([command, "--config", "recipe.yaml", *out])
     err = capsys.readouterr().err
-    _one_line_error(code, err)
+    one_line_error(code, err)
     assert expected in err, err
     assert _listing(tmp_path) == ["recipe.yaml"]
 
@@ -199,7 +193,7 @@ def test_report_refuses_bad_output_and_reads_a_torn_last_line(tmp_path, capsys):
     for output, expected in [(tmp_path / "f", "is a file, not a folder"), (tmp_path / "f" / "rep", "is a file, so")]:
         code = cli_main(["report", str(run), "--output", str(output)])
         err = capsys.readouterr().err
-        _one_line_error(code, err)
+        one_line_error(code, err)
         assert expected in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f", "run"]
     assert cli_main(["report", str(run), "--output", str(tmp_path / "rep")]) == 0
@@ -208,7 +202,7 @@ def test_report_refuses_bad_output_and_reads_a_torn_last_line(tmp_path, capsys):
     (run / "metrics.jsonl").write_text('{"step": 1\n' + "\n".join(good) + "\n")  # damage in the middle
     code = cli_main(["report", str(run), "--output", str(tmp_path / "rep")])
     err = capsys.readouterr().err
-    _one_line_error(code, err)
+    one_line_error(code, err)
     assert "metrics.jsonl:1: not valid JSON" in err
 
 
@@ -244,7 +238,7 @@ def test_unwritable_output_is_refused_by_eval_probe_and_report(tmp_path):
         locked.chmod(0o755)
     assert proc.returncode == 0, proc.stderr
     for code, err in json.loads(proc.stdout.splitlines()[-1]):
-        _one_line_error(code, err)
+        one_line_error(code, err)
         assert f"{locked} is not writable" in err
     assert list(locked.iterdir()) == []
 
@@ -277,7 +271,7 @@ def test_offline_mode_makes_no_network_attempt(argv, expected, no_network, tmp_p
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     code = cli_main([*argv, "--output", str(tmp_path / "out")])
     err = capsys.readouterr().err
-    _one_line_error(code, err)
+    one_line_error(code, err)
     assert expected in err and no_network == []
     assert not (tmp_path / "out").exists()
 
@@ -288,7 +282,7 @@ def test_unreachable_hub_is_one_line_after_one_attempt(no_network, tmp_path, mon
     t = time.perf_counter()
     code = cli_main(["eval", "--benchmarks", "someone/no-such-set", "--limit", "8", "--output", str(tmp_path / "o")])
     err = capsys.readouterr().err
-    _one_line_error(code, err)
+    one_line_error(code, err)
     assert "cannot reach the Hugging Face hub" in err and "HF_HUB_OFFLINE=1" in err and "bundled: aime24" in err
     assert time.perf_counter() - t < 10 and len(no_network) <= 2  # one request (an address lookup per family)
 
@@ -334,7 +328,7 @@ def test_endpoint_null_text_is_one_line_and_not_cached(server, tmp_path, capsys)
     server.mode = "null_text"
     code = cli_main(_endpoint_eval(server.url, tmp_path / "o"))
     err = capsys.readouterr().err
-    _one_line_error(code, err)
+    one_line_error(code, err)
     assert "returned a choice whose text is null, not a string" in err
     cache = tmp_path / "o" / "endpoint_cache.jsonl"
     assert not cache.exists() or cache.read_text() == ""
@@ -344,7 +338,7 @@ def test_endpoint_invalid_json_is_reported_as_such_at_once(server, tmp_path, cap
     server.mode = "html"
     code = cli_main(_endpoint_eval(server.url, tmp_path / "o", "--retries", "3"))
     err = capsys.readouterr().err
-    _one_line_error(code, err)
+    one_line_error(code, err)
     assert "answered with invalid JSON" in err and "unreachable" not in err and "<html>" in err
     assert server.requests <= 2  # one per prompt of the first chunk: a server that answers is not retried
 
@@ -367,7 +361,7 @@ def test_endpoint_dying_late_keeps_finished_work_and_resumes(server, tmp_path, c
     server.before = dies_after_4
     code = cli_main(_endpoint_eval(server.url, tmp_path / "late"))
     err = capsys.readouterr().err
-    _one_line_error(code, err)
+    one_line_error(code, err)
     assert "unreachable" in err and "4 samples are kept" in err and "run the same command again to resume" in err
     assert len((tmp_path / "late" / "samples.jsonl").read_text().splitlines()) == 4
     server.mode, server.before = "ok", None
@@ -491,7 +485,7 @@ def test_eval_output_of_other_settings_is_refused_not_mixed(tmp_path, fake_engin
         args = [x for kv in {**same, flag: value}.items() for x in kv]
         code = cli_main(["eval", *args, "--batch-size", "2", "--output", str(tmp_path / "o")])
         err = capsys.readouterr().err
-        _one_line_error(code, err)
+        one_line_error(code, err)
         assert "holds an eval with other settings" in err and expected in err, err
     assert made == []  # refused before any model was loaded
     assert {p.name: p.read_bytes() for p in (tmp_path / "o").iterdir()} == before
@@ -504,11 +498,11 @@ def test_eval_output_holding_unknown_samples_is_refused(tmp_path, capsys):
     out.mkdir()
     (out / "samples.jsonl").write_text('{"benchmark": "toy:test", "index": 0}\n')
     code = cli_main(["eval", "--benchmarks", "toy:test", "--limit", "8", "--output", str(out)])
-    _one_line_error(code, capsys.readouterr().err)
+    one_line_error(code, capsys.readouterr().err)
     (out / "results.json").write_text("[1, 2]")
     code = cli_main(["eval", "--benchmarks", "toy:test", "--limit", "8", "--output", str(out)])
     err = capsys.readouterr().err
-    _one_line_error(code, err)
+    one_line_error(code, err)
     assert "not a drzero eval's" in err
 
 
@@ -594,7 +588,7 @@ def test_real_process_bad_input_has_no_traceback(tmp_path):
                            (["probe", "--n", "0"], "--n (key n) must be >= 1")]:
         proc = subprocess.run([sys.executable, "-m", "drzero", *argv], capture_output=True, text=True, timeout=300,
                               cwd=tmp_path, env=env)
-        _one_line_error(proc.returncode, proc.stderr)
+        one_line_error(proc.returncode, proc.stderr)
         assert expected in proc.stderr
     assert list(tmp_path.iterdir()) == []
 

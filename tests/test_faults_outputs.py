@@ -11,20 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from conftest import one_line_error
 from drzero.cli import main as cli_main
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 EVAL = ["eval", "--model", "toy", "--benchmarks", "toy:test", "--limit", "2", "--max-new-tokens", "8",
         "--device", "cpu", "--grader-workers", "1"]
-
-
-def _one_line_error(code: int, err: str) -> str:
-    assert code == 2, err
-    assert "Traceback" not in err, err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
 
 
 # ----------------------------------------------------------------------------- item 5: one writer per eval folder
@@ -46,7 +39,7 @@ def test_a_second_eval_into_a_folder_in_use_is_refused_in_one_line(tmp_path, cap
     try:
         assert holder.stdout.readline().strip() == "locked"
         code = cli_main([*EVAL, "--output", str(out)])
-        line = _one_line_error(code, capsys.readouterr().err)
+        line = one_line_error(code, capsys.readouterr().err)
         assert f"{out} is in use by another drzero process (pid {holder.pid})" in line
         assert "run the same command again" in line, line
         assert not (out / "samples.jsonl").exists() and not (out / "results.json").exists()
@@ -79,7 +72,7 @@ def test_a_folder_drzero_did_not_write_is_no_run_and_overwrite_deletes_nothing_o
     folder = _users_folder(tmp_path / "mine")
     before = _listing(folder)
     code = cli_main([*TRAIN, "--output-dir", str(folder), *overwrite])
-    line = _one_line_error(code, capsys.readouterr().err)
+    line = one_line_error(code, capsys.readouterr().err)
     assert "it holds files drzero did not write (samples.jsonl, checkpoints/, wandb/)" in line, line
     assert _listing(folder) == before and (folder / "samples.jsonl").read_text() == '{"mine": 1}\n'
 
@@ -93,7 +86,7 @@ def test_overwrite_of_a_run_refuses_to_delete_a_foreign_file_in_it(tmp_path, cap
     (run / "checkpoints" / "my_model.bin").write_bytes(b"weights")
     before = _listing(run)
     code = cli_main([*TRAIN, "--output-dir", str(run), "--overwrite"])
-    line = _one_line_error(code, capsys.readouterr().err)
+    line = one_line_error(code, capsys.readouterr().err)
     assert line.endswith(f"--overwrite {run}: it holds files drzero did not write (checkpoints/my_model.bin); move "
                          "them away or use another --output-dir"), line
     assert _listing(run) == before
@@ -108,7 +101,7 @@ def test_an_eval_folder_is_no_training_output_and_a_run_folder_no_eval_output(tm
     (ev / "samples.jsonl").write_text('{"benchmark": "toy:test", "index": 0}\n')
     for overwrite in ([], ["--overwrite"]):
         code = cli_main([*TRAIN, "--output-dir", str(ev), *overwrite])
-        line = _one_line_error(code, capsys.readouterr().err)
+        line = one_line_error(code, capsys.readouterr().err)
         assert "holds a drzero eval (results.json), not a training run" in line
     assert (ev / "samples.jsonl").read_text() == '{"benchmark": "toy:test", "index": 0}\n'
 
@@ -116,7 +109,7 @@ def test_an_eval_folder_is_no_training_output_and_a_run_folder_no_eval_output(tm
     checkpoint.start_run(run, "algo: grpo\n", overwrite=False, resumed_step=None, resumed_from=None)
     (run / "samples.jsonl").write_text('{"step": 1}\n')
     code = cli_main([*EVAL, "--output", str(run)])
-    line = _one_line_error(code, capsys.readouterr().err)
+    line = one_line_error(code, capsys.readouterr().err)
     assert "holds a drzero training run; give the eval its own --output" in line
     assert (run / "samples.jsonl").read_text() == '{"step": 1}\n' and not (run / "results.json").exists()
 
@@ -167,9 +160,9 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_and_leaves_no_half_checkpoi
 def test_a_folder_name_over_255_bytes_is_refused_before_anything_runs(tmp_path, capsys):
     long_name = tmp_path / ("r" * 300)
     code = cli_main([*TRAIN, "--output-dir", str(long_name)])
-    assert "the folder name rrrr" in _one_line_error(code, capsys.readouterr().err)
+    assert "the folder name rrrr" in one_line_error(code, capsys.readouterr().err)
     code = cli_main([*EVAL, "--output", str(long_name / "eval")])
-    assert "is 300 bytes long; the file system allows 255" in _one_line_error(code, capsys.readouterr().err)
+    assert "is 300 bytes long; the file system allows 255" in one_line_error(code, capsys.readouterr().err)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -187,6 +180,6 @@ def test_a_path_too_long_for_the_checkpoints_inside_is_refused_before_training(t
     deep = _path_of_length(tmp_path, 4060)
     assert len(str(deep)) == 4060
     code = cli_main([*TRAIN, "--output-dir", str(deep)])
-    line = _one_line_error(code, capsys.readouterr().err)
+    line = one_line_error(code, capsys.readouterr().err)
     assert "the files written inside it need" in line and "over the system's limit of 4096" in line, line
     assert list(tmp_path.iterdir()) == []

@@ -12,20 +12,13 @@ import pytest
 import yaml
 
 from drzero import resume
+from conftest import one_line_error
 from drzero.cli import main as cli_main
 from drzero.config import TrainConfig
 from drzero.parsing import config_text
 
 RUN_ARGS = ["--template", "qwen_math", "--prompts-per-step", "2", "--group-size", "4", "--micro-batch-size", "8",
             "--max-new-tokens", "32", "--eval-datasets", "", "--no-progress", "--grader-workers", "1", "--lr", "1e-3"]
-
-
-def _one_line_error(code: int, err: str) -> str:
-    assert code == 2, err
-    assert "Traceback" not in err, err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
 
 
 def test_every_train_setting_is_classified_once():
@@ -57,7 +50,7 @@ def run(tmp_path):
 def test_a_run_defining_change_on_resume_is_refused_naming_both_values(run, flag, value, old, capsys):
     before = (run / "config.yaml").read_text()
     code = cli_main(["train", "--resume", str(run), flag, value])
-    line = _one_line_error(code, capsys.readouterr().err)
+    line = one_line_error(code, capsys.readouterr().err)
     assert f"{flag} is {old} in the run" in line and "now" in line, line
     assert (run / "config.yaml").read_text() == before  # config.yaml never claims a value the run did not use
     assert not (run / "resumes.jsonl").exists()
