@@ -372,6 +372,18 @@ def markdown(results: dict) -> str:
 
 
 # ----------------------------------------------------------------------------- main
+def git_commit() -> str:
+    """The drzero tree measured (HEAD, with ``+dirty`` when files differ from it)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "drzero"], cwd=ROOT, capture_output=True,
+                               text=True).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default=",".join(SIZES), help="comma-separated, of: " + ", ".join(SIZES))
@@ -413,7 +425,8 @@ def main():
         return
     results["workload"] = {"prompts": args.prompts, "group": args.group, "micro_batch_size": args.micro_batch_size,
                            "steps": args.steps, "lr": args.lr, "threads": 1,
-                           "note": "random-init models never stop: every response runs to the budget on both sides"}
+                           "note": "random-init models never stop: every response runs to the budget on both sides",
+                           "commit": git_commit()}
 
     def save():
         tmp = out_path.with_suffix(".tmp")
