@@ -153,7 +153,7 @@ def run_drzero(args, model: Path, out: Path) -> dict:
                       lr=args.lr, beta=0.0, seed=args.seed, eval_datasets="", save_every=0, progress=False,
                       reward=f"{Path(__file__).resolve()}:crc_reward", reward_mode="replace", grader_workers=1)
     drzero.train.train(cfg)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mib()
     steps = []
     for m in (json.loads(x) for x in (out / "run" / "metrics.jsonl").read_text().splitlines()):
         if "time/step" in m and m["step"] > 0:
@@ -231,10 +231,19 @@ def run_trl(args, model_path: Path, out: Path) -> dict:
     trainer = GRPOTrainer(model=model, reward_funcs=reward, args=config, train_dataset=dataset, processing_class=tokenizer,
                           callbacks=[Clock()])
     trainer.train()
-    return {"steps": steps, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {"steps": steps, "peak_rss_mib": peak_rss_mib()}
 
 
 # ----------------------------------------------------------------------------- one run, watched
+def peak_rss_mib() -> float:
+    """This process's peak resident memory (``VmHWM``). Not ``ru_maxrss``: Linux carries that
+    across ``exec``, so a worker would report its parent's peak when the parent was larger."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def rss_mib(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
