@@ -631,16 +631,22 @@ def recipe_text(full: TrainConfig, cfg: PilotConfig, probe: dict, pace: dict, pl
 def plan_estimate(recipe_path: Path) -> str:
     """``drzero plan``'s memory and time estimate for the recipe, or a line saying why not."""
     try:
-        from drzero import plan  # noqa: F401 -- lands with issue 29
-    except ImportError:
-        return "drzero plan has not landed (issue 29): no memory and time estimate for the full run yet"
-    try:
         done = subprocess.run([sys.executable, "-m", "drzero", "plan", "--config", str(recipe_path)],
                               check=False, capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"drzero plan did not finish ({e})"
     text = (done.stdout or done.stderr).strip()
     return text if done.returncode == 0 else f"drzero plan failed: {text.splitlines()[-1] if text else done.returncode}"
+
+
+def plan_summary(text: str) -> str:
+    """One line of ``drzero plan``'s output for the recipe's header: where, whether it fits,
+    and how long (or the line saying why there is no estimate)."""
+    lines = [line.strip() for line in text.splitlines()]
+    keep = [line.removeprefix("drzero plan: ").removesuffix(", memory per GPU") for line in lines
+            if line.startswith("drzero plan: ")][:1]
+    keep += [line for line in lines if line.startswith(("fits:", "does NOT fit", "total:"))]
+    return "; ".join(keep) if len(keep) > 1 else (lines[-1] if lines else "")
 
 
 def _img(path: Path, alt: str) -> str:
@@ -691,8 +697,7 @@ def stage_page(cfg, base, out, state, log, card, probe, runs, evals, template, t
     recipe_path.write_text(recipe_text(full, cfg, probe, pace, "(estimating)", verdict["verdict"]))
     plan_line = plan_estimate(recipe_path)
     (page_dir / "plan.txt").write_text(plan_line + "\n")
-    recipe_path.write_text(recipe_text(full, cfg, probe, pace, plan_line.splitlines()[0] if plan_line else "",
-                                       verdict["verdict"]))
+    recipe_path.write_text(recipe_text(full, cfg, probe, pace, plan_summary(plan_line), verdict["verdict"]))
     record = {"verdict": verdict["verdict"], "decided_by": verdict["decided_by"],
               "reasons": verdict["reasons"], "notes": verdict["notes"], "bias": verdict["bias"],
               "model": cfg.model, "template": template, "temperature": temperature, "probe": probe,

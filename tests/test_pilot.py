@@ -317,3 +317,15 @@ def test_toy_v2_pilot_end_to_end_and_resume(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "done before: {'grpo': 3, 'dr_grpo': 3} iterations per run" in printed
     assert "objective grpo" not in printed and (out / "eval" / "dr_grpo.json").is_file()
+
+
+def test_plan_summary_keeps_where_whether_it_fits_and_how_long():
+    from drzero.pilot import plan_summary
+
+    text = ("drzero plan: qwen2.5-math-7b on 8 x A100-40G, memory per GPU     \n| weights | 3.5 |\n"
+            "does NOT fit: forward/backward needs 52.1 GiB; micro_batch_size 8 (1 per rank)\n"
+            "largest micro-batch that fits: none (not even 1 response per rank)\n"
+            "time per policy iteration: 9.0 min\ntotal: 80.2 h for 500 iterations and 11 evaluations\n")
+    assert plan_summary(text) == ("qwen2.5-math-7b on 8 x A100-40G; does NOT fit: forward/backward needs 52.1 GiB; "
+                                  "micro_batch_size 8 (1 per rank); total: 80.2 h for 500 iterations and 11 evaluations")
+    assert plan_summary("drzero plan failed: no config.json") == "drzero plan failed: no config.json"
