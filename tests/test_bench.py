@@ -4,6 +4,7 @@
 import importlib.util
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -81,3 +82,23 @@ def test_gpu_check_tiny_on_the_cpu(tmp_path):
     assert cmp["drzero_tokens"] == cmp["transformers_tokens"] == B * G * T
     assert math.isclose(cmp["tokens_per_s_ratio"], cmp["drzero_tokens_per_s"] / cmp["transformers_tokens_per_s"],
                         rel_tol=0.01)
+
+
+LADDER_PROFILE = Path(__file__).resolve().parents[1] / "bench" / "ladder_profile.py"
+
+
+@pytest.mark.slow
+def test_ladder_profile_worker_on_the_toy(tmp_path):
+    """bench/ladder_profile.py's drzero worker (the ladder's own workload under the profiler;
+    TRL's side needs the trl extra, not installed in CI) runs every response to the budget
+    and reports an arithmetic share that is a share."""
+    from drzero.models import resolve_model_path
+
+    cmd = [sys.executable, str(LADDER_PROFILE), "--point", "toy/16", "--worker", "drzero", "--model-path",
+           resolve_model_path("toy"), "--run-dir", str(tmp_path), "--length", "16", "--steps", "2"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    p = json.loads((tmp_path / "profile.json").read_text())
+    assert 0 < p["arithmetic_s"] < p["cpu_s"]
+    assert [s["tokens"] for s in p["steps"]] == [2 * 4 * 16] * 2  # 2 prompts x 4 samples x 16 tokens, no stop
+    assert p["top"] and all(seconds >= 0 for _, seconds in p["top"])

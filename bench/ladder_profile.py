@@ -1,0 +1,119 @@
+"""Where a ladder point's time goes, and how low drzero's step-time ratio could go there.
+
+For each ``--point`` (``SIZE/LENGTH``, as in bench/ladder.py) and each side, one training
+run of the ladder's workload (the same worker code: ``ladder.run_drzero`` / ``ladder.run_trl``)
+runs under ``torch.profiler`` in its own process. Printed per side: the CPU time of the run,
+the share of it spent inside the arithmetic kernels (matrix products and fused attention,
+``ARITHMETIC``), and the top operators.
+
+The floor: drzero cannot skip its own arithmetic, so at a point
+
+    ratio >= (drzero's arithmetic share x drzero's step CPU time) / TRL's step CPU time
+
+with the step CPU times taken from the ladder's results (``--ladder-json``, measured without
+the profiler). The profiler adds time to every operator call, which lowers the measured
+share, so the floor is a conservative (low) estimate. A floor above 0.5 means no change of
+drzero's bookkeeping reaches 0.5 at that point: only doing less arithmetic would.
+
+    python bench/ladder_profile.py --point toy/128 --point 150m/128
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import ladder  # noqa: E402  (bench/ladder.py: the grid, the models and the workers)
+
+ARITHMETIC = ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm", "aten::addbmm",
+              "aten::_scaled_dot_product_flash_attention_for_cpu",
+              "aten::_scaled_dot_product_flash_attention_for_cpu_backward")
+
+
+def profile_worker(args) -> None:
+    """One run of ``args.worker``'s side under the profiler; writes ``profile.json``."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.set_num_threads(1)
+    out = Path(args.run_dir)
+    worker = ladder.run_drzero if args.worker == "drzero" else ladder.run_trl
+    c = time.process_time()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        record = worker(args, Path(args.model_path), out)
+    cpu = time.process_time() - c
+    ops = {e.key: e.self_cpu_time_total / 1e6 for e in prof.key_averages()}
+    arithmetic = sum(ops.get(k, 0.0) for k in ARITHMETIC)
+    top = sorted(ops.items(), key=lambda kv: -kv[1])[:8]
+    (out / "profile.json").write_text(json.dumps({"cpu_s": cpu, "arithmetic_s": arithmetic, "top": top,
+                                                  "steps": record["steps"]}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--point", action="append", required=True, help="SIZE/LENGTH, e.g. toy/128 (repeatable)")
+    ap.add_argument("--ladder-json", default=str(ladder.ROOT / "bench" / "ladder.json"),
+                    help="the ladder's results: the unprofiled step CPU times the floor divides")
+    ap.add_argument("--models", default=str(Path(tempfile.gettempdir()) / "drzero-ladder-models"),
+                    help="where the random-init model folders are (built once, as bench/ladder.py does)")
+    ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--prompts", type=int, default=2)
+    ap.add_argument("--group", type=int, default=4)
+    ap.add_argument("--micro-batch-size", type=int, default=4)
+    ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--worker", choices=["drzero", "trl"], help=argparse.SUPPRESS)
+    ap.add_argument("--model-path", help=argparse.SUPPRESS)
+    ap.add_argument("--run-dir", help=argparse.SUPPRESS)
+    ap.add_argument("--length", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        profile_worker(args)
+        return
+
+    measured = json.loads(Path(args.ladder_json).read_text())["points"] if Path(args.ladder_json).exists() else {}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for key in args.point:
+            size, length = key.split("/")
+            folder = ladder.model_folder(size, Path(args.models))
+            shares = {}
+            for side in ("drzero", "trl"):
+                out = Path(tmp) / f"{side}-{size}-{length}"
+                out.mkdir(parents=True)
+                cmd = [sys.executable, __file__, "--worker", side, "--model-path", str(folder), "--run-dir", str(out),
+                       "--length", length, "--steps", str(args.steps), "--prompts", str(args.prompts), "--group",
+                       str(args.group), "--micro-batch-size", str(args.micro_batch_size), "--lr", str(args.lr),
+                       "--seed", str(args.seed), "--point", key]
+                env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+                done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+                if done.returncode != 0:
+                    sys.exit(f"{side} {key} failed:\n{(done.stdout + done.stderr)[-3000:]}")
+                p = json.loads((out / "profile.json").read_text())
+                shares[side] = p["arithmetic_s"] / p["cpu_s"]
+                top = ", ".join(f"{k.removeprefix('aten::')} {v:.2f}" for k, v in p["top"][:6])
+                print(f"{key} {side:6s}: CPU {p['cpu_s']:7.2f} s under the profiler (2 steps and start-up), arithmetic "
+                      f"{p['arithmetic_s']:7.2f} s = {shares[side]:.0%}; top self-CPU s: {top}", flush=True)
+            rounds = measured.get(key, {}).get("rounds") or []
+            if rounds:
+                d, t = rounds[0]["drzero"]["cpu_s"], rounds[0]["trl"]["cpu_s"]
+                floor = shares["drzero"] * d / t
+                rows.append((key, shares["drzero"], shares["trl"], d / t, floor))
+                print(f"{key}: measured CPU-time ratio {d / t:.3f}; floor from drzero's arithmetic alone {floor:.3f}",
+                      flush=True)
+    if rows:
+        print("\n| point | drzero arithmetic share | TRL arithmetic share | CPU-time ratio | floor |")
+        print("|---|---|---|---|---|")
+        for key, a, b, r, f in rows:
+            print(f"| {key} | {a:.0%} | {b:.0%} | {r:.3f} | {f:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
