@@ -2,18 +2,21 @@
 
 For each ``--point`` (``SIZE/LENGTH``, as in bench/ladder.py) and each side, one training
 run of the ladder's workload (the same worker code: ``ladder.run_drzero`` / ``ladder.run_trl``)
-runs under ``torch.profiler`` in its own process. Printed per side: the CPU time of the run,
-the share of it spent inside the arithmetic kernels (matrix products and fused attention,
-``ARITHMETIC``), and the top operators.
+runs under ``torch.profiler`` in its own process. Printed per side: the CPU time of the run
+(its steps and its start-up), the CPU time inside the arithmetic kernels (matrix products
+and fused attention, ``ARITHMETIC``) per step, and the top operators.
 
 The floor: drzero cannot skip its own arithmetic, so at a point
 
-    ratio >= (drzero's arithmetic share x drzero's step CPU time) / TRL's step CPU time
+    ratio >= drzero's arithmetic CPU seconds per step / TRL's step CPU seconds
 
-with the step CPU times taken from the ladder's results (``--ladder-json``, measured without
-the profiler). The profiler adds time to every operator call, which lowers the measured
-share, so the floor is a conservative (low) estimate. A floor above 0.5 means no change of
-drzero's bookkeeping reaches 0.5 at that point: only doing less arithmetic would.
+with TRL's step CPU time taken from the ladder's results (``--ladder-json``, measured
+without the profiler), and drzero's arithmetic per step = its profiled arithmetic over the
+run / ``--steps`` (start-up does no arithmetic to speak of: it loads weights). Beside it,
+the arithmetic share of drzero's own measured step. A floor above 0.5 would mean that no
+change of drzero's bookkeeping reaches 0.5 at that point, only less arithmetic; a low floor
+with a high ratio means the rest of the step (per-operator overhead, sampling, copies)
+sets the ratio.
 
     python bench/ladder_profile.py --point toy/128 --point 150m/128
 """
@@ -32,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ladder  # noqa: E402  (bench/ladder.py: the grid, the models and the workers)
 
-ARITHMETIC = ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm", "aten::addbmm",
+ARITHMETIC = ("aten::mm", "aten::bmm", "aten::addmm", "aten::addmm_", "aten::baddbmm", "aten::addbmm",
               "aten::_scaled_dot_product_flash_attention_for_cpu",
               "aten::_scaled_dot_product_flash_attention_for_cpu_backward")
 
@@ -49,11 +52,10 @@ def profile_worker(args) -> None:
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         record = worker(args, Path(args.model_path), out)
     cpu = time.process_time() - c
-    ops = {e.key: e.self_cpu_time_total / 1e6 for e in prof.key_averages()}
+    ops = {e.key: e.self_cpu_time_total / 1e6 for e in prof.key_averages()}  # self CPU seconds per operator
     arithmetic = sum(ops.get(k, 0.0) for k in ARITHMETIC)
-    top = sorted(ops.items(), key=lambda kv: -kv[1])[:8]
-    (out / "profile.json").write_text(json.dumps({"cpu_s": cpu, "arithmetic_s": arithmetic, "top": top,
-                                                  "steps": record["steps"]}))
+    (out / "profile.json").write_text(json.dumps({"cpu_s": cpu, "arithmetic_s": arithmetic, "ops": sorted(
+        ops.items(), key=lambda kv: -kv[1]), "steps": record["steps"]}))
 
 
 def main() -> None:
@@ -84,7 +86,7 @@ def main() -> None:
         for key in args.point:
             size, length = key.split("/")
             folder = ladder.model_folder(size, Path(args.models))
-            shares = {}
+            arith = {}
             for side in ("drzero", "trl"):
                 out = Path(tmp) / f"{side}-{size}-{length}"
                 out.mkdir(parents=True)
@@ -97,19 +99,21 @@ def main() -> None:
                 if done.returncode != 0:
                     sys.exit(f"{side} {key} failed:\n{(done.stdout + done.stderr)[-3000:]}")
                 p = json.loads((out / "profile.json").read_text())
-                shares[side] = p["arithmetic_s"] / p["cpu_s"]
-                top = ", ".join(f"{k.removeprefix('aten::')} {v:.2f}" for k, v in p["top"][:6])
-                print(f"{key} {side:6s}: CPU {p['cpu_s']:7.2f} s under the profiler (2 steps and start-up), arithmetic "
-                      f"{p['arithmetic_s']:7.2f} s = {shares[side]:.0%}; top self-CPU s: {top}", flush=True)
+                ops = dict(p["ops"])
+                arith[side] = sum(ops.get(k, 0.0) for k in ARITHMETIC) / args.steps  # CPU s per step
+                top = ", ".join(f"{k.removeprefix('aten::')} {v / args.steps:.2f}"
+                                for k, v in sorted(ops.items(), key=lambda kv: -kv[1])[:6])
+                print(f"{key} {side:6s}: CPU {p['cpu_s']:7.2f} s under the profiler ({args.steps} steps and start-up); "
+                      f"arithmetic {arith[side]:.2f} s a step; top self-CPU s a step: {top}", flush=True)
             rounds = measured.get(key, {}).get("rounds") or []
             if rounds:
                 d, t = rounds[0]["drzero"]["cpu_s"], rounds[0]["trl"]["cpu_s"]
-                floor = shares["drzero"] * d / t
-                rows.append((key, shares["drzero"], shares["trl"], d / t, floor))
-                print(f"{key}: measured CPU-time ratio {d / t:.3f}; floor from drzero's arithmetic alone {floor:.3f}",
+                row = (key, arith["drzero"] / d, arith["trl"] / t, d / t, arith["drzero"] / t)
+                rows.append(row)
+                print(f"{key}: measured CPU-time ratio {row[3]:.3f}; floor from drzero's arithmetic alone {row[4]:.3f}",
                       flush=True)
     if rows:
-        print("\n| point | drzero arithmetic share | TRL arithmetic share | CPU-time ratio | floor |")
+        print("\n| point | arithmetic share of the step, drzero | the same, TRL | CPU-time ratio | floor |")
         print("|---|---|---|---|---|")
         for key, a, b, r, f in rows:
             print(f"| {key} | {a:.0%} | {b:.0%} | {r:.3f} | {f:.3f} |")

@@ -101,4 +101,4 @@ def test_ladder_profile_worker_on_the_toy(tmp_path):
     p = json.loads((tmp_path / "profile.json").read_text())
     assert 0 < p["arithmetic_s"] < p["cpu_s"]
     assert [s["tokens"] for s in p["steps"]] == [2 * 4 * 16] * 2  # 2 prompts x 4 samples x 16 tokens, no stop
-    assert p["top"] and all(seconds >= 0 for _, seconds in p["top"])
+    assert p["ops"] and all(seconds >= 0 for _, seconds in p["ops"])
