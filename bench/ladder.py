@@ -254,16 +254,39 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
+WORKER_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def add_workload_args(ap: argparse.ArgumentParser) -> None:
+    """The per-step workload flags, and the hidden ones a worker process is started with
+    (shared with bench/ladder_profile.py, which runs the same workers)."""
+    ap.add_argument("--steps", type=int, default=2, help="optimizer steps per run (the first is left out of the time)")
+    ap.add_argument("--prompts", type=int, default=2, help="prompts per step")
+    ap.add_argument("--group", type=int, default=4, help="samples per prompt")
+    ap.add_argument("--micro-batch-size", type=int, default=4, help="responses per forward/backward, both sides")
+    ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--worker", choices=["drzero", "trl"], help=argparse.SUPPRESS)
+    ap.add_argument("--model-path", help=argparse.SUPPRESS)
+    ap.add_argument("--run-dir", help=argparse.SUPPRESS)
+    ap.add_argument("--length", type=int, help=argparse.SUPPRESS)
+
+
+def worker_command(script: str, args, side: str, model: Path, out: Path, length: int) -> list[str]:
+    """The command line that runs one side's training run in ``script`` (a worker process)."""
+    return [sys.executable, script, "--worker", side, "--model-path", str(model), "--run-dir", str(out),
+            "--length", str(length), "--steps", str(args.steps), "--prompts", str(args.prompts), "--group",
+            str(args.group), "--micro-batch-size", str(args.micro_batch_size), "--lr", str(args.lr), "--seed",
+            str(args.seed)]
+
+
 def run_side(args, side: str, size: str, length: int, model: Path, tmp: Path) -> dict:
     """One training run in a subprocess, stopped when its memory passes ``--max-rss-gib`` or it
     outlasts ``--steps`` x ``--max-step-s`` (+ start-up). Returns its record, or
     ``{"left_out": reason}``."""
-    out = tmp / f"{side}-{size}-{length}"
-    out.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, __file__, "--worker", side, "--model-path", str(model), "--run-dir", str(out),
-           "--length", str(length), "--steps", str(args.steps), "--prompts", str(args.prompts), "--group",
-           str(args.group), "--micro-batch-size", str(args.micro_batch_size), "--lr", str(args.lr), "--seed", str(args.seed)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    out = Path(tempfile.mkdtemp(prefix=f"{side}-{size}-{length}-", dir=tmp))  # a fresh folder for every round
+    cmd = worker_command(__file__, args, side, model, out, length)
+    env = WORKER_ENV
     load_before = os.getloadavg()
     t = time.perf_counter()
     log = open(out / "log.txt", "w")
@@ -398,22 +421,13 @@ def main():
     ap.add_argument("--sizes", default=",".join(SIZES), help="comma-separated, of: " + ", ".join(SIZES))
     ap.add_argument("--lengths", default=",".join(map(str, LENGTHS)), help="response lengths (tokens)")
     ap.add_argument("--rounds", type=int, default=1, help="alternating rounds per point (drzero, TRL, drzero, ...)")
-    ap.add_argument("--steps", type=int, default=2, help="optimizer steps per run (the first is left out of the time)")
-    ap.add_argument("--prompts", type=int, default=2, help="prompts per step")
-    ap.add_argument("--group", type=int, default=4, help="samples per prompt")
-    ap.add_argument("--micro-batch-size", type=int, default=4, help="responses per forward/backward, both sides")
-    ap.add_argument("--lr", type=float, default=5e-5)
-    ap.add_argument("--seed", type=int, default=0)
+    add_workload_args(ap)
     ap.add_argument("--max-step-s", type=float, default=600.0, help="a point whose step takes longer is left out")
     ap.add_argument("--max-rss-gib", type=float, default=8.0, help="a run whose resident memory passes this is stopped")
     ap.add_argument("--out", default=str(ROOT / "bench" / "ladder.json"), help="results, written after every run")
     ap.add_argument("--models", default=str(Path(tempfile.gettempdir()) / "drzero-ladder-models"),
                     help="where the random-init model folders are built (once)")
     ap.add_argument("--plot", help="only draw the plot from --out into this PNG (and print the markdown table)")
-    ap.add_argument("--worker", choices=["drzero", "trl"], help=argparse.SUPPRESS)
-    ap.add_argument("--model-path", help=argparse.SUPPRESS)
-    ap.add_argument("--run-dir", help=argparse.SUPPRESS)
-    ap.add_argument("--length", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     if args.worker:  # one training run in this process

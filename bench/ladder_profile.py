@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -65,16 +64,7 @@ def main() -> None:
                     help="the ladder's results: the unprofiled step CPU times the floor divides")
     ap.add_argument("--models", default=str(Path(tempfile.gettempdir()) / "drzero-ladder-models"),
                     help="where the random-init model folders are (built once, as bench/ladder.py does)")
-    ap.add_argument("--steps", type=int, default=2)
-    ap.add_argument("--prompts", type=int, default=2)
-    ap.add_argument("--group", type=int, default=4)
-    ap.add_argument("--micro-batch-size", type=int, default=4)
-    ap.add_argument("--lr", type=float, default=5e-5)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--worker", choices=["drzero", "trl"], help=argparse.SUPPRESS)
-    ap.add_argument("--model-path", help=argparse.SUPPRESS)
-    ap.add_argument("--run-dir", help=argparse.SUPPRESS)
-    ap.add_argument("--length", type=int, help=argparse.SUPPRESS)
+    ladder.add_workload_args(ap)
     args = ap.parse_args()
     if args.worker:
         profile_worker(args)
@@ -90,19 +80,13 @@ def main() -> None:
             for side in ("drzero", "trl"):
                 out = Path(tmp) / f"{side}-{size}-{length}"
                 out.mkdir(parents=True)
-                cmd = [sys.executable, __file__, "--worker", side, "--model-path", str(folder), "--run-dir", str(out),
-                       "--length", length, "--steps", str(args.steps), "--prompts", str(args.prompts), "--group",
-                       str(args.group), "--micro-batch-size", str(args.micro_batch_size), "--lr", str(args.lr),
-                       "--seed", str(args.seed), "--point", key]
-                env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-                done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+                cmd = ladder.worker_command(__file__, args, side, folder, out, int(length)) + ["--point", key]
+                done = subprocess.run(cmd, capture_output=True, text=True, env=ladder.WORKER_ENV)
                 if done.returncode != 0:
                     sys.exit(f"{side} {key} failed:\n{(done.stdout + done.stderr)[-3000:]}")
                 p = json.loads((out / "profile.json").read_text())
-                ops = dict(p["ops"])
-                arith[side] = sum(ops.get(k, 0.0) for k in ARITHMETIC) / args.steps  # CPU s per step
-                top = ", ".join(f"{k.removeprefix('aten::')} {v / args.steps:.2f}"
-                                for k, v in sorted(ops.items(), key=lambda kv: -kv[1])[:6])
+                arith[side] = p["arithmetic_s"] / args.steps  # CPU s per step
+                top = ", ".join(f"{k.removeprefix('aten::')} {v / args.steps:.2f}" for k, v in p["ops"][:6])
                 print(f"{key} {side:6s}: CPU {p['cpu_s']:7.2f} s under the profiler ({args.steps} steps and start-up); "
                       f"arithmetic {arith[side]:.2f} s a step; top self-CPU s a step: {top}", flush=True)
             rounds = measured.get(key, {}).get("rounds") or []
