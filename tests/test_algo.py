@@ -366,22 +366,25 @@ def _loss_and_grad(fn, logp):
     return loss.item(), grad
 
 
+def _assert_same_loss_and_grad(ours_fn, ref_fn, logp):
+    """drzero's loss and its gradient in ``logp`` equal the float64 reference's."""
+    ours, ref = _loss_and_grad(ours_fn, logp), _loss_and_grad(ref_fn, logp)
+    assert ours[0] == pytest.approx(ref[0], abs=1e-12, rel=1e-12)
+    assert torch.allclose(ours[1], ref[1], atol=1e-12, rtol=1e-10)
+
+
 @pytest.mark.parametrize("eps", [(0.2, 0.2), (3e-4, 4e-4), (0.05, 0.1)])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_gspo_matches_the_published_formula(eps, seed):
     logp, old, adv, mask = _off_policy_batch(seed=seed, spread=0.3)
     obj = resolve_objective("gspo", clip_eps_low=eps[0], clip_eps_high=eps[1])
-    ours = _loss_and_grad(lambda p: policy_loss(obj, p, old, adv, mask)[0], logp)
-    ref = _loss_and_grad(lambda p: _gspo_reference(p, old, adv, mask, *eps), logp)
-    assert ours[0] == pytest.approx(ref[0], abs=1e-12, rel=1e-12)
-    assert torch.allclose(ours[1], ref[1], atol=1e-12, rtol=1e-10)
+    _assert_same_loss_and_grad(lambda p: policy_loss(obj, p, old, adv, mask)[0],
+                               lambda p: _gspo_reference(p, old, adv, mask, *eps), logp)
     # the sequence ratio under Dr. GRPO's constant C is one published term per token, / C
     obj_c = resolve_objective("gspo", aggregation="seq_mean_token_sum_norm", constant_normalizer=9.0,
                               clip_eps_low=eps[0], clip_eps_high=eps[1])
-    ours_c = _loss_and_grad(lambda p: policy_loss(obj_c, p, old, adv, mask)[0], logp)
-    ref_c = _loss_and_grad(lambda p: _gspo_reference(p, old, adv, mask, *eps, normaliser=9.0), logp)
-    assert ours_c[0] == pytest.approx(ref_c[0], abs=1e-12, rel=1e-12)
-    assert torch.allclose(ours_c[1], ref_c[1], atol=1e-12, rtol=1e-10)
+    _assert_same_loss_and_grad(lambda p: policy_loss(obj_c, p, old, adv, mask)[0],
+                               lambda p: _gspo_reference(p, old, adv, mask, *eps, normaliser=9.0), logp)
 
 
 def test_gspo_clips_whole_responses():
@@ -401,10 +404,8 @@ def test_gspo_clips_whole_responses():
 def test_cispo_matches_the_published_formula(eps, seed):
     logp, old, adv, mask = _off_policy_batch(seed=seed, spread=1.5)
     obj = resolve_objective("cispo", clip_eps_low=eps[0], clip_eps_high=eps[1])
-    ours = _loss_and_grad(lambda p: policy_loss(obj, p, old, adv, mask)[0], logp)
-    ref = _loss_and_grad(lambda p: _cispo_reference(p, old, adv, mask, *eps), logp)
-    assert ours[0] == pytest.approx(ref[0], abs=1e-12, rel=1e-12)
-    assert torch.allclose(ours[1], ref[1], atol=1e-12, rtol=1e-10)
+    _assert_same_loss_and_grad(lambda p: policy_loss(obj, p, old, adv, mask)[0],
+                               lambda p: _cispo_reference(p, old, adv, mask, *eps), logp)
 
 
 def test_cispo_keeps_the_gradient_of_clipped_tokens():
